@@ -1,0 +1,122 @@
+"""FLOPs models and the compute ledger: one module used by the trainer, the reports and the planner.
+
+Per token, for a GPT with N parameters, L layers, width d, context T and vocabulary V:
+- `6N` proxy (Kaplan; the bootstrapped paper's eq. 4) for training, `2N` for inference.
+- exact: 6 * N_matmul + 12 * L * T * d for training (PaLM's MFU convention, attention QK^T and AV at full
+  T), where N_matmul are the weights that take part in a matmul (block linears + LM head); inference is a
+  third of that.
+- fixed aspect ratio (distillation scaling laws App. H): F(N) = 2N (1 + c1 N^(-1/3) + c2 N^(-2/3)).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .model import ModelShape, count_params
+
+
+def flops_per_token(shape: ModelShape, training: bool = True, exact: bool = False) -> float:
+    """FLOPs to process one token: training (forward + backward) or inference (forward only)."""
+    if exact:
+        n_matmul = count_params(shape)["matmul"]
+        forward = 2 * n_matmul + 4 * shape.n_layers * shape.context * shape.d_model
+    else:
+        forward = 2 * count_params(shape)["total"]
+    return 3 * forward if training else forward
+
+
+def fixed_aspect_flops_per_token(n_params, c1: float, c2: float):
+    """App. H: forward FLOPs per token of a model at fixed aspect ratio, F(N) = 2N(1 + c1 N^-1/3 + c2 N^-2/3)."""
+    return 2 * n_params * (1 + c1 * n_params ** (-1 / 3) + c2 * n_params ** (-2 / 3))
+
+
+@dataclass
+class FlopsLedger:
+    """Cumulative compute of one run, split by who spent it. Both proxies are kept side by side."""
+
+    student_train: float = 0.0
+    teacher_inference: float = 0.0
+    teacher_train: float = 0.0  # read from the teacher checkpoint's own ledger
+    student_train_exact: float = 0.0
+    teacher_inference_exact: float = 0.0
+    teacher_train_exact: float = 0.0
+    proxy: str = "6N"  # which one `total` reports
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return self.student_train + self.teacher_inference + self.teacher_train
+
+    @property
+    def total_exact(self) -> float:
+        return self.student_train_exact + self.teacher_inference_exact + self.teacher_train_exact
+
+    def add_student(self, shape: ModelShape, tokens: int) -> None:
+        self.student_train += tokens * flops_per_token(shape, training=True)
+        self.student_train_exact += tokens * flops_per_token(shape, training=True, exact=True)
+
+    def add_teacher_inference(self, shape: ModelShape, tokens: int) -> None:
+        self.teacher_inference += tokens * flops_per_token(shape, training=False)
+        self.teacher_inference_exact += tokens * flops_per_token(shape, training=False, exact=True)
+
+    def row(self) -> dict:
+        """The cumulative compute columns of a metrics row."""
+        return {
+            "flops_student": self.student_train,
+            "flops_teacher_inference": self.teacher_inference,
+            "flops_teacher_train": self.teacher_train,
+            "flops_total": self.total,
+            "flops_total_exact": self.total_exact,
+        }
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict) -> "FlopsLedger":
+        return cls(**state)
+
+
+# bf16 dense peaks (no sparsity) of common accelerators, for MFU on CUDA
+GPU_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU multiplies bf16 natively (AMX or AVX512-BF16): bf16 autocast then wins."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def measure_matmul_peak(dtype: torch.dtype, device: str = "cpu", size: int = 1024, seconds: float = 0.5) -> float:
+    """FLOP/s of a square matmul in `dtype` on this machine: the CPU's MFU denominator."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    for _ in range(2):
+        a @ b
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        n += 1
+    if device != "cpu":
+        torch.cuda.synchronize()
+    return 2 * size**3 * n / (time.perf_counter() - start)
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype) -> float:
+    """The MFU denominator: the GPU's published bf16 peak, or the measured CPU matmul peak of `dtype`."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, value in GPU_PEAK_FLOPS.items():
+            if key in name:
+                return value if dtype != torch.float32 else value / 2  # tf32 is half the bf16 peak
+        return measure_matmul_peak(dtype, "cuda", size=8192)
+    env = os.environ.get("BOOTDISTILL_PEAK_FLOPS")
+    return float(env) if env else measure_matmul_peak(dtype)

@@ -1,0 +1,312 @@
+"""Typed run configuration: dataclasses mirrored by YAML, dotted overrides, validation with clear messages.
+
+Each component owns a small dataclass. Unknown keys are errors that suggest the closest valid key; values are
+checked for type and range. A resolved config (presets filled in) is written beside every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    corpus: str | None = None  # file/dir of WikiText text, .jsonl/.parquet, or hf:NAME[:CONFIG]; None = default
+    valid: str | None = None  # validation text; None = the corpus's own validation file/split
+    test: str | None = None  # test text; None = the corpus's own test file/split
+    text_field: str = "text"  # field holding the text in jsonl/parquet/HF rows
+    vocab_size: int = 5000
+    max_train_mb: float | None = None  # read at most this many MB of training text (demos, tests)
+    prepared_dir: str | None = None  # where token files go; None = data/prepared/<hash of these settings>
+
+
+@dataclass
+class ModelConfig:
+    preset: str | None = None  # a Table 1 name (1M ... 150M); fields below left unset come from it
+    d_model: int | None = None
+    n_layers: int | None = None
+    n_heads: int | None = None
+    context: int | None = None
+    dropout: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    batch_tokens: int | None = None  # tokens per optimizer step (from the preset when unset)
+    micro_batch: int = 16  # sequences per forward; gradient accumulation fills batch_tokens
+    lr_max: float | None = None
+    lr_min: float | None = None
+    lr_schedule: str = "cosine"  # cosine | wsd | constant
+    warmup_steps: int = 2000
+    total_steps: int = 10800  # length of the LR schedule
+    max_steps: int | None = None  # stop earlier than total_steps (the schedule is unchanged)
+    decay_fraction: float = 0.2  # wsd: last fraction of total_steps that decays to lr_min
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32 (auto: bf16 on CUDA and on CPUs with native bf16)
+    compile: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 1337
+    eval_every: int = 200
+    eval_batches: int | None = 50  # validation batches per evaluation; None = the whole split
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    threads: int | None = None  # torch CPU threads; None = torch's default
+
+
+@dataclass
+class DistillConfig:
+    teacher: str | None = None  # run dir or checkpoint dir of a bootdistill model
+    policy: str = "classical"  # see bootdistill.distill.policies
+    loss: str = "kl"
+    alpha: float = 1.0
+    temperature: float = 2.0
+    combine: str = "normalized"  # normalized (paper eq. 1-2: CE + KD rescaled to CE) | mix ((1-a) CE + a KD)
+    margin: float = 0.05  # bootstrapped: stop KD once student <= (1 + margin) * teacher
+    kd_steps: int | None = None  # fixed-length KD (SALT n_KD, "KD for the first N steps")
+    top_p: float = 1.0
+    top_k: int | None = None
+    schedule_args: dict = field(default_factory=dict)  # extra knobs of the chosen policy/schedule
+
+
+@dataclass
+class LogConfig:
+    tensorboard: bool = True  # when the tensorboard package is installed
+    wandb: bool = False
+    wandb_project: str = "bootdistill"
+    wandb_mode: str = "offline"  # offline | online
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "runs/default"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+# ---------------------------------------------------------------- building from dicts
+
+
+def _closest(name: str, options: list[str]) -> str:
+    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else f" (valid keys: {', '.join(options)})"
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check `value` against a type hint; YAML/CLI strings like '1e-3' become numbers."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                f = float(value)
+                if f.is_integer():
+                    return int(f)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    if hint is dict or origin is dict:
+        if isinstance(value, dict):
+            return value
+        raise ConfigError(f"{where} must be a mapping, got {value!r}")
+    return value
+
+
+def from_dict(cls, data: dict, where: str = ""):
+    """Build dataclass `cls` from a nested dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise ConfigError(f"unknown config key '{path}'{_closest(key, list(fields))}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value or {}, path)
+        else:
+            kwargs[key] = _coerce(value, hint, path)
+    return cls(**kwargs)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def set_dotted(data: dict, dotted: str, value: Any) -> None:
+    """Apply `a.b.c=value` to a nested dict (creating levels); the value is parsed as YAML."""
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set '{dotted}': '{key}' is not a section")
+    node[keys[-1]] = yaml.safe_load(value) if isinstance(value, str) else value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like section.key=value, e.g. train.lr_max=1e-3")
+        key, value = item.split("=", 1)
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of sections (data:, model:, train: ...)")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> RunConfig:
+    """YAML file (optional) + dotted overrides -> validated RunConfig."""
+    data = dict(base or {})
+    if path:
+        data = _deep_merge(data, load_yaml(path))
+    for key, value in parse_overrides(overrides or []):
+        set_dotted(data, key, value)
+    cfg = from_dict(RunConfig, data)
+    validate(cfg)
+    return cfg
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# ---------------------------------------------------------------- validation and preset resolution
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+def resolve_model(cfg: RunConfig) -> RunConfig:
+    """Fill unset model/train fields from the preset; error if anything is still unset."""
+    from .model import PRESETS
+
+    m, t = cfg.model, cfg.train
+    if m.preset is not None:
+        _check(m.preset in PRESETS, f"model.preset '{m.preset}' is unknown{_closest(m.preset, list(PRESETS))}")
+        p = PRESETS[m.preset]
+        for name in ("d_model", "n_layers", "n_heads", "context"):
+            if getattr(m, name) is None:
+                setattr(m, name, getattr(p, name))
+        for name in ("batch_tokens", "lr_max", "lr_min"):
+            if getattr(t, name) is None:
+                setattr(t, name, getattr(p, name))
+    for name in ("d_model", "n_layers", "n_heads", "context"):
+        _check(getattr(m, name) is not None, f"model.{name} is not set: give model.preset (e.g. 5M) or model.{name}")
+    _check(t.lr_max is not None, "train.lr_max is not set: give model.preset or train.lr_max")
+    if t.lr_min is None:
+        t.lr_min = t.lr_max / 10
+    if t.batch_tokens is None:
+        t.batch_tokens = t.micro_batch * m.context
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    m, t, d, k = cfg.model, cfg.train, cfg.data, cfg.distill
+    _check(d.vocab_size >= 260, f"data.vocab_size must be at least 260 (256 bytes + 4 specials), got {d.vocab_size}")
+    _check(d.vocab_size <= 65535, f"data.vocab_size must fit uint16 token files (<= 65535), got {d.vocab_size}")
+    _check(d.max_train_mb is None or d.max_train_mb > 0, "data.max_train_mb must be > 0")
+    for name in ("d_model", "n_layers", "n_heads", "context"):
+        v = getattr(m, name)
+        _check(v is None or v > 0, f"model.{name} must be > 0, got {v}")
+    if m.d_model and m.n_heads:
+        _check(m.d_model % m.n_heads == 0, f"model.d_model ({m.d_model}) must be divisible by model.n_heads ({m.n_heads})")
+    _check(0 <= m.dropout < 1, f"model.dropout must be in [0, 1), got {m.dropout}")
+    _check(t.micro_batch > 0, f"train.micro_batch must be > 0, got {t.micro_batch}")
+    _check(t.batch_tokens is None or t.batch_tokens > 0, f"train.batch_tokens must be > 0, got {t.batch_tokens}")
+    for name in ("lr_max", "lr_min"):
+        v = getattr(t, name)
+        _check(v is None or v >= 0, f"train.{name} must be >= 0, got {v}")
+    _check(t.lr_schedule in ("cosine", "wsd", "constant"), f"train.lr_schedule must be cosine, wsd or constant, got '{t.lr_schedule}'")
+    _check(t.warmup_steps >= 0, f"train.warmup_steps must be >= 0, got {t.warmup_steps}")
+    _check(t.total_steps > 0, f"train.total_steps must be > 0, got {t.total_steps}")
+    _check(t.max_steps is None or t.max_steps > 0, f"train.max_steps must be > 0, got {t.max_steps}")
+    _check(0 < t.decay_fraction <= 1, f"train.decay_fraction must be in (0, 1], got {t.decay_fraction}")
+    _check(t.weight_decay >= 0, f"train.weight_decay must be >= 0, got {t.weight_decay}")
+    _check(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, "train.beta1 and train.beta2 must be in [0, 1)")
+    _check(t.grad_clip >= 0, f"train.grad_clip must be >= 0 (0 disables), got {t.grad_clip}")
+    _check(t.precision in ("auto", "bf16", "fp16", "fp32"), f"train.precision must be auto, bf16, fp16 or fp32, got '{t.precision}'")
+    _check(t.eval_every > 0 and t.log_every > 0 and t.checkpoint_every > 0, "train.eval_every, log_every and checkpoint_every must be > 0")
+    _check(t.eval_batches is None or t.eval_batches > 0, "train.eval_batches must be > 0 or null (whole split)")
+    _check(t.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
+    _check(0 <= k.alpha <= 1, f"distill.alpha must be in [0, 1], got {k.alpha}")
+    _check(k.temperature > 0, f"distill.temperature must be > 0, got {k.temperature}")
+    _check(k.margin >= 0, f"distill.margin must be >= 0, got {k.margin}")
+    _check(0 < k.top_p <= 1, f"distill.top_p must be in (0, 1], got {k.top_p}")
+    _check(k.top_k is None or k.top_k >= 1, f"distill.top_k must be >= 1, got {k.top_k}")
+    _check(k.kd_steps is None or k.kd_steps >= 0, f"distill.kd_steps must be >= 0, got {k.kd_steps}")
+    _check(k.combine in ("normalized", "mix"), f"distill.combine must be normalized or mix, got '{k.combine}'")
+    _check(cfg.log.wandb_mode in ("offline", "online", "disabled"), "log.wandb_mode must be offline, online or disabled")

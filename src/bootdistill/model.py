@@ -1,0 +1,156 @@
+"""The GPT of the bootstrapped-distillation paper (§2.2) and its size presets (Table 1).
+
+Decoder-only, learned positional embeddings, Pre-LN blocks, GELU FFN of 4x width, LM head tied to the
+token embedding, N(0, d^-0.5) init with residual projections scaled by 1/sqrt(2 * n_layers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    vocab_size: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    context: int
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    d_model: int
+    n_layers: int
+    n_heads: int
+    context: int
+    batch_tokens: int
+    lr_max: float
+    lr_min: float
+    paper_params: float  # Table 1's #Params column, for comparison
+    note: str = ""
+
+
+K = 1024
+# Table 1. "16k"/"32k" batches are 16 x 1024 and 32 x 1024 tokens (the paper's 32 x 1024 context blocks).
+# 10M and 17M: their shapes in the table give 11.81M and 16.51M parameters, not the 14.9M / 18.45M of
+# their #Params column. We keep width, heads and context and pick the layer count whose total is closest
+# to the published #Params (the number the paper's compute figures are built on).
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset("1M", 128, 5, 8, 512, 16 * K, 1e-3, 1e-4, 1.70e6),
+        Preset("2M", 128, 11, 8, 512, 16 * K, 1e-3, 1e-4, 2.89e6),
+        Preset("5M", 256, 6, 8, 1024, 16 * K, 1e-3, 1e-4, 6.28e6),
+        Preset("10M", 256, 17, 8, 1024, 16 * K, 8e-4, 8e-5, 14.9e6,
+               "table shape (13 layers) gives 11.81M; 17 layers gives 14.97M, closest to 14.9M"),
+        Preset("17M", 384, 9, 16, 1024, 16 * K, 1e-3, 1e-4, 18.45e6,
+               "table shape (8 layers) gives 16.51M; 9 layers gives 18.28M, closest to 18.45M"),
+        Preset("30M", 512, 10, 16, 1024, 32 * K, 8e-4, 8e-5, 34.59e6),
+        Preset("70M", 512, 23, 16, 1024, 32 * K, 6e-4, 6e-5, 75.56e6),
+        Preset("150M", 512, 48, 16, 1024, 32 * K, 3e-4, 3e-5, 154.33e6),
+    ]
+}
+
+
+def count_params(shape: ModelShape) -> dict[str, int]:
+    """Exact parameter counts of GPT(shape), without building it."""
+    d, L, V, T = shape.d_model, shape.n_layers, shape.vocab_size, shape.context
+    per_block = 12 * d * d + 13 * d  # qkv, proj, fc, fc2 weights + biases, two LayerNorms
+    non_embedding = L * per_block + 2 * d  # + final LayerNorm
+    return {
+        "total": V * d + T * d + non_embedding,
+        "non_embedding": non_embedding,
+        "embedding": V * d + T * d,
+        # weights that take part in a matmul per token: block linears + the (tied) LM head
+        "matmul": L * 12 * d * d + V * d,
+    }
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, s: ModelShape):
+        super().__init__()
+        assert s.d_model % s.n_heads == 0, "d_model must be divisible by n_heads"
+        self.n_heads = s.n_heads
+        self.qkv = nn.Linear(s.d_model, 3 * s.d_model)
+        self.proj = nn.Linear(s.d_model, s.d_model)
+        self.dropout = s.dropout
+        self.resid_drop = nn.Dropout(s.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        # SDPA picks flash / memory-efficient kernels on GPU; dropout on the attention weights as in the paper
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_drop(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, s: ModelShape):
+        super().__init__()
+        self.fc = nn.Linear(s.d_model, 4 * s.d_model)
+        self.fc2 = nn.Linear(4 * s.d_model, s.d_model)
+        self.drop = nn.Dropout(s.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, s: ModelShape):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(s.d_model)
+        self.attn = CausalSelfAttention(s)
+        self.ln2 = nn.LayerNorm(s.d_model)
+        self.mlp = MLP(s)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, shape: ModelShape):
+        super().__init__()
+        self.shape = shape
+        self.tok_emb = nn.Embedding(shape.vocab_size, shape.d_model)
+        self.pos_emb = nn.Embedding(shape.context, shape.d_model)
+        self.drop = nn.Dropout(shape.dropout)
+        self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.n_layers))
+        self.ln_f = nn.LayerNorm(shape.d_model)
+        self.lm_head = nn.Linear(shape.d_model, shape.vocab_size, bias=False)
+        self.lm_head.weight = self.tok_emb.weight  # tied
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        std = self.shape.d_model ** -0.5
+        resid_std = std / math.sqrt(2 * self.shape.n_layers)
+        for name, p in self.named_parameters():
+            if p.dim() >= 2:
+                is_residual_out = name.endswith("attn.proj.weight") or name.endswith("mlp.fc2.weight")
+                nn.init.normal_(p, mean=0.0, std=resid_std if is_residual_out else std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) token ids -> logits (B, T, V)."""
+        B, T = idx.shape
+        if T > self.shape.context:
+            raise ValueError(f"sequence length {T} exceeds the model's context {self.shape.context}")
+        pos = torch.arange(T, device=idx.device)
+        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
+        for block in self.blocks:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # tied weight counted once
