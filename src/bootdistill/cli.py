@@ -1,0 +1,104 @@
+"""`bootdistill`: the one entry point. Every subcommand documents its options in --help.
+
+Errors a user can fix print one line (`error: ...`) and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import BootdistillError
+
+CONFIG_HELP = "YAML config file (sections data:, model:, train:, distill:, log:; see configs/)"
+OVERRIDES_HELP = "dotted overrides applied after --config, e.g. model.preset=5M train.lr_max=1e-3 train.max_steps=200"
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", help=CONFIG_HELP)
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
+
+
+def cmd_train(args) -> int:
+    from .config import load_config
+    from .train.trainer import Trainer
+
+    cfg = load_config(args.config, args.overrides)
+    Trainer(cfg, resume=args.resume).fit()
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .train.eval_cli import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.checkpoint, split=args.split, data_dir=args.data, context=args.context,
+                                 max_batches=args.batches, bucket=args.bucket)
+    print(json.dumps(result, indent=2) if args.json else
+          f"{args.split} loss {result['loss']:.4f} over {result['tokens']} tokens ({result['checkpoint']})")
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from .presets_table import presets_rows, print_presets
+
+    rows = presets_rows(vocab_size=args.vocab_size)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_presets(rows)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data.cli_data import add_subcommands as add_data_commands
+    from .scaling.cli import add_subcommands as add_scaling_commands
+
+    parser = argparse.ArgumentParser(
+        prog="bootdistill",
+        description="Pre-train GPT-style LMs for less compute by distilling from small teachers; every FLOP counted.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_data_commands(sub)
+
+    p = sub.add_parser("train", help="train one model (classical or distilled, as the config's distill.policy says)",
+                       description="Train one model. Results: RUN/metrics.jsonl, RUN/summary.json, RUN/checkpoints/.")
+    _add_config_args(p)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in out_dir from its latest checkpoint (exactly: same final loss as an uninterrupted run)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="loss of a checkpoint on a split (and per 64-token position bucket)")
+    p.add_argument("checkpoint", help="a run directory (its latest checkpoint) or a checkpoints/step_* directory")
+    p.add_argument("--split", choices=["val", "test", "train"], default="val", help="which split to evaluate (default val)")
+    p.add_argument("--data", help="prepared data directory to evaluate on (default: the run's own); its tokenizer must match")
+    p.add_argument("--context", type=int, help="evaluate with blocks of this many tokens (at most the model's context)")
+    p.add_argument("--batches", type=int, help="evaluate at most this many batches (default: the whole split)")
+    p.add_argument("--bucket", type=int, default=64, help="position bucket size for positional loss (default 64)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("presets", help="the model presets of the paper's Table 1 with parameter and FLOP counts")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.add_argument("--vocab-size", type=int, default=5000, help="vocabulary size used for the counts (default 5000)")
+    p.set_defaults(func=cmd_presets)
+
+    add_scaling_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except BootdistillError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint is intact; continue with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Batches of context-length blocks cut from a uint16 token stream (memmap): seeded, resumable.
+
+The stream is cut into non-overlapping blocks of `context` tokens (the last short block is dropped); the
+labels of a block are the same tokens shifted by one, read from the stream. Training visits the blocks in a
+fresh seeded permutation each epoch; its position is two integers, so resume is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+
+
+def num_blocks(n_tokens: int, context: int) -> int:
+    return max(0, (n_tokens - 1) // context)  # the +1 label token must exist
+
+
+def _gather(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = np.stack([np.asarray(tokens[s : s + context + 1], dtype=np.int64) for s in starts])
+    data = torch.from_numpy(rows)
+    return data[:, :-1], data[:, 1:]
+
+
+class BlockSampler:
+    """Random blocks for training, in a per-epoch permutation seeded by (seed, epoch)."""
+
+    def __init__(self, tokens: np.ndarray, context: int, batch_size: int, seed: int, split: str = "train"):
+        self.tokens, self.context, self.batch_size, self.seed = tokens, context, batch_size, seed
+        self.n_blocks = num_blocks(len(tokens), context)
+        if self.n_blocks < 1:
+            raise DataError(
+                f"the {split} split has {len(tokens)} tokens, fewer than one block of context {context} + 1: "
+                "use a larger corpus or a shorter model.context"
+            )
+        self.epoch, self.pos = 0, 0
+        self._order = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n_blocks)
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        picked, count = [], 0
+        while count < self.batch_size:
+            if self.pos >= self.n_blocks:
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._order = self._permutation(self.epoch)
+            take = min(self.batch_size - count, self.n_blocks - self.pos)
+            picked.append(self._order[self.pos : self.pos + take])
+            self.pos += take
+            count += take
+        return _gather(self.tokens, np.concatenate(picked) * self.context, self.context)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+        self._order = self._permutation(self.epoch)
+
+
+def eval_batches(
+    tokens: np.ndarray, context: int, batch_size: int, max_batches: int | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The split's blocks in order (the same every call), at most `max_batches` batches."""
+    n = num_blocks(len(tokens), context)
+    if n < 1:
+        raise DataError(f"the evaluation split has {len(tokens)} tokens, fewer than one block of context {context} + 1")
+    starts = np.arange(n) * context
+    for i, lo in enumerate(range(0, n, batch_size)):
+        if max_batches is not None and i >= max_batches:
+            return
+        yield _gather(tokens, starts[lo : lo + batch_size], context)

@@ -1,0 +1,45 @@
+"""Validation/test loss, and loss by position in 64-token buckets (paper §3.3.1)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.loader import eval_batches
+
+
+def autocast_context(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def evaluate(model, tokens: np.ndarray, context: int, batch_size: int, device: torch.device,
+             amp_dtype: torch.dtype | None, max_batches: int | None = None, bucket: int | None = None) -> dict:
+    """Mean token cross-entropy over the split's first blocks; with `bucket`, also per-position means."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    pos_sum = torch.zeros(context, dtype=torch.float64)
+    for x, y in eval_batches(tokens, context, batch_size, max_batches):
+        x, y = x.to(device), y.to(device)
+        with autocast_context(device, amp_dtype):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+        total += loss.sum().item()
+        count += loss.numel()
+        pos_sum += loss.sum(0).double().cpu()
+    model.train(was_training)
+    out = {"loss": total / count, "tokens": count}
+    if bucket:
+        n_seq = count // context
+        per_pos = pos_sum / n_seq
+        out["positional"] = {
+            str(min(hi, context)): float(per_pos[lo:hi].mean()) for lo, hi in
+            ((lo, lo + bucket) for lo in range(0, context, bucket))
+        }
+    return out

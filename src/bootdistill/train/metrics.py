@@ -1,0 +1,74 @@
+"""Metrics sinks: JSONL always (the source of truth for reports), TensorBoard when installed, W&B optional."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..fsutil import atomic_write_text, translate_os_errors
+
+
+def read_metrics(path: Path | str) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut by a kill: everything after it is untrusted
+    return rows
+
+
+class MetricsLogger:
+    def __init__(self, run_dir: Path, log_cfg, run_config: dict, resume_step: int | None):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        if resume_step is not None:
+            # drop rows logged after the checkpoint we resume from: they will be logged again
+            kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        elif self.path.exists():
+            self.path.unlink()
+        self.file = open(self.path, "a")
+        self.tb = self._tensorboard(run_dir) if log_cfg.tensorboard else None
+        self.wandb = self._wandb(run_dir, log_cfg, run_config) if log_cfg.wandb else None
+
+    @staticmethod
+    def _tensorboard(run_dir):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(Path(run_dir) / "tensorboard"))
+
+    @staticmethod
+    def _wandb(run_dir, log_cfg, run_config):
+        try:
+            import wandb
+        except ImportError:
+            from ..errors import ConfigError
+
+            raise ConfigError("log.wandb=true but wandb is not installed: pip install wandb, or set log.wandb=false") from None
+        os.environ.setdefault("WANDB_MODE", log_cfg.wandb_mode)
+        return wandb.init(project=log_cfg.wandb_project, dir=str(run_dir), config=run_config, name=Path(run_dir).name)
+
+    def log(self, row: dict) -> None:
+        with translate_os_errors(self.path):
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+        step = row["step"]
+        numbers = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
+        if self.tb is not None:
+            for k, v in numbers.items():
+                self.tb.add_scalar(k, v, step)
+        if self.wandb is not None:
+            self.wandb.log(numbers, step=step)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()

@@ -1,0 +1,275 @@
+"""The one training loop. Every method (classical, KD, bootstrapped, SALT ...) is a policy it asks each step.
+
+Per step: policy knobs -> LR -> `accum` micro-batches (student forward, CE, and the teacher + KD loss only
+when alpha > 0) -> clip -> AdamW. Then logging, validation (the policy sees it), checkpoints. Resume restores
+model, optimizer, RNG, data position, policy state and FLOPs ledger, so a killed run ends bitwise the same.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..compute import FlopsLedger, flops_per_token, peak_flops
+from ..config import RunConfig, resolve_model, to_dict
+from ..data.loader import BlockSampler
+from ..data.prepare import load_meta, prepare, token_file
+from ..distill.policies import Policy, StepKnobs, build_policy
+from ..errors import CheckpointError, DataError
+from ..fsutil import atomic_write_json
+from ..model import GPT, ModelShape, count_params
+from . import checkpoint as ckpt_io
+from .evaluate import autocast_context, evaluate
+from .metrics import MetricsLogger
+from .optim import build_optimizer
+from .precision import resolve_device, resolve_precision
+from .rundir import prepare_run_dir
+from .schedule import train_lr
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, resume: bool = False, teacher_factory=None):
+        self.cfg = cfg = resolve_model(cfg)
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.device = resolve_device(t.device)
+        self.amp_dtype, use_scaler = resolve_precision(t.precision, self.device)
+
+        self.data_dir = prepare(cfg.data, progress=cfg.log.progress)
+        self.data_meta = load_meta(self.data_dir)
+        self.synthetic = bool(self.data_meta.get("synthetic"))
+        self.shape = ModelShape(self.data_meta["vocab_size"], cfg.model.d_model, cfg.model.n_layers,
+                                cfg.model.n_heads, cfg.model.context, cfg.model.dropout)
+        self.run_dir = prepare_run_dir(Path(cfg.out_dir), cfg, resume)
+        self.train_tokens = token_file(self.data_dir, "train")
+        self.val_tokens = token_file(self.data_dir, "val")
+
+        seqs = max(1, round(t.batch_tokens / self.shape.context))
+        self.micro = max(d for d in range(1, min(t.micro_batch, seqs) + 1) if seqs % d == 0)
+        self.accum = seqs // self.micro
+        self.tokens_per_step = seqs * self.shape.context
+        self.max_steps = t.max_steps or t.total_steps
+
+        torch.manual_seed(t.seed)
+        self.model = GPT(self.shape).to(self.device)
+        self.optimizer = build_optimizer(self.model, t, self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+        self.forward = torch.compile(self.model) if t.compile else self.model
+        self.sampler = BlockSampler(self.train_tokens, self.shape.context, self.micro, t.seed)
+        self.policy: Policy = build_policy(cfg.distill)
+        self.teacher = None
+        if self.policy.needs_teacher:
+            from ..distill.teacher import load_teacher  # the distillation engine
+
+            self.teacher = (teacher_factory or load_teacher)(cfg.distill.teacher, self)
+        self.ledger = FlopsLedger()
+        if self.teacher is not None:
+            self.ledger.teacher_train, self.ledger.teacher_train_exact = self.teacher.train_flops
+        self.step = 0
+        self.resume_step = self._restore() if resume else None
+        self.logger = MetricsLogger(self.run_dir, cfg.log, to_dict(cfg), self.resume_step)
+
+    # ------------------------------------------------------------ checkpoints
+
+    def _restore(self) -> int | None:
+        found = ckpt_io.checkpoint_dirs(self.run_dir)
+        if not found:
+            return None  # killed before the first checkpoint: start over
+        ckpt = found[-1]
+        meta = ckpt_io.verify_checkpoint(ckpt)
+        if meta.get("tokenizer_sha256") != self.data_meta["tokenizer_sha256"]:
+            raise DataError(f"checkpoint '{ckpt}' was trained with another tokenizer than the prepared data in "
+                            f"'{self.data_dir}': resume with the data settings the run was started with")
+        ckpt_io.load_weights(ckpt, self.model)
+        state = ckpt_io.load_state(ckpt)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.sampler.load_state_dict(state["sampler"])
+            self.policy.load_state_dict(state["policy"])
+            self.ledger = FlopsLedger.from_state(state["ledger"])
+            if self.scaler is not None and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            _set_rng_state(state["rng"], self.device)
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"checkpoint '{ckpt}' does not match this run's state ({e}): it belongs to another run") from None
+        self.step = meta["step"]
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        return self.step
+
+    def save(self) -> Path:
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "policy": self.policy.state_dict(),
+            "ledger": self.ledger.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": _rng_state(self.device),
+            "elapsed_s": self._elapsed(),
+        }
+        meta = {
+            "tokenizer_sha256": self.data_meta["tokenizer_sha256"],
+            "vocab_size": self.shape.vocab_size,
+            "model": to_dict(self.shape),
+            "tokens": self.step * self.tokens_per_step,
+            "ledger": self.ledger.state_dict(),
+        }
+        return ckpt_io.save_checkpoint(self.run_dir, self.step, self.model, state, meta, self.cfg.train.keep_checkpoints)
+
+    # ------------------------------------------------------------ one step
+
+    def _micro_step(self, x, y, knobs: StepKnobs) -> tuple[float, dict]:
+        with autocast_context(self.device, self.amp_dtype):
+            logits = self.forward(x)
+        flat = logits.flatten(0, 1)
+        ce = F.cross_entropy(flat.float() if self.amp_dtype is None else flat, y.flatten())
+        extra = {}
+        loss = ce
+        if knobs.kd_on and self.teacher is not None:
+            loss, extra = self.teacher.kd_step_loss(x, flat, y, ce, knobs)
+        (loss / self.accum).backward() if self.scaler is None else self.scaler.scale(loss / self.accum).backward()
+        return ce.item(), extra
+
+    def train_step(self) -> dict:
+        knobs = self.policy.knobs(self.step)
+        lr = train_lr(self.step, self.cfg.train) * knobs.lr_factor
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        ce_sum, extras = 0.0, {}
+        for _ in range(self.accum):
+            x, y = self.sampler.next_batch()
+            ce, extra = self._micro_step(x.to(self.device), y.to(self.device), knobs)
+            ce_sum += ce
+            for k, v in extra.items():
+                extras[k] = extras.get(k, 0.0) + v / self.accum
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ledger.add_student(self.shape, self.tokens_per_step)
+        if knobs.kd_on and self.teacher is not None:
+            self.ledger.add_teacher_inference(self.teacher.shape, self.tokens_per_step)
+        self.step += 1
+        return {"lr": lr, "train_loss": ce_sum / self.accum, "alpha": knobs.alpha, "kd_on": knobs.kd_on,
+                "temperature": knobs.temperature, **extras}
+
+    # ------------------------------------------------------------ evaluation
+
+    def validate(self, tokens=None, max_batches="default", bucket=None) -> dict:
+        t = self.cfg.train
+        return evaluate(self.model, self.val_tokens if tokens is None else tokens, self.shape.context, self.micro,
+                        self.device, self.amp_dtype, t.eval_batches if max_batches == "default" else max_batches, bucket)
+
+    def _elapsed(self) -> float:
+        return getattr(self, "elapsed_before", 0.0) + (time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0)
+
+    # ------------------------------------------------------------ the loop
+
+    def fit(self) -> dict:
+        t = self.cfg.train
+        if self.synthetic:
+            print("WARNING: training on SYNTHETIC text (no real corpus was found): the numbers mean nothing "
+                  "about language modelling. Set data.corpus or BOOTDISTILL_CORPUS to real text.")
+        n = count_params(self.shape)
+        print(f"run {self.run_dir}: model {n['total'] / 1e6:.2f}M params, {self.tokens_per_step} tokens/step "
+              f"({self.micro} x {self.shape.context} x {self.accum} accum), {self.max_steps} steps, "
+              f"precision {self.amp_dtype or torch.float32}, device {self.device}, policy {self.policy.name}")
+        peak = peak_flops(self.device, self.amp_dtype or torch.float32)
+        exact_per_token = flops_per_token(self.shape, training=True, exact=True)
+        teacher_val = self.teacher.val_loss if self.teacher is not None else None
+        self._t0 = time.perf_counter()
+        window_t, window_tokens = time.perf_counter(), 0
+        bar = tqdm(total=self.max_steps, initial=self.step, disable=not self.cfg.log.progress, unit="step",
+                   dynamic_ncols=True)
+        last_val = None
+        while self.step < self.max_steps:
+            if self.teacher is not None and self.policy.teacher_done(self.step):
+                self.teacher.release()
+            info = self.train_step()
+            window_tokens += self.tokens_per_step
+            if not math.isfinite(info["train_loss"]):
+                raise DataError(f"training diverged at step {self.step} (loss {info['train_loss']}): lower train.lr_max")
+            row = {"step": self.step, "tokens": self.step * self.tokens_per_step, **self.ledger.row(), **info}
+            is_eval = self.step % t.eval_every == 0 or self.step == self.max_steps
+            if self.step % t.log_every == 0 or is_eval:
+                now = time.perf_counter()
+                tps = window_tokens / max(now - window_t, 1e-9)
+                row.update(tokens_per_s=tps, mfu=tps * exact_per_token / peak)
+                window_t, window_tokens = now, 0
+            if is_eval:
+                last_val = self.validate()["loss"]
+                row["val_loss"] = last_val
+                if teacher_val is not None:
+                    row["teacher_val_loss"] = teacher_val
+                    row.update(self.teacher.diagnostics(self))
+                events = self.policy.on_eval(self.step, row["tokens"], last_val, teacher_val)
+                if events:
+                    row["events"] = events
+                    bar.write(f"step {self.step}: {', '.join(events)}")
+            if "tokens_per_s" in row or is_eval:
+                self.logger.log(row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{info['train_loss']:.3f}", val=f"{last_val:.3f}" if last_val else "-",
+                            tok_s=f"{row.get('tokens_per_s', 0):.0f}", refresh=False)
+            if self.step % t.checkpoint_every == 0 or self.step == self.max_steps:
+                self.save()
+        bar.close()
+        return self.finish()
+
+    def finish(self) -> dict:
+        final_val = self.validate(max_batches=None)
+        test_tokens = token_file(self.data_dir, "test")
+        test = self.validate(tokens=test_tokens, max_batches=None, bucket=64)
+        n = count_params(self.shape)
+        summary = {
+            "run_dir": str(self.run_dir),
+            "steps": self.step,
+            "tokens": self.step * self.tokens_per_step,
+            "tokens_per_step": self.tokens_per_step,
+            "n_params": n["total"],
+            "n_params_non_embedding": n["non_embedding"],
+            "model": to_dict(self.shape),
+            "final_val_loss": final_val["loss"],
+            "test_loss": test["loss"],
+            "positional_test_loss": test["positional"],
+            "flops": {**self.ledger.row(), "proxy": self.ledger.proxy,
+                      "note": "flops_* columns use the 6N proxy (2N for teacher inference); flops_total_exact adds attention"},
+            "policy": self.policy.summary(),
+            "teacher": self.teacher.summary() if self.teacher is not None else None,
+            "data": {"dir": str(self.data_dir), "source": self.data_meta.get("source"), "synthetic": self.synthetic,
+                     "tokenizer_sha256": self.data_meta["tokenizer_sha256"]},
+            "precision": str(self.amp_dtype or torch.float32).replace("torch.", ""),
+            "device": str(self.device),
+            "wall_s": self._elapsed(),
+        }
+        atomic_write_json(self.run_dir / "summary.json", summary)
+        self.logger.close()
+        print(f"done: val loss {final_val['loss']:.4f}, test loss {test['loss']:.4f}, "
+              f"{summary['flops']['flops_total'] / 1e15:.4f} PFLOPs; results in {self.run_dir}")
+        if self.synthetic:
+            print("WARNING: these results come from SYNTHETIC text, not a real corpus.")
+        return summary

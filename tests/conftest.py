@@ -1,0 +1,62 @@
+"""Shared fixtures: a tiny WikiText-layout corpus written by the tests themselves, and tiny run configs."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("BOOTDISTILL_PEAK_FLOPS", "1e11")  # skip the 0.5 s matmul probe in tests
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CORPUS = REPO.parent / "shared" / "corpus"
+
+WORDS = ("the of and in to a was is for on as by with he that at from his it an were are which this also be "
+         "first city river school war album song game team season church film born north south later new two "
+         "played built called known released station during between after before three university").split()
+
+
+def write_wikitext(path: Path, n_articles: int, seed: int, words_per_article: int = 300) -> Path:
+    rng = random.Random(seed)
+    lines = []
+    for a in range(n_articles):
+        lines += [" ", f" = Article {seed}-{a} = ", " "]
+        for s in range(3):
+            if s:
+                lines += [" ", f" = = Section {s} = = ", " "]
+            words = [rng.choice(WORDS) for _ in range(words_per_article // 3)]
+            lines.append(" " + " ".join(words) + " . ")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """A directory laid out like ../shared/corpus: train text plus wiki.valid.raw and wiki.test.raw."""
+    root = tmp_path_factory.mktemp("corpus")
+    write_wikitext(root / "wiki.train.raw", 120, seed=1)
+    write_wikitext(root / "wiki.valid.raw", 12, seed=2)
+    write_wikitext(root / "wiki.test.raw", 12, seed=3)
+    return root
+
+
+def tiny_overrides(corpus: Path, out: Path, prepared: Path, **extra) -> list[str]:
+    base = {
+        "data.corpus": str(corpus), "data.vocab_size": 300, "data.prepared_dir": str(prepared),
+        "model.d_model": 32, "model.n_layers": 2, "model.n_heads": 2, "model.context": 32,
+        "train.lr_max": 3e-3, "train.batch_tokens": 256, "train.micro_batch": 4, "train.warmup_steps": 2,
+        "train.total_steps": 12, "train.eval_every": 4, "train.eval_batches": 2, "train.log_every": 2,
+        "train.checkpoint_every": 4, "train.precision": "fp32", "train.threads": 1, "log.progress": False,
+        "log.tensorboard": False, "out_dir": str(out),
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def run_cli(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bootdistill.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO)

@@ -1,0 +1,50 @@
+import pytest
+
+from bootdistill.config import load_config, resolve_model
+from bootdistill.errors import ConfigError
+
+
+def test_overrides_and_preset_resolution():
+    cfg = resolve_model(load_config(None, ["model.preset=5M", "train.lr_max=2e-3", "train.max_steps=5"]))
+    assert (cfg.model.d_model, cfg.model.n_layers, cfg.model.context) == (256, 6, 1024)
+    assert cfg.train.lr_max == 2e-3 and cfg.train.lr_min == 1e-4 and cfg.train.batch_tokens == 16384
+    assert cfg.train.max_steps == 5
+
+
+def test_yaml_file_then_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model:\n  preset: 1M\ntrain:\n  lr_max: 0.001\n")
+    cfg = load_config(f, ["train.lr_max=5e-4"])
+    assert cfg.model.preset == "1M" and cfg.train.lr_max == 5e-4
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr_mx=1", "did you mean 'lr_max'"),
+    ("trian.lr_max=1", "did you mean 'train'"),
+    ("train.warmup_steps=abc", "must be an integer"),
+    ("train.warmup_steps=-1", "must be >= 0"),
+    ("distill.alpha=1.5", "must be in [0, 1]"),
+    ("distill.temperature=0", "must be > 0"),
+    ("distill.margin=-0.1", "must be >= 0"),
+    ("train.precision=fp8", "precision must be"),
+    ("model.preset=3M", "unknown"),
+    ("train.compile=maybe", "true or false"),
+    ("lr_max", "must look like section.key=value"),
+])
+def test_bad_config_values(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        resolve_model(load_config(None, [override]))
+
+
+def test_unset_model_is_an_error():
+    with pytest.raises(ConfigError, match="model.d_model is not set"):
+        resolve_model(load_config(None, []))
+
+
+def test_bad_yaml(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(f)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")

@@ -1,0 +1,47 @@
+import math
+
+import pytest
+import torch
+
+from bootdistill.model import GPT, PRESETS, ModelShape, count_params
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_preset_param_counts_match_table1(name):
+    p = PRESETS[name]
+    n = count_params(ModelShape(5000, p.d_model, p.n_layers, p.n_heads, p.context))["total"]
+    # 10M and 17M rows contradict their own shapes (see model.py); all rows land within 1% of #Params
+    assert abs(n / p.paper_params - 1) < (0.01 if p.note else 0.002)
+
+
+@pytest.mark.parametrize("name", ["1M", "2M", "5M"])
+def test_count_params_equals_built_model(name):
+    p = PRESETS[name]
+    shape = ModelShape(5000, p.d_model, p.n_layers, p.n_heads, p.context)
+    assert GPT(shape).num_params() == count_params(shape)["total"]
+
+
+def test_init_scales_and_tied_head():
+    torch.manual_seed(0)
+    s = ModelShape(1000, 128, 4, 4, 64)
+    m = GPT(s)
+    assert m.lm_head.weight is m.tok_emb.weight
+    std = 128 ** -0.5
+    assert m.blocks[0].mlp.fc.weight.std().item() == pytest.approx(std, rel=0.05)
+    assert m.blocks[0].attn.proj.weight.std().item() == pytest.approx(std / math.sqrt(8), rel=0.05)
+    assert m.blocks[0].mlp.fc2.weight.std().item() == pytest.approx(std / math.sqrt(8), rel=0.05)
+    assert torch.all(m.blocks[0].attn.qkv.bias == 0)
+
+
+def test_causal_and_context_limit():
+    torch.manual_seed(0)
+    m = GPT(ModelShape(100, 32, 2, 2, 16, dropout=0.0)).eval()
+    x = torch.randint(0, 100, (1, 16))
+    y = x.clone()
+    y[0, 10:] = (y[0, 10:] + 1) % 100
+    with torch.no_grad():
+        a, b = m(x), m(y)
+    assert torch.allclose(a[0, :10], b[0, :10], atol=1e-6)
+    assert not torch.allclose(a[0, 10:], b[0, 10:])
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        m(torch.randint(0, 100, (1, 17)))
