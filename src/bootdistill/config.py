@@ -70,16 +70,23 @@ class TrainConfig:
 @dataclass
 class DistillConfig:
     teacher: str | None = None  # run dir or checkpoint dir of a bootdistill model
-    policy: str = "classical"  # see bootdistill.distill.policies
-    loss: str = "kl"
-    alpha: float = 1.0
-    temperature: float = 2.0
-    combine: str = "normalized"  # normalized (paper eq. 1-2: CE + KD rescaled to CE) | mix ((1-a) CE + a KD)
-    margin: float = 0.05  # bootstrapped: stop KD once student <= (1 + margin) * teacher
-    kd_steps: int | None = None  # fixed-length KD (SALT n_KD, "KD for the first N steps")
-    top_p: float = 1.0
+    policy: str = "classical"  # classical | kd (throughout, RKD) | fixed (KD for kd_steps) | bootstrapped
+    loss: str = "kl"  # kl | reverse_kl | soft_ce | mse_logits | mse_probs | jsd | topk_kl
+    alpha: float = 1.0  # KD weight (peak of alpha_schedule)
+    combine: str = "normalized"  # normalized: CE + alpha*KD rescaled to CE's batch mean (paper eq. 1-2) | mix: (1-a) CE + a KD
+    temperature: float = 2.0  # tau on both sides (KL scaled by tau^2)
+    teacher_temperature: float | None = None  # teacher-only temperature (SALT rho = 1/this); None = temperature
+    top_p: float = 1.0  # teacher truncation: top-p, then top-k, renormalised
     top_k: int | None = None
-    schedule_args: dict = field(default_factory=dict)  # extra knobs of the chosen policy/schedule
+    z_loss: float = 0.0  # weight of the student's Z-loss (log Z)^2
+    margin: float = 0.05  # bootstrapped: stop KD for good once student val <= (1 + margin) * teacher val
+    kd_steps: int | None = None  # fixed: KD for the first kd_steps steps; also where decay schedules reach 0
+    alpha_schedule: str = "constant"  # constant | step | linear_decay | ratio_decay | linear_increase | linear_decrease | wsd
+    alpha_window: int = 0  # linear_decay / ratio_decay: steps of the transition, ending at kd_steps
+    kd_lr_factor: float = 1.0  # KD-aware LR: multiplier of the LR schedule while KD is on
+    post_kd_lr_factor: float = 1.0  # ... and once KD has stopped (a sharp drop: < 1)
+    lr_drop_steps: int = 0  # steps over which the LR factor moves from kd_lr_factor to post_kd_lr_factor
+    diag_batches: int = 4  # validation batches used for KD diagnostics (KL, entropies, agreement)
 
 
 @dataclass
@@ -309,4 +316,9 @@ def validate(cfg: RunConfig) -> None:
     _check(k.top_k is None or k.top_k >= 1, f"distill.top_k must be >= 1, got {k.top_k}")
     _check(k.kd_steps is None or k.kd_steps >= 0, f"distill.kd_steps must be >= 0, got {k.kd_steps}")
     _check(k.combine in ("normalized", "mix"), f"distill.combine must be normalized or mix, got '{k.combine}'")
+    _check(k.teacher_temperature is None or k.teacher_temperature > 0, f"distill.teacher_temperature must be > 0, got {k.teacher_temperature}")
+    _check(k.z_loss >= 0, f"distill.z_loss must be >= 0, got {k.z_loss}")
+    _check(k.alpha_window >= 0 and k.lr_drop_steps >= 0, "distill.alpha_window and distill.lr_drop_steps must be >= 0")
+    _check(k.kd_lr_factor > 0 and k.post_kd_lr_factor > 0, "distill.kd_lr_factor and distill.post_kd_lr_factor must be > 0")
+    _check(k.diag_batches >= 1, f"distill.diag_batches must be >= 1, got {k.diag_batches}")
     _check(cfg.log.wandb_mode in ("offline", "online", "disabled"), "log.wandb_mode must be offline, online or disabled")

@@ -1,12 +1,21 @@
 """Distillation policies: each step they give the trainer its knobs; after each validation they may change.
 
 The trainer knows nothing of "bootstrapped" or "SALT": it asks `policy.knobs(step)` and skips the teacher
-when alpha is 0. Classical training is the policy "alpha = 0 always".
+when alpha is 0. A policy is an alpha schedule (how strong KD is at each step), a stop rule (when KD ends for
+good) and a KD-aware LR factor. Registered here, in one place:
+
+- classical:    alpha = 0 always; the teacher is never loaded.
+- kd:           KD throughout (RKD), alpha from the schedule.
+- fixed:        KD for the first `kd_steps` steps (SALT Alg. 1; "KD for the first N steps").
+- bootstrapped: KD while the teacher is better; at the first validation where
+                student <= (1 + margin) * teacher, KD stops for good (bootstrapped paper §2.3).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -21,6 +30,49 @@ class StepKnobs:
         return self.alpha > 0
 
 
+# ------------------------------------------------------------------ alpha schedules
+
+
+def alpha_at(step: int, cfg, train_cfg) -> float:
+    """Alpha of `step` under cfg.alpha_schedule, before any stop rule (SALT App. K; design-space §3.3)."""
+    a, name, end = cfg.alpha, cfg.alpha_schedule, cfg.kd_steps
+    if name == "constant":
+        return a
+    if name == "wsd":  # aligned with a WSD LR: warm up with the LR, decay over its last decay_fraction
+        warm = train_cfg.warmup_steps
+        decay_start = train_cfg.total_steps - max(1, round(train_cfg.decay_fraction * train_cfg.total_steps))
+        if warm and step < warm:
+            return a * (step + 1) / warm
+        if step < decay_start:
+            return a
+        return max(0.0, a * (1 - (step - decay_start) / max(1, train_cfg.total_steps - decay_start)))
+    if step >= end:
+        return 0.0 if name != "linear_increase" else a
+    if name == "step":
+        return a
+    if name == "linear_increase":
+        return a * (step + 1) / end
+    if name == "linear_decrease":
+        return a * (1 - step / end)
+    start = end - cfg.alpha_window
+    if step < start:
+        return a
+    progress = (step - start) / max(1, cfg.alpha_window)
+    if name == "linear_decay":
+        return a * (1 - progress)
+    if name == "ratio_decay":  # alpha/(1-alpha) falls linearly to 0
+        ratio = a / (1 - a) * (1 - progress)
+        return ratio / (1 + ratio)
+    raise ConfigError(f"distill.alpha_schedule '{name}' is unknown")
+
+
+ALPHA_SCHEDULES = ("constant", "step", "linear_decay", "ratio_decay", "linear_increase", "linear_decrease", "wsd")
+NEEDS_KD_STEPS = {"step", "linear_decay", "ratio_decay", "linear_increase", "linear_decrease"}
+
+
+# ------------------------------------------------------------------ policies
+
+
 class Policy:
     name = "base"
     needs_teacher = True
@@ -29,7 +81,7 @@ class Policy:
         raise NotImplementedError
 
     def on_eval(self, step: int, tokens: int, student_val: float, teacher_val: float | None) -> list[str]:
-        """See a validation result; return events worth logging (e.g. 'kd_stopped')."""
+        """See a validation result; return events worth logging (e.g. 'kd_stopped ...')."""
         return []
 
     def teacher_done(self, step: int) -> bool:
@@ -50,6 +102,9 @@ class Classical(Policy):
     name = "classical"
     needs_teacher = False
 
+    def __init__(self, cfg=None, train_cfg=None):
+        pass
+
     def knobs(self, step: int) -> StepKnobs:
         return StepKnobs(alpha=0.0)
 
@@ -57,15 +112,95 @@ class Classical(Policy):
         return True
 
 
-POLICIES: dict[str, type[Policy]] = {"classical": Classical}
+class Distill(Policy):
+    """KD throughout (the `kd` policy); subclasses add a stop rule."""
+
+    name = "kd"
+
+    def __init__(self, cfg, train_cfg):
+        self.cfg, self.train_cfg = cfg, train_cfg
+        if cfg.teacher is None:
+            raise ConfigError(f"distill.policy={self.name} needs a teacher: set distill.teacher=RUN_DIR (a trained bootdistill run)")
+        if cfg.alpha_schedule not in ALPHA_SCHEDULES:
+            raise ConfigError(f"distill.alpha_schedule '{cfg.alpha_schedule}' is unknown (valid: {', '.join(ALPHA_SCHEDULES)})")
+        if cfg.alpha_schedule in NEEDS_KD_STEPS and cfg.kd_steps is None:
+            raise ConfigError(f"distill.alpha_schedule={cfg.alpha_schedule} needs distill.kd_steps (where KD ends)")
+        if cfg.alpha_schedule == "ratio_decay" and cfg.alpha >= 1:
+            raise ConfigError("distill.alpha_schedule=ratio_decay needs distill.alpha < 1 (alpha/(1-alpha) must be finite)")
+        if cfg.kd_steps is not None and cfg.alpha_window > cfg.kd_steps:
+            raise ConfigError(f"distill.alpha_window ({cfg.alpha_window}) must not exceed distill.kd_steps ({cfg.kd_steps})")
+        self.stopped_step: int | None = None  # KD ended for good here
+        self.stopped_tokens: int | None = None
+
+    def stop_step(self) -> int | None:
+        """The step from which KD is off for good, if known."""
+        if self.stopped_step is not None:
+            return self.stopped_step
+        if self.cfg.alpha_schedule in NEEDS_KD_STEPS - {"linear_increase"}:
+            return self.cfg.kd_steps
+        return None
+
+    def lr_factor(self, step: int) -> float:
+        c = self.cfg
+        stop = self.stop_step()
+        if stop is None or step < stop:
+            return c.kd_lr_factor
+        if c.lr_drop_steps and step < stop + c.lr_drop_steps:
+            frac = (step - stop + 1) / c.lr_drop_steps
+            return c.kd_lr_factor + (c.post_kd_lr_factor - c.kd_lr_factor) * frac
+        return c.post_kd_lr_factor
+
+    def knobs(self, step: int) -> StepKnobs:
+        stop = self.stop_step()
+        alpha = 0.0 if stop is not None and step >= stop else alpha_at(step, self.cfg, self.train_cfg)
+        return StepKnobs(alpha=alpha, temperature=self.cfg.temperature, loss=self.cfg.loss, lr_factor=self.lr_factor(step))
+
+    def teacher_done(self, step: int) -> bool:
+        stop = self.stop_step()
+        return stop is not None and step >= stop
+
+    def summary(self) -> dict:
+        return {"policy": self.name, "kd_stopped_step": self.stopped_step, "kd_stopped_tokens": self.stopped_tokens,
+                "kd_steps": self.stop_step()}
+
+    def state_dict(self) -> dict:
+        return {"stopped_step": self.stopped_step, "stopped_tokens": self.stopped_tokens}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stopped_step, self.stopped_tokens = state.get("stopped_step"), state.get("stopped_tokens")
 
 
-def build_policy(distill_cfg) -> Policy:
+class FixedSteps(Distill):
+    name = "fixed"
+
+    def __init__(self, cfg, train_cfg):
+        if cfg.kd_steps is None:
+            raise ConfigError("distill.policy=fixed needs distill.kd_steps (KD for the first N steps)")
+        super().__init__(cfg, train_cfg)
+
+    def stop_step(self) -> int | None:
+        return self.cfg.kd_steps
+
+
+class Bootstrapped(Distill):
+    name = "bootstrapped"
+
+    def on_eval(self, step, tokens, student_val, teacher_val):
+        if self.stopped_step is not None or teacher_val is None:
+            return []
+        if student_val <= (1 + self.cfg.margin) * teacher_val:
+            self.stopped_step, self.stopped_tokens = step, tokens
+            return [f"kd_stopped: student val {student_val:.4f} <= (1 + {self.cfg.margin}) x teacher val {teacher_val:.4f}"]
+        return []
+
+
+POLICIES: dict[str, type[Policy]] = {p.name: p for p in (Classical, Distill, FixedSteps, Bootstrapped)}
+
+
+def build_policy(distill_cfg, train_cfg=None) -> Policy:
     from ..config import _closest
-    from ..errors import ConfigError
 
     name = distill_cfg.policy
     if name not in POLICIES:
         raise ConfigError(f"distill.policy '{name}' is unknown{_closest(name, list(POLICIES))}")
-    cls = POLICIES[name]
-    return cls() if cls is Classical else cls(distill_cfg)
+    return POLICIES[name](distill_cfg, train_cfg)

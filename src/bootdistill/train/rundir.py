@@ -22,7 +22,7 @@ def _identity(d: dict, prefix=()) -> dict:
         key = prefix + (k,)
         if key in VOLATILE:
             continue
-        if isinstance(v, dict) and k != "schedule_args":
+        if isinstance(v, dict):
             out.update(_identity(v, key))
         else:
             out[".".join(key)] = v

@@ -75,7 +75,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         self.forward = torch.compile(self.model) if t.compile else self.model
         self.sampler = BlockSampler(self.train_tokens, self.shape.context, self.micro, t.seed)
-        self.policy: Policy = build_policy(cfg.distill)
+        self.policy: Policy = build_policy(cfg.distill, t)
         self.teacher = None
         if self.policy.needs_teacher:
             from ..distill.teacher import load_teacher  # the distillation engine
