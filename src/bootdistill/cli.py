@@ -52,6 +52,7 @@ def cmd_presets(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .data.cli_data import add_subcommands as add_data_commands
+    from .report.cli import add_subcommands as add_report_commands
     from .scaling.cli import add_subcommands as add_scaling_commands
 
     parser = argparse.ArgumentParser(
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab-size", type=int, default=5000, help="vocabulary size used for the counts (default 5000)")
     p.set_defaults(func=cmd_presets)
 
+    add_report_commands(sub)
     add_scaling_commands(sub)
     return parser
 

@@ -1,0 +1,175 @@
+"""End-to-end training through the CLI on a tiny corpus: determinism, kill-and-resume, outputs, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import REPO, run_cli, tiny_overrides
+from bootdistill.train.metrics import read_metrics
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return tmp_path_factory.mktemp("prepared") / "data"
+
+
+def _final_weights(run: Path):
+    last = sorted((run / "checkpoints").glob("step_*"))[-1]
+    return load_file(last / "model.safetensors")
+
+
+def test_train_writes_metrics_summary_checkpoints(tiny_corpus, prepared, tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("train", *tiny_overrides(tiny_corpus, out, prepared))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    rows = read_metrics(out / "metrics.jsonl")
+    evals = [row for row in rows if "val_loss" in row]
+    assert [row["step"] for row in evals] == [4, 8, 12]
+    for key in ("step", "tokens", "flops_total", "lr", "train_loss", "tokens_per_s", "mfu"):
+        assert key in rows[-1]
+    assert rows[-1]["tokens"] == 12 * 256
+    assert summary["flops"]["flops_total"] == pytest.approx(6 * summary["n_params"] * 12 * 256)
+    assert summary["final_val_loss"] < 5.7  # ln(300) = 5.70 at init: it learned something
+    assert set(summary["positional_test_loss"]) == {"32"}
+    assert (out / "config.yaml").is_file()
+    assert len(list((out / "checkpoints").glob("step_*"))) == 2  # keep_checkpoints
+
+
+def test_same_config_same_curve(tiny_corpus, prepared, tmp_path):
+    curves = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        r = run_cli("train", *tiny_overrides(tiny_corpus, out, prepared, **{"train.max_steps": 6}))
+        assert r.returncode == 0, r.stderr
+        curves.append([row["train_loss"] for row in read_metrics(out / "metrics.jsonl")])
+    assert curves[0] == curves[1]
+
+
+def test_sigkill_then_resume_is_bitwise_identical(tiny_corpus, prepared, tmp_path):
+    extra = {"train.total_steps": 40, "train.checkpoint_every": 5, "train.eval_every": 10}
+    ref = tmp_path / "ref"
+    assert run_cli("train", *tiny_overrides(tiny_corpus, ref, prepared, **extra)).returncode == 0
+
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "bootdistill.cli", "train", *tiny_overrides(tiny_corpus, out, prepared, **extra)]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "checkpoints").glob("step_00000015")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "summary.json").exists(), "the run finished before it could be killed"
+
+    r = run_cli("train", "--resume", *tiny_overrides(tiny_corpus, out, prepared, **extra))
+    assert r.returncode == 0, r.stderr
+    a, b = json.loads((ref / "summary.json").read_text()), json.loads((out / "summary.json").read_text())
+    assert a["final_val_loss"] == b["final_val_loss"] and a["test_loss"] == b["test_loss"]
+    wa, wb = _final_weights(ref), _final_weights(out)
+    assert all((wa[k] == wb[k]).all() for k in wa)
+    ra, rb = read_metrics(ref / "metrics.jsonl"), read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in ra] == [r["step"] for r in rb]  # no duplicated rows after resume
+    assert [r["train_loss"] for r in ra] == [r["train_loss"] for r in rb]
+
+
+def _one_error_line(r):
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert "Traceback" not in r.stderr
+    return lines[0]
+
+
+def test_bad_config_key_suggests(tiny_corpus, prepared, tmp_path):
+    line = _one_error_line(run_cli("train", *tiny_overrides(tiny_corpus, tmp_path / "r", prepared), "train.lr_mx=1"))
+    assert "did you mean 'lr_max'" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_wrong_type_and_range(tiny_corpus, prepared, tmp_path):
+    assert "integer" in _one_error_line(run_cli("train", *tiny_overrides(tiny_corpus, tmp_path / "r", prepared), "train.total_steps=many"))
+    assert "must be > 0" in _one_error_line(run_cli("train", *tiny_overrides(tiny_corpus, tmp_path / "r", prepared), "model.n_layers=0"))
+
+
+def test_missing_and_empty_corpus(tmp_path, prepared):
+    line = _one_error_line(run_cli("train", *tiny_overrides(tmp_path / "nope", tmp_path / "r", tmp_path / "p")))
+    assert "nope" in line
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "wiki.train.raw").write_text("")
+    _one_error_line(run_cli("train", *tiny_overrides(empty, tmp_path / "r", tmp_path / "p2")))
+    assert not (tmp_path / "r").exists()
+
+
+def test_corpus_without_articles(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "wiki.train.raw").write_text("just some lines\nwithout any title line\n" * 50)
+    line = _one_error_line(run_cli("train", *tiny_overrides(bad, tmp_path / "r", tmp_path / "p")))
+    assert "article" in line.lower()
+
+
+def test_out_dir_holding_another_run(tiny_corpus, prepared, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", *tiny_overrides(tiny_corpus, out, prepared, **{"train.max_steps": 2})).returncode == 0
+    before = sorted(p.name for p in out.rglob("*"))
+    line = _one_error_line(run_cli("train", *tiny_overrides(tiny_corpus, out, prepared, **{"train.lr_max": 1e-3})))
+    assert "another run" in line and "train.lr_max" in line
+    line = _one_error_line(run_cli("train", *tiny_overrides(tiny_corpus, out, prepared, **{"train.max_steps": 2})))
+    assert "--resume" in line
+    assert sorted(p.name for p in out.rglob("*")) == before  # nothing the user had was touched
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert "not a bootdistill run" in _one_error_line(run_cli("train", *tiny_overrides(tiny_corpus, other, prepared)))
+
+
+def test_corrupt_and_truncated_checkpoint(tiny_corpus, prepared, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", *tiny_overrides(tiny_corpus, out, prepared, **{"train.max_steps": 4})).returncode == 0
+    ckpt = sorted((out / "checkpoints").glob("step_*"))[-1]
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    line = _one_error_line(run_cli("train", "--resume", *tiny_overrides(tiny_corpus, out, prepared, **{"train.max_steps": 8})))
+    assert "corrupt or truncated" in line
+    assert "corrupt or truncated" in _one_error_line(run_cli("eval", str(ckpt)))
+    assert "does not exist" in _one_error_line(run_cli("eval", str(tmp_path / "missing")))
+
+
+def test_eval_checks_context_and_tokenizer(tiny_corpus, prepared, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", *tiny_overrides(tiny_corpus, out, prepared, **{"train.max_steps": 2})).returncode == 0
+    r = run_cli("eval", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["loss"] > 0
+    assert "longer than the model's context" in _one_error_line(run_cli("eval", str(out), "--context", "64"))
+    other = tmp_path / "other-data"
+    r = run_cli("prepare", f"data.corpus={tiny_corpus}", "data.vocab_size=280", f"data.prepared_dir={other}")
+    assert r.returncode == 0, r.stderr
+    assert "tokenizer" in _one_error_line(run_cli("eval", str(out), "--data", str(other)))
+
+
+def test_full_disk_leaves_no_half_written_checkpoint(tiny_corpus, prepared, tmp_path, monkeypatch):
+    import errno
+
+    import bootdistill.train.checkpoint as ck
+    from bootdistill.config import load_config
+    from bootdistill.errors import BootdistillError
+    from bootdistill.train.trainer import Trainer
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck, "save_model", full)
+    out = tmp_path / "run"
+    cfg = load_config(None, tiny_overrides(tiny_corpus, out, prepared, **{"train.max_steps": 4}))
+    with pytest.raises(BootdistillError, match="no space left"):
+        Trainer(cfg).fit()
+    assert list((out / "checkpoints").iterdir()) == []
