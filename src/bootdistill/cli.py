@@ -50,6 +50,13 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def cmd_experiment(args) -> int:
+    from .experiment import run_recipe
+
+    run_recipe(args.recipe, args.overrides, dry_run=args.dry_run)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .data.cli_data import add_subcommands as add_data_commands
     from .report.cli import add_subcommands as add_report_commands
@@ -83,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--vocab-size", type=int, default=5000, help="vocabulary size used for the counts (default 5000)")
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("experiment", help="run a recipe: teachers, baselines and distilled students, reusing finished runs",
+                       description="Run every run of a recipe (configs/*.yaml) in dependency order. Finished runs are "
+                                   "reused, interrupted ones resume, a changed config is a new run directory.")
+    p.add_argument("recipe", help="recipe YAML (e.g. configs/cpu-demo.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan: each run's steps, tokens and FLOPs, and run nothing")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides applied to every run, e.g. train.threads=2")
+    p.set_defaults(func=cmd_experiment)
 
     add_report_commands(sub)
     add_scaling_commands(sub)

@@ -1,0 +1,446 @@
+"""Knowledge-distillation losses: pure functions on logits, one value per token.
+
+Inputs are student logits z_s and teacher logits z_t of shape (..., V) (the trainer passes (B*T, V)); every
+loss returns per-token values of the leading shape, 0 (and no gradient) at ignored positions, so the caller
+takes the mean over the tokens it counts (`masked_mean`). Ignored positions come from `mask` (True = use)
+and/or `labels == ignore_index`. Teacher logits are treated as constants (no gradient).
+
+q = processed teacher (truncation.py: top-p then top-k on softmax(z_t), then softmax(z_t / τ) over the kept
+set S), p = softmax(z_s / τ), p_S = p renormalized over S.
+
+| name        | per-token value                                   | τ² | truncated teacher                       |
+|-------------|---------------------------------------------------|----|-----------------------------------------|
+| kl          | KL(q ‖ p) = Σ q (log q − log p)                  | ✓  | sum over S only                          |
+| reverse_kl  | KL(p ‖ q)                                         | ✓  | student restricted: KL(p_S ‖ q)          |
+| soft_ce     | −Σ q log p  (= kl + H(q), same gradient)          | ✓  | sum over S only                          |
+| mse_logits  | mean_v (z_s − z_t)²  (raw logits, τ unused)       |    | mean over S                              |
+| mse_probs   | Σ_v (p − q)²                                      |    | q = 0 outside S                          |
+| jsd         | β KL(q ‖ m) + (1−β) KL(p ‖ m), m = βq + (1−β)p    | ✓  | q = 0 outside S (always finite)          |
+| topk_kl     | KL(q ‖ p_S) (SALT App. A.2 eq. 12-13)             | ✓  | needs top_k / top_p; S = the kept set    |
+
+τ² keeps gradient magnitudes independent of τ (Hinton et al.; distillation scaling laws eq. 53).
+jsd: β in (0, 1); the endpoints follow GKD (Agarwal et al.) / TRL: β = 0 is forward KL, β = 1 is reverse KL.
+JSD_β itself goes to 0 at both ends; forward/reverse KL are the limits of JSD_β / β and JSD_β / (1 − β).
+topk_kl is SALT's restricted cross-entropy minus the restricted teacher entropy (a constant): same gradient,
+and 0 when the student matches the teacher on S. Without any truncation it equals kl.
+
+Fast path: kl and soft_ce (and cross-entropy + z-loss, see `ce_and_kd`) run in a fused autograd Function that
+works in row chunks, computes the gradient τ (p − q) (and p₁ − onehot for CE) during the forward and keeps
+it in the logits' dtype (bf16 under autocast) for the backward. No full-vocabulary fp32 tensor is ever
+materialized and the backward does no exp. The other losses are plain autograd code, chunked with activation
+checkpointing when the logits are large.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Callable, NamedTuple
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from ..errors import ConfigError
+from .truncation import check_truncation, keep_threshold, truncates
+
+Z_LOSS_WEIGHT = 1e-4  # distillation scaling laws App. I ("a Z-loss of 1e-4 is used for stability")
+CHUNK_ELEMENTS = 1 << 20  # ~4 MB of fp32 per temporary: fits in L2/L3, avoids page-faulting fresh buffers
+CHECKPOINT_ABOVE = 1 << 24  # reference losses chunk + recompute above this many logits (64 MB in fp32)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _compute_dtype(*ts: torch.Tensor | None) -> torch.dtype:
+    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in ts) else torch.float32
+
+
+def valid_mask(n: int, mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+               ignore_index: int = -100, device=None) -> torch.Tensor | None:
+    """(n,) bool of the positions that count, or None when all do."""
+    valid = None
+    if mask is not None:
+        valid = mask.reshape(-1).to(torch.bool)
+    if labels is not None:
+        lv = labels.reshape(-1) != ignore_index
+        valid = lv if valid is None else valid & lv
+    if valid is not None and valid.numel() != n:
+        raise ValueError(f"mask/labels have {valid.numel()} positions, logits have {n}")
+    return valid
+
+
+def masked_mean(per_token: torch.Tensor, mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                ignore_index: int = -100) -> torch.Tensor:
+    """Mean over the positions that count (0 when none do)."""
+    flat = per_token.reshape(-1)
+    valid = valid_mask(flat.numel(), mask, labels, ignore_index)
+    if valid is None:
+        return flat.mean()
+    return flat.sum() / valid.sum().clamp(min=1).to(flat.dtype)  # ignored positions are already 0
+
+
+def _check_common(temperature: float, top_p: float, top_k: int | None) -> None:
+    if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
+        raise ConfigError(f"temperature must be a finite number > 0, got {temperature!r}")
+    check_truncation(top_p, top_k)
+
+
+def _lse_from_softmax(x: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    # log Σ exp(x) = x_max − log p_max: the softmax we need anyway gives the log-normalizer for free (p_max >= 1/V)
+    return x.amax(-1) - probs.amax(-1).log()
+
+
+# ------------------------------------------------------------------------------------------ fused path
+
+
+def _softmax_into(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    # out= variant: a fresh multi-MB output per chunk costs page faults comparable to the softmax itself here
+    try:
+        return torch.ops.aten._softmax.out(x, -1, False, out=out)
+    except (AttributeError, RuntimeError):
+        return out.copy_(torch.softmax(x, -1))
+
+
+class _FusedCEKD(torch.autograd.Function):
+    """Per-token CE, KL/soft-CE and log Z of the student in one chunked pass; gradients kept from the forward.
+
+    Saved for backward, in the logits' dtype (bf16 under autocast): B = p₁ − onehot (CE and z-loss) and
+    A = p_τ − q (KD). The backward is one multiply-add per element, written in place into B (or A), so a
+    step holds at most these two logits-sized tensors instead of fp32 log-probabilities.
+    All work happens on preallocated (rows, V) fp32 buffers with in-place ops.
+    """
+
+    @staticmethod
+    def forward(ctx, zs, zt, labels, valid, tau, top_p, top_k, want_ce, want_kd, soft_ce, want_z, chunk_rows):
+        ctx.set_materialize_grads(False)
+        N, V = zs.shape
+        cd = _compute_dtype(zs, zt)
+        dev = zs.device
+        grad_needed = ctx.needs_input_grad[0]
+        need_b = grad_needed and (want_ce or want_z)
+        need_a = grad_needed and want_kd
+        ce = torch.zeros(N, dtype=cd, device=dev) if want_ce else None
+        kd = torch.zeros(N, dtype=cd, device=dev) if want_kd else None
+        lse1 = torch.zeros(N, dtype=cd, device=dev) if (want_z or want_ce) else None
+        B = torch.empty_like(zs) if need_b else None
+        A = torch.empty_like(zs) if need_a else None
+        truncated = want_kd and truncates(top_p, top_k, V)
+        shared = tau == 1.0 and lse1 is not None  # p_τ = p₁: one softmax fewer
+        C = min(chunk_rows, N)
+        buf = {k: torch.empty(C, V, dtype=cd, device=dev) for k in ["x"] + (["p1"] if lse1 is not None else [])
+               + (["s", "p"] if want_kd and not shared else []) + (["t", "q", "m"] if want_kd else [])}
+        with torch.autocast(dev.type, enabled=False), torch.no_grad():
+            for r0 in range(0, N, C):
+                r1 = min(N, r0 + C)
+                n = r1 - r0
+                X = buf["x"][:n].copy_(zs[r0:r1])
+                xmax = X.amax(-1)
+                if lse1 is not None:
+                    P1 = _softmax_into(X, buf["p1"][:n])
+                    l1 = xmax - P1.amax(-1).log_()  # log Z = x_max − log p_max (p_max >= 1/V: exact enough)
+                    lse1[r0:r1] = l1
+                    if want_ce:
+                        lab = labels[r0:r1].clamp(0, V - 1)  # ignored rows: any index, zeroed below
+                        ce[r0:r1] = l1 - X.gather(-1, lab.unsqueeze(-1)).squeeze(-1)
+                if want_kd:
+                    if shared:
+                        S, P, ls_norm = X, P1, lse1[r0:r1]
+                    else:
+                        S = torch.mul(X, 1.0 / tau, out=buf["s"][:n])
+                        P = _softmax_into(S, buf["p"][:n])
+                        ls_norm = xmax * (1.0 / tau) - P.amax(-1).log_()
+                    zt_c = zt[r0:r1]
+                    T = buf["t"][:n].copy_(zt_c)
+                    if tau != 1.0:
+                        T.mul_(1.0 / tau)
+                    if truncated:
+                        thr = keep_threshold(zt_c, top_p, top_k)
+                        M = buf["m"][:n].copy_(T).masked_fill_(zt_c < thr.unsqueeze(-1), float("-inf"))
+                        Q = _softmax_into(M, buf["q"][:n])
+                    else:
+                        Q = _softmax_into(T, buf["q"][:n])
+                    if soft_ce:  # −Σ q log p = lse_s − Σ q s
+                        val = ls_norm - torch.mul(Q, S, out=buf["m"][:n]).sum(-1)
+                    else:  # Σ q (log q − log p) = Σ q (t − s) − lse_t + lse_s; q = 0 off the kept set, t finite
+                        lt_norm = T.amax(-1) - Q.amax(-1).log_()
+                        val = T.sub_(S).mul_(Q).sum(-1) - lt_norm + ls_norm
+                    kd[r0:r1] = val * (tau * tau)
+                    if need_a:
+                        A[r0:r1] = torch.sub(P, Q, out=buf["m"][:n]) if shared else P.sub_(Q)
+                if need_b:
+                    if want_ce:
+                        P1[torch.arange(n, device=dev), lab] -= 1.0
+                    B[r0:r1] = P1
+        if valid is not None and not bool(valid.all()):
+            bad = (~valid).nonzero().squeeze(-1)
+            for v in (A, B):
+                if v is not None:
+                    v.index_fill_(0, bad, 0.0)
+            for v in (ce, kd, lse1):
+                if v is not None:
+                    v.masked_fill_(~valid, 0.0)
+        ctx.save_for_backward(A, B, lse1, labels if (want_ce and want_z) else None)
+        ctx.chunk_rows, ctx.cd, ctx.tau = C, cd, tau
+        ctx.used = False
+        z = lse1 * lse1 if want_z else None
+        return ce, kd, z
+
+    @staticmethod
+    def backward(ctx, g_ce, g_kd, g_z):
+        if ctx.used:
+            raise RuntimeError("bootdistill fused loss: backward can run only once (its saved gradient is reused in place)")
+        ctx.used = True
+        A, B, lse1, labels = ctx.saved_tensors
+        use_b = B is not None and (g_ce is not None or g_z is not None)
+        use_a = A is not None and g_kd is not None
+        if not use_a and not use_b:
+            return (None,) * 12
+        cd, C = ctx.cd, ctx.chunk_rows
+        coef_b = coef_a = None
+        if use_b:  # z-loss grad is 2 lse p₁ = 2 lse (B + onehot): a row weight on B plus a label correction
+            coef_b = (g_ce if g_ce is not None else 0.0) + (2.0 * g_z * lse1 if g_z is not None else 0.0)
+            coef_b = coef_b.to(cd).unsqueeze(-1)
+        if use_a:
+            coef_a = (g_kd.to(cd) * ctx.tau).unsqueeze(-1)  # d KD / d z_s = τ² · (1/τ) (p_τ − q)
+        out = B if use_b else A
+        N, V = out.shape
+        g = torch.empty(min(C, N), V, dtype=cd, device=out.device)
+        h = torch.empty_like(g) if (use_a and use_b) else None
+        for r0 in range(0, N, C):
+            r1 = min(N, r0 + C)
+            G = g[: r1 - r0]
+            if use_b:
+                G.copy_(B[r0:r1]).mul_(coef_b[r0:r1])
+                if use_a:
+                    G.addcmul_(h[: r1 - r0].copy_(A[r0:r1]), coef_a[r0:r1])
+            else:
+                G.copy_(A[r0:r1]).mul_(coef_a[r0:r1])
+            out[r0:r1] = G
+        if use_b and g_z is not None and labels is not None:
+            rows = torch.arange(N, device=out.device)
+            out[rows, labels.clamp(0, V - 1)] += (2.0 * g_z * lse1).to(out.dtype)  # lse1 is 0 at ignored rows
+        return (out,) + (None,) * 11
+
+
+def _chunk_rows(V: int, chunk_rows: int | None) -> int:
+    return chunk_rows if chunk_rows else max(1, CHUNK_ELEMENTS // max(V, 1))
+
+
+class CEKD(NamedTuple):
+    ce: torch.Tensor | None  # per-token cross-entropy against labels (N,)
+    kd: torch.Tensor | None  # per-token distillation loss (N,)
+    z: torch.Tensor | None  # per-token (log Z)² of the student (N,)
+
+
+def ce_and_kd(student_logits: torch.Tensor, labels: torch.Tensor | None, teacher_logits: torch.Tensor | None = None,
+              loss: str = "kl", temperature: float = 1.0, top_p: float = 1.0, top_k: int | None = None, *,
+              mask: torch.Tensor | None = None, ignore_index: int = -100, z_loss: bool = False,
+              chunk_rows: int | None = None, **kw) -> CEKD:
+    """Cross-entropy, KD and z-loss per token from one pass over the student logits (the trainer's hot path).
+
+    teacher_logits=None skips KD (classical steps); labels=None skips CE. kl/soft_ce are fully fused; other
+    losses fall back to `kd_loss` for the KD term (CE and z-loss stay fused).
+    """
+    V = student_logits.shape[-1]
+    zs = student_logits.reshape(-1, V)
+    N = zs.shape[0]
+    lab = None if labels is None else labels.reshape(-1)
+    valid = valid_mask(N, mask, lab, ignore_index)
+    want_kd = teacher_logits is not None
+    if want_kd:
+        _check_common(temperature, top_p, top_k)
+        _resolve(loss)
+    fuse_kd = want_kd and loss in ("kl", "soft_ce")
+    want_ce = lab is not None
+    zt = teacher_logits.reshape(-1, V).detach() if fuse_kd else None
+    ce = kd = z = None
+    if want_ce or z_loss or fuse_kd:
+        ce, kd, z = _FusedCEKD.apply(zs, zt, lab, valid, float(temperature), top_p, top_k, want_ce, fuse_kd,
+                                     loss == "soft_ce", z_loss, _chunk_rows(V, chunk_rows))
+    if want_kd and not fuse_kd:
+        kd = kd_loss(loss, zs, teacher_logits.reshape(-1, V), temperature, top_p, top_k, mask=valid, **kw)
+    shape = student_logits.shape[:-1]
+    return CEKD(*(None if v is None else v.reshape(shape) for v in (ce, kd, z)))
+
+
+# ------------------------------------------------------------------------------------- reference path
+# Plain autograd on compute-dtype rows; s, t are raw logits chunks, keep the kept set (or None).
+
+
+def _teacher(t, tau, keep):
+    """q and log q of the processed teacher; log q is -inf off the kept set."""
+    t = t / tau
+    if keep is not None:
+        t = t.masked_fill(~keep, float("-inf"))
+    lq = torch.log_softmax(t, -1)
+    return lq.exp(), lq
+
+
+def _zero_where(x, cond):
+    return x.masked_fill(cond, 0.0)  # finite products: 0 log 0 = 0 and no inf - inf
+
+
+def _student_on(s, tau, keep):
+    s = s / tau
+    return torch.log_softmax(s if keep is None else s.masked_fill(~keep, float("-inf")), -1)
+
+
+def _kl(s, t, tau, keep, **_):
+    q, lq = _teacher(t, tau, keep)
+    ls = torch.log_softmax(s / tau, -1)
+    return (q * _zero_where(lq - ls, q == 0)).sum(-1) * tau**2
+
+
+def _soft_ce(s, t, tau, keep, **_):
+    q, _ = _teacher(t, tau, keep)
+    return -(q * torch.log_softmax(s / tau, -1)).sum(-1) * tau**2
+
+
+def _reverse_kl(s, t, tau, keep, **_):
+    q, lq = _teacher(t, tau, keep)
+    ls = _student_on(s, tau, keep)  # student restricted to the kept set, else KL(p || q) is infinite
+    d = ls - lq
+    if keep is not None:
+        d = _zero_where(d, ~keep)
+    return (ls.exp() * d).sum(-1) * tau**2
+
+
+def _topk_kl(s, t, tau, keep, **_):
+    q, lq = _teacher(t, tau, keep)
+    ls = _student_on(s, tau, keep)
+    return (q * _zero_where(lq - ls, q == 0)).sum(-1) * tau**2
+
+
+def _jsd(s, t, tau, keep, beta: float = 0.5, **_):
+    if beta == 0.0:
+        return _kl(s, t, tau, keep)
+    if beta == 1.0:
+        return _reverse_kl(s, t, tau, keep)
+    q, lq = _teacher(t, tau, keep)
+    ls = torch.log_softmax(s / tau, -1)
+    lm = torch.logaddexp(lq + math.log(beta), ls + math.log1p(-beta))  # finite: p > 0 everywhere
+    kl_qm = (q * _zero_where(lq - lm, q == 0)).sum(-1)
+    kl_pm = (ls.exp() * (ls - lm)).sum(-1)
+    return (beta * kl_qm + (1 - beta) * kl_pm) * tau**2
+
+
+def _mse_logits(s, t, tau, keep, **_):
+    d2 = (s - t) ** 2
+    if keep is None:
+        return d2.mean(-1)
+    return d2.masked_fill(~keep, 0.0).sum(-1) / keep.sum(-1)
+
+
+def _mse_probs(s, t, tau, keep, **_):
+    q, _ = _teacher(t, tau, keep)
+    return ((torch.softmax(s / tau, -1) - q) ** 2).sum(-1)
+
+
+_KERNELS: dict[str, Callable] = {
+    "kl": _kl, "reverse_kl": _reverse_kl, "soft_ce": _soft_ce, "mse_logits": _mse_logits,
+    "mse_probs": _mse_probs, "jsd": _jsd, "topk_kl": _topk_kl,
+}
+
+
+def _resolve(name: str) -> Callable:
+    if name not in _KERNELS:
+        close = difflib.get_close_matches(str(name), list(_KERNELS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown distillation loss '{name}'{hint} (choose from {', '.join(_KERNELS)})")
+    return _KERNELS[name]
+
+
+def _reference_rows(name, zs, zt, tau, top_p, top_k, kw):
+    cd = _compute_dtype(zs, zt)
+    fn = _KERNELS[name]
+
+    def rows(s, t):
+        with torch.autocast(s.device.type, enabled=False):
+            thr = keep_threshold(t, top_p, top_k)
+            keep = None if thr is None else t >= thr.unsqueeze(-1)
+            return fn(s.to(cd), t.to(cd), tau, keep, **kw)
+
+    if zs.numel() <= CHECKPOINT_ABOVE or not (torch.is_grad_enabled() and zs.requires_grad):
+        return rows(zs, zt)
+    c = _chunk_rows(zs.shape[-1], None)  # split (not slicing): its backward concatenates once
+    return torch.cat([checkpoint(rows, a, b, use_reentrant=False) for a, b in zip(zs.split(c), zt.split(c))])
+
+
+def kd_loss(name: str, student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
+            top_p: float = 1.0, top_k: int | None = None, *, mask: torch.Tensor | None = None,
+            labels: torch.Tensor | None = None, ignore_index: int = -100, beta: float = 0.5,
+            fused: bool = True, chunk_rows: int | None = None) -> torch.Tensor:
+    """Per-token distillation loss `name` (see the module table); 0 at ignored positions.
+
+    fused=False forces the plain autograd implementation of kl/soft_ce (benchmarks, tests).
+    """
+    _resolve(name)
+    _check_common(temperature, top_p, top_k)
+    V = student_logits.shape[-1]
+    if name == "topk_kl" and not truncates(top_p, top_k, V):
+        raise ConfigError("loss 'topk_kl' needs top_k < vocab size (or top_p < 1): it is KL on the teacher's top-k set")
+    if name == "jsd" and not 0.0 <= beta <= 1.0:
+        raise ConfigError(f"jsd beta must be in [0, 1], got {beta}")
+    zs = student_logits.reshape(-1, V)
+    zt = teacher_logits.reshape(-1, V).detach()
+    valid = valid_mask(zs.shape[0], mask, labels, ignore_index)
+    if fused and name in ("kl", "soft_ce"):
+        _, out, _ = _FusedCEKD.apply(zs, zt, None, valid, float(temperature), top_p, top_k, False, True,
+                                     name == "soft_ce", False, _chunk_rows(V, chunk_rows))
+    else:
+        out = _reference_rows(name, zs, zt, float(temperature), top_p, top_k, {"beta": beta} if name == "jsd" else {})
+        if valid is not None:
+            out = torch.where(valid, out, torch.zeros((), dtype=out.dtype, device=out.device))
+    return out.reshape(student_logits.shape[:-1])
+
+
+def _named(name: str) -> Callable[..., torch.Tensor]:
+    def f(student_logits, teacher_logits, temperature=1.0, top_p=1.0, top_k=None, **kw):
+        return kd_loss(name, student_logits, teacher_logits, temperature, top_p, top_k, **kw)
+
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = f"Per-token '{name}' distillation loss; arguments as `kd_loss`."
+    return f
+
+
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {name: _named(name) for name in _KERNELS}
+
+
+# ----------------------------------------------------------------------------------- z-loss and combine
+
+
+def z_loss(student_logits: torch.Tensor, mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+           ignore_index: int = -100) -> torch.Tensor:
+    """Mean over counted tokens of (log Σ_a exp z_a)² (distillation scaling laws eq. 5 / 52).
+
+    Weight it by Z_LOSS_WEIGHT (1e-4, their App. I). `ce_and_kd(..., z_loss=True)` gives it per token, fused.
+    """
+    valid = valid_mask(student_logits[..., 0].numel(), mask, labels, ignore_index)
+    per_token = ce_and_kd(student_logits, None, mask=valid, z_loss=True).z
+    return masked_mean(per_token, valid)
+
+
+def combine(ce_mean: torch.Tensor, kd_mean: torch.Tensor | None, alpha: float, mode: str = "normalized") -> torch.Tensor:
+    """Student objective from batch-mean CE and KD.
+
+    normalized (bootstrapped distillation eq. 1-2, α = 1 is the paper): CE + α · KD · (CE / KD), with the ratio
+      detached. The paper rescales KD so its batch mean equals CE's "in each step": a per-step constant. Letting
+      gradient flow through the ratio would make the KD term identically equal to CE (gradient 2·∇CE, no
+      teacher signal at all), so the ratio must be a constant. A KD mean <= 0 (student equals teacher) gives
+      ratio 0 instead of a division blow-up.
+    mix (SALT eq. 4, design space eq. 1, scaling laws eq. 7): (1 − α) CE + α KD.
+    α = 0 returns ce_mean itself (KD may be None: the caller skips the teacher).
+    """
+    if mode not in ("normalized", "mix"):
+        raise ConfigError(f"combine mode must be 'normalized' or 'mix', got '{mode}'")
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+    if alpha == 0:
+        return ce_mean
+    if kd_mean is None:
+        raise ValueError("combine: kd_mean is required when alpha > 0")
+    if mode == "mix":
+        return kd_mean if alpha == 1 else (1 - alpha) * ce_mean + alpha * kd_mean
+    kd_d, ce_d = kd_mean.detach(), ce_mean.detach()
+    ratio = torch.where(kd_d > 0, ce_d / torch.where(kd_d > 0, kd_d, torch.ones_like(kd_d)), torch.zeros_like(kd_d))
+    return ce_mean + (alpha * ratio) * kd_mean

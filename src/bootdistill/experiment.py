@@ -1,0 +1,243 @@
+"""Recipes -> runs. A recipe names runs (teachers, classical baselines, distilled students that name their
+teacher) plus optional seeds and grids; each run lives in `out_dir/<name>-<hash of its resolved config>`.
+Finished runs are reused, interrupted ones resume, a changed config is a new directory.
+
+Recipe YAML:
+    name: cpu-demo
+    out_dir: runs/cpu-demo
+    defaults: {data: {...}, train: {...}}           # merged into every run
+    seeds: [1337]                                   # optional: every run once per seed
+    runs:
+      teacher:   {model: {...}, train: {...}}
+      classical: {model: {...}}
+      boot:      {extends: classical, distill: {policy: bootstrapped, teacher: teacher}}
+      kd-len:    {extends: boot, grid: {distill.kd_steps: [100, 200]}}   # one run per value
+      any run may carry `reference: {pflops: 320, steps: 10800, note: "..."}` (the paper's numbers, shown by --dry-run)
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .compute import flops_per_token
+from .config import RunConfig, _deep_merge, from_dict, load_yaml, resolve_model, set_dotted, to_dict, validate
+from .errors import ConfigError
+from .model import ModelShape
+from .train.rundir import _identity
+
+RECIPE_KEYS = {"name", "out_dir", "defaults", "seeds", "runs", "description"}
+RUN_KEYS = {"extends", "grid", "reference"}
+
+
+@dataclass
+class PlannedRun:
+    name: str
+    cfg: RunConfig
+    teacher: str | None  # name of the teacher run in this recipe
+    reference: dict = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.out_dir)
+
+
+def _config_hash(cfg_dict: dict) -> str:
+    return hashlib.sha256(json.dumps(_identity(cfg_dict), sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _expand(name: str, spec: dict, seeds: list[int] | None) -> list[tuple[str, dict]]:
+    """A run spec -> (name, config dict) per grid point and seed."""
+    grid = spec.pop("grid", None) or {}
+    keys = list(grid)
+    points = list(itertools.product(*(grid[k] if isinstance(grid[k], list) else [grid[k]] for k in keys))) or [()]
+    out = []
+    for point in points:
+        suffix = "".join(f"-{k.split('.')[-1]}{v}" for k, v in zip(keys, point))
+        for seed in seeds or [None]:
+            d = copy.deepcopy(spec)
+            for k, v in zip(keys, point):
+                set_dotted(d, k, v)
+            if seed is not None:
+                set_dotted(d, "train.seed", seed)
+            out.append((name + suffix + (f"-s{seed}" if seed is not None and len(seeds) > 1 else ""), d))
+    return out
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[dict, list[PlannedRun]]:
+    """Parse and validate a recipe; return (recipe, runs in dependency order, teachers first)."""
+    recipe = load_yaml(path)
+    unknown = set(recipe) - RECIPE_KEYS
+    if unknown:
+        raise ConfigError(f"recipe '{path}' has unknown top-level key(s) {sorted(unknown)}; valid: {sorted(RECIPE_KEYS)}")
+    specs = recipe.get("runs") or {}
+    if not specs:
+        raise ConfigError(f"recipe '{path}' defines no runs: add a 'runs:' mapping")
+    defaults = recipe.get("defaults") or {}
+    for item in overrides or []:
+        key, _, value = item.partition("=")
+        set_dotted(defaults, key, value)
+    out_root = Path(recipe.get("out_dir") or f"runs/{recipe.get('name') or Path(path).stem}")
+
+    def resolved_spec(name: str, seen=()) -> dict:
+        if name not in specs:
+            raise ConfigError(f"recipe run '{seen[-1] if seen else name}' extends unknown run '{name}'")
+        if name in seen:
+            raise ConfigError(f"recipe runs extend each other in a cycle: {' -> '.join(seen + (name,))}")
+        spec = copy.deepcopy(specs[name] or {})
+        parent = spec.pop("extends", None)
+        base = resolved_spec(parent, seen + (name,)) if parent else {}
+        base.pop("grid", None)
+        base.pop("reference", None)
+        return _deep_merge(base, spec)
+
+    expanded: dict[str, tuple[dict, dict]] = {}
+    seeds = recipe.get("seeds")
+    for name in specs:
+        spec = resolved_spec(name)
+        reference = spec.pop("reference", None) or {}
+        for run_name, d in _expand(name, spec, seeds):
+            expanded[run_name] = (_deep_merge(defaults, d), reference)
+
+    planned: dict[str, PlannedRun] = {}
+
+    def plan(run_name: str, stack=()) -> PlannedRun:
+        if run_name in planned:
+            return planned[run_name]
+        if run_name in stack:
+            raise ConfigError(f"recipe teachers form a cycle: {' -> '.join(stack + (run_name,))}")
+        d, reference = copy.deepcopy(expanded[run_name][0]), expanded[run_name][1]
+        teacher = (d.get("distill") or {}).get("teacher")
+        teacher_name = None
+        if teacher is not None and (d.get("distill") or {}).get("policy", "classical") != "classical":
+            teacher_name = _teacher_name(teacher, run_name, expanded)
+            d["distill"]["teacher"] = str(plan(teacher_name, stack + (run_name,)).run_dir)
+        cfg = from_dict(RunConfig, {k: v for k, v in d.items() if k != "out_dir"}, run_name)
+        resolve_model(cfg)
+        validate(cfg)
+        cfg.out_dir = str(out_root / f"{run_name}-{_config_hash(to_dict(cfg))}")
+        planned[run_name] = PlannedRun(run_name, cfg, teacher_name, reference)
+        return planned[run_name]
+
+    for run_name in expanded:
+        plan(run_name)
+    order, done = [], set()
+
+    def visit(p: PlannedRun):
+        if p.name in done:
+            return
+        if p.teacher:
+            visit(planned[p.teacher])
+        done.add(p.name)
+        order.append(p)
+
+    for p in planned.values():
+        visit(p)
+    return recipe, order
+
+
+def _teacher_name(teacher: str, run_name: str, expanded: dict) -> str:
+    """A teacher named in a recipe: the run of that name, its same-seed variant, or an error."""
+    if teacher in expanded:
+        return teacher
+    seed_suffix = run_name[run_name.rfind("-s"):] if "-s" in run_name else ""
+    if teacher + seed_suffix in expanded:
+        return teacher + seed_suffix
+    if Path(teacher).exists():
+        raise ConfigError(f"run '{run_name}': distill.teacher '{teacher}' is a path; in a recipe name a run of the recipe instead")
+    raise ConfigError(f"run '{run_name}': distill.teacher '{teacher}' is not a run of this recipe (runs: {', '.join(expanded)})")
+
+
+# ---------------------------------------------------------------- planning numbers
+
+
+def predicted(p: PlannedRun, runs: dict[str, PlannedRun], data_vocab: int) -> dict:
+    """Steps, tokens and 6N FLOPs a run will spend (KD inference as an upper bound when the stop is decided at run time)."""
+    c = p.cfg
+    shape = ModelShape(data_vocab, c.model.d_model, c.model.n_layers, c.model.n_heads, c.model.context)
+    steps = c.train.max_steps or c.train.total_steps
+    tokens_per_step = max(1, round(c.train.batch_tokens / c.model.context)) * c.model.context
+    tokens = steps * tokens_per_step
+    out = {"steps": steps, "tokens": tokens, "student": tokens * flops_per_token(shape), "teacher_inference": 0.0,
+           "teacher_train": 0.0, "inference_bound": False}
+    if p.teacher:
+        t = runs[p.teacher]
+        tshape = ModelShape(data_vocab, t.cfg.model.d_model, t.cfg.model.n_layers, t.cfg.model.n_heads, t.cfg.model.context)
+        kd_steps = steps
+        if c.distill.policy == "fixed" and c.distill.kd_steps is not None:
+            kd_steps = min(steps, c.distill.kd_steps)
+        out["inference_bound"] = c.distill.policy in ("bootstrapped",)
+        out["teacher_inference"] = kd_steps * tokens_per_step * flops_per_token(tshape, training=False)
+        out["teacher_train"] = predicted(t, runs, data_vocab)["total"]
+    out["total"] = out["student"] + out["teacher_inference"] + out["teacher_train"]
+    return out
+
+
+def print_plan(recipe: dict, order: list[PlannedRun], data_vocab: int) -> list[dict]:
+    runs = {p.name: p for p in order}
+    rows = []
+    print(f"recipe {recipe.get('name', '')}: {len(order)} runs (vocab {data_vocab}; 6N proxy, PFLOPs = 1e15)")
+    head = f"{'run':<28} {'policy':<12} {'params':>8} {'steps':>7} {'tokens':>11} {'student':>9} {'t.infer':>9} {'t.train':>9} {'total':>9}  paper"
+    print(head)
+    print("-" * len(head))
+    for p in order:
+        n = predicted(p, runs, data_vocab)
+        shape = ModelShape(data_vocab, p.cfg.model.d_model, p.cfg.model.n_layers, p.cfg.model.n_heads, p.cfg.model.context)
+        from .model import count_params
+
+        params = count_params(shape)["total"]
+        ref = p.reference.get("pflops")
+        bound = "<" if n["inference_bound"] else " "
+        print(f"{p.name:<28} {p.cfg.distill.policy:<12} {params / 1e6:>7.2f}M {n['steps']:>7} {n['tokens']:>11,} "
+              f"{n['student'] / 1e15:>9.3f} {bound}{n['teacher_inference'] / 1e15:>8.3f} {n['teacher_train'] / 1e15:>9.3f} "
+              f"{n['total'] / 1e15:>9.3f}  {'' if ref is None else f'{ref} PFLOPs'}")
+        if p.reference.get("note"):
+            print(f"{'':<28} note: {p.reference['note']}")
+        rows.append({"name": p.name, "run_dir": str(p.run_dir), "params": params, **n, "reference": p.reference})
+    print("'<' marks an upper bound: a bootstrapped run stops running its teacher at a step decided during training.")
+    print("t.train is the teacher's whole training run, counted in every student that uses it.")
+    return rows
+
+
+# ---------------------------------------------------------------- running
+
+
+def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bool = False) -> list[Path]:
+    from .data.prepare import load_meta, prepare
+    from .train.trainer import Trainer
+
+    recipe, order = load_recipe(path, overrides)
+    vocab = order[0].cfg.data.vocab_size
+    if dry_run:
+        print_plan(recipe, order, vocab)
+        return [p.run_dir for p in order]
+    vocab = load_meta(prepare(order[0].cfg.data, progress=order[0].cfg.log.progress))["vocab_size"]
+    runs = {p.name: p for p in order}
+    planned_flops = {p.name: predicted(p, runs, vocab)["student"] for p in order}
+    total_flops = sum(planned_flops.values())
+    remaining = total_flops
+    trained_flops, spent_s, t0 = 0.0, 0.0, time.perf_counter()
+    for i, p in enumerate(order, 1):
+        summary = p.run_dir / "summary.json"
+        if summary.is_file():
+            print(f"[{i}/{len(order)}] {p.name}: finished earlier, reused ({p.run_dir})")
+            remaining -= planned_flops[p.name]
+            continue
+        resume = (p.run_dir / "config.yaml").is_file()
+        eta = ""
+        if trained_flops and spent_s:  # FLOP rate of the runs trained so far in this call
+            eta = f", experiment ETA {remaining / (trained_flops / spent_s) / 60:.1f} min"
+        print(f"[{i}/{len(order)}] {p.name}: {'resuming' if resume else 'starting'} ({p.run_dir}){eta}")
+        start = time.perf_counter()
+        Trainer(p.cfg, resume=resume).fit()
+        spent_s += time.perf_counter() - start
+        trained_flops += planned_flops[p.name]
+        remaining -= planned_flops[p.name]
+    print(f"experiment {recipe.get('name', '')}: {len(order)} runs done in {(time.perf_counter() - t0) / 60:.1f} min")
+    return [p.run_dir for p in order]
+

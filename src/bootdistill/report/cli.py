@@ -1,0 +1,66 @@
+"""`bootdistill report RUN_DIR...`: the savings table on stdout, report.md + report.json + PNGs in --out."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..errors import BootdistillError
+
+
+def _parse_baselines(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise BootdistillError(f"--baseline expects NAME=RUN_DIR (a student run's name and its classical run), got '{item}'")
+        out[name] = path
+    return out
+
+
+def default_out(runs) -> Path:
+    """`report/` beside the run dirs: in their common parent."""
+    return Path(os.path.commonpath([str(r.path.parent) for r in runs])) / "report"
+
+
+def cmd_report(args) -> int:
+    from .markdown import savings_table, write_report
+    from .plots import write_plots
+    from .tables import build_report, load_runs
+
+    baselines = _parse_baselines(args.baseline)
+    runs = load_runs(list(args.runs) + list(baselines.values()))  # an override's baseline joins the report
+    report = build_report(runs, target=args.target, baselines=baselines)
+    out = Path(args.out) if args.out else default_out(runs)
+    plots = write_plots(runs, out, report)
+    paths = write_report(report, plots, out)
+    for w in report["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        print(paths["json"].read_text(), end="")
+    else:
+        print(savings_table(report))
+        print(f"\nreport: {paths['md']} (+ report.json, {len(plots)} plots)")
+    return 0
+
+
+def add_subcommands(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report", help="compute to reach a target loss and the savings of distillation, teacher included (Table 3, plots)",
+        description="For each student: the target loss, the step and compute (PFLOPs) at which it is first reached "
+                    "(interpolated between evaluations), and the savings against its classical run, with teacher "
+                    "training, teacher inference and student compute shown separately. Writes report.md, "
+                    "report.json and PNG plots; several seeds of a config give mean ± std.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                   help="run directories written by `bootdistill train` (students, their classical baselines, teachers); "
+                        "a directory holding run directories stands for all of them")
+    p.add_argument("--target", type=float, metavar="LOSS",
+                   help="target validation loss for every student (default: each classical baseline's final validation loss)")
+    p.add_argument("--out", metavar="DIR", help="where report.md, report.json and the plots go (default: <common parent>/report)")
+    p.add_argument("--baseline", action="append", metavar="NAME=RUN_DIR",
+                   help="use RUN_DIR as the classical baseline of the student run named NAME (repeatable; "
+                        "default: the classical run with the same model shape and train.total_steps, same seed preferred)")
+    p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table")
+    p.set_defaults(func=cmd_report)

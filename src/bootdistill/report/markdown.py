@@ -1,0 +1,190 @@
+"""Render a built report (tables.build_report) as text tables, report.md and report.json, written atomically."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from ..fsutil import atomic_write_text
+from .tables import size_label
+
+HEADERS = ["Configuration", "Target loss", "Steps", "Compute (PFLOPs)", "Teacher train", "Teacher inference",
+           "Student", "Savings", "Savings (exact FLOPs)"]
+PAPER = ("The paper (Table 3, Wikitext-103, 10.8k steps) reports 8.0% savings for 17M→70M and 20.3% for "
+         "17M→150M, teacher training included.")
+
+
+def _loss(v):
+    return f"{v:.4f}"
+
+
+def _steps(v):
+    return f"{v:,.0f}"
+
+
+def _pf(v):
+    return f"{v:.4g}"
+
+
+def _pf_std(v):
+    return f"{v:.2g}"
+
+
+def _pct(v):
+    return f"{v:.1f}%"
+
+
+def fmt_stat(s: dict | None, fmt, none: str = "—", fmt_std=None) -> str:
+    """'mean ± std' over the seeds that have a value, '(k/n reached)' when some do not, or `none`."""
+    if not s or s["reached"] == 0:
+        return none
+    text = fmt(s["mean"]) if not s["std"] else f"{fmt(s['mean'])} ± {(fmt_std or fmt)(s['std'])}"  # no '± 0'
+    return text + (f" ({s['reached']}/{s['n']} reached)" if s["reached"] < s["n"] else "")
+
+
+def table_cells(row: dict) -> list[str]:
+    name = row["configuration"] + (" (unfinished)" if row["unfinished"] else "")
+    if row["target"]["reached"] == 0:  # no --target and no loss to take one from: nothing to measure against
+        why = ("no evaluations" if row["role"] == "classical" else
+               "no baseline" if row["baseline"] is None else "baseline has no evaluations")
+        return [name, f"— ({why})"] + ["—"] * (len(HEADERS) - 2)
+    never = "not reached"
+    le = "≤ " if row["at_first_eval"] else ""
+    cells = [name, fmt_stat(row["target"], _loss), le + fmt_stat(row["steps"], _steps, never),
+             le + fmt_stat(row["compute_pflops"], _pf, never, _pf_std)]
+    if row["role"] == "classical":
+        cells += ["—", "—", fmt_stat(row["student_pflops"], _pf, never, _pf_std), "—", "—"]
+        return cells
+    cells += [fmt_stat(row[k], _pf, never, _pf_std) for k in ("teacher_train_pflops", "teacher_inference_pflops", "student_pflops")]
+    if row["baseline"] is None:
+        return cells + ["— (no baseline)"] * 2
+    none = never if row["steps"]["reached"] == 0 else "baseline not reached"
+    return cells + [fmt_stat(row["savings_pct"], _pct, none), fmt_stat(row["savings_exact_pct"], _pct, none)]
+
+
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    esc = lambda c: str(c).replace("|", "\\|")  # noqa: E731
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(out + ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows])
+
+
+def savings_table(report: dict) -> str:
+    return text_table(HEADERS, [table_cells(r) for r in report["rows"]])
+
+
+def _corpus_text(source, synthetic: bool) -> str:
+    # data.source is the prepared data's source record ({kind, description, splits, holdout, ...}) or a string
+    display = source.get("description") if isinstance(source, dict) else source
+    blob = json.dumps(source, default=str).lower()
+    holdout = source.get("holdout") if isinstance(source, dict) else None
+    split_note = (f" Its {' and '.join(holdout)} split(s) are held out from the training text, not WikiText's files."
+                  if holdout else "")
+    if synthetic:
+        return ("**SYNTHETIC text** (no real corpus was found): these numbers say nothing about language "
+                "modelling and must not be compared with the paper.")
+    if "wiki2015" in blob or "shared/corpus" in blob:
+        same_eval = not holdout and "wiki.valid.raw" in blob if isinstance(source, dict) else True
+        return (f"the shared corpus (`{display}`): 20,994 ordinary English Wikipedia articles from a 2015 dump "
+                "(69 M words) in WikiText layout for training, where the paper trains on Wikitext-103's 28,475 "
+                "Good and Featured articles (103 M words). "
+                + ("Validation and test files are exactly WikiText's, so losses are measured on the paper's text, "
+                   "but the training text (and the tokenizer trained on it) differ: " if same_eval else
+                   "Training and evaluation text differ from the paper's: ")
+                + "compare savings, not absolute losses, with the paper." + split_note)
+    if "wikitext-103" in blob or "wikitext103" in blob:
+        return f"Wikitext-103 (`{display}`), the paper's corpus." + split_note
+    if source is None:
+        return "unknown (summary.json missing or without data.source)."
+    return (f"`{display}`, not the paper's Wikitext-103: absolute losses are not comparable with the paper's; "
+            "savings are, with care." + split_note)
+
+
+def describe_corpus(report: dict) -> str:
+    """One line per distinct corpus: what it is, and how it differs from the paper's Wikitext-103."""
+    seen: dict[str, tuple] = {}
+    for r in report["runs"]:
+        d = r.get("data") or {}
+        key = json.dumps([d.get("source"), bool(d.get("synthetic"))], sort_keys=True, default=str)
+        seen.setdefault(key, (d.get("source"), bool(d.get("synthetic")), []))[2].append(r["name"])
+    parts = [f"- Runs {', '.join(sorted(names))}: {_corpus_text(src, syn)}" for src, syn, names in seen.values()]
+    vocabs = sorted({r.get("vocab_size") for r in report["runs"] if r.get("vocab_size")})
+    if vocabs and vocabs != [5000]:
+        parts.append(f"- Vocabulary size {', '.join(map(str, vocabs))} (paper: 5,000).")
+    return "\n".join(parts)
+
+
+METHOD = """Steps and compute are where the validation loss **first** reaches the target, linearly interpolated in
+both step and compute between the last evaluation above the target and the first at or below it, for the
+classical and the distilled run alike ("≤": already below target at the first evaluation, an upper bound).
+Savings = 1 − C_distilled(target) / C_classical(target) against the classical run of the same student (same
+model shape and LR-schedule length, same seed where there is one). C_distilled includes the teacher's whole
+training cost (counted from step 0), teacher inference while KD was on, and student training, shown
+separately. Compute is the paper's proxy C ≈ 6NT (2NT for teacher inference); "exact FLOPs" adds attention.
+With several seeds of a config: mean ± sample std over the seeds."""
+
+
+def _clean(obj):
+    """JSON without NaN/inf (not valid JSON): they become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def render_markdown(report: dict, plots: dict[str, str]) -> str:
+    md = ["# bootdistill report: compute to target loss, teacher included", "",
+          "## Corpus", "", describe_corpus(report), "",
+          "## Savings (cf. paper Table 3)", "",
+          f"Target loss: {report['target_rule']}" + ("" if report["target"] is not None else
+          " (its validation batches are those of the curves below; the full-split final loss is in the runs table)")
+          + ".", "", markdown_table(HEADERS, [table_cells(r) for r in report["rows"]]), "", METHOD, "", PAPER, ""]
+    if report["teachers"]:
+        rows = [[t["name"], size_label(t.get("n_params")),
+                 _steps(t["steps"]) if t.get("steps") is not None else "?",
+                 _loss(t["final_val_loss"]) if t.get("final_val_loss") is not None else "?",
+                 _pf(t["compute_pflops"]) if t.get("compute_pflops") is not None else "?",
+                 ", ".join(t.get("students", []))] for t in report["teachers"]]
+        md += ["## Teachers", "", markdown_table(["Teacher", "Params", "Steps", "Val loss", "Training compute (PFLOPs)",
+                                                  "Students"], rows), ""]
+    rows = [[r["name"], r["policy"], str(r["seed"]), "done" if r["finished"] else "**unfinished**",
+             _steps(r["steps"]) if r["steps"] is not None else "?",
+             size_label(r.get("n_params")),
+             _loss(r["final_val_loss"]) if r["final_val_loss"] is not None else "?",
+             _loss(r["test_loss"]) if r["test_loss"] is not None else "?",
+             _pf(r["compute_pflops"]) if r["compute_pflops"] is not None else "?",
+             str(r["kd_stopped_step"]) if r["kd_stopped_step"] is not None else "—",
+             r["baseline"] or "—", r["teacher"] or "—"] for r in report["runs"]]
+    md += ["## Runs", "", markdown_table(["Run", "Policy", "Seed", "Status", "Steps", "Params",
+                                          "Final val loss (full split)", "Test loss", "Compute (PFLOPs)",
+                                          "KD stopped at step", "Baseline", "Teacher"], rows), ""]
+    if report["warnings"]:
+        md += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
+    titles = {"loss_vs_compute": "Validation loss vs compute (Fig. 3)", "loss_vs_step": "Validation loss vs step (Fig. 2)",
+              "lr_vs_loss": "Learning rate vs validation loss (Fig. 7)",
+              "positional_loss": "Test loss per 64-token position bucket (Figs. 4-5)"}
+    if plots:
+        md += ["## Plots", ""]
+        for key, file in plots.items():
+            md += [f"### {titles.get(key, key)}", "", f"![{titles.get(key, key)}]({file})", ""]
+    return "\n".join(md)
+
+
+def write_report(report: dict, plots: dict[str, str], out: Path) -> dict[str, Path]:
+    out = Path(out)
+    paths = {"md": out / "report.md", "json": out / "report.json"}
+    doc = _clean({**report, "corpus": describe_corpus(report), "plots": plots})
+    atomic_write_text(paths["json"], json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(paths["md"], render_markdown(report, plots))
+    for p in paths.values():
+        p.chmod(0o644)  # mkstemp makes 0600; a report is meant to be shared
+    return paths

@@ -1,0 +1,389 @@
+"""Compute-to-target arithmetic: load run dirs, pair students with classical baselines, find where each run
+first reaches the target loss (interpolated), and the savings, teacher included. Seeds aggregate to mean ± std."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import statistics
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+
+from ..errors import BootdistillError
+from ..train.metrics import read_metrics
+
+PFLOP = 1e15
+# columns interpolated at the crossing; flops_teacher_train is constant, so it interpolates to itself
+CROSS_KEYS = ("step", "tokens", "flops_student", "flops_teacher_inference", "flops_teacher_train", "flops_total",
+              "flops_total_exact")
+# config keys that do not make another experiment (seeds of one config share everything else)
+NOT_IDENTITY = {("out_dir",), ("log",), ("train", "seed"), ("train", "threads"), ("train", "device"),
+                ("data", "prepared_dir"), ("distill", "teacher")}
+SEED_SUFFIX = re.compile(r"[-_.]?(seed|s)[-_]?\d+$", re.I)
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict
+    summary: dict | None
+    metrics: list[dict]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
+
+    def cfg(self, section: str, key: str, default=None):
+        return (self.config.get(section) or {}).get(key, default)
+
+    @property
+    def policy(self) -> str:
+        return (self.summary or {}).get("policy", {}).get("policy") or self.cfg("distill", "policy", "classical")
+
+    @property
+    def seed(self):
+        return self.cfg("train", "seed")
+
+    @property
+    def shape(self) -> tuple:
+        m = (self.summary or {}).get("model") or {}
+        if m:
+            return tuple(m.get(k) for k in ("vocab_size", "d_model", "n_layers", "n_heads", "context"))
+        c = self.config.get("model") or {}
+        shape = (self.cfg("data", "vocab_size"),) + tuple(c.get(k) for k in ("d_model", "n_layers", "n_heads", "context"))
+        return shape if None not in shape else (self.cfg("data", "vocab_size"), c.get("preset"))
+
+    @property
+    def n_params_non_embedding(self) -> int | None:
+        if self.summary and self.summary.get("n_params_non_embedding"):
+            return self.summary["n_params_non_embedding"]
+        _, d, layers, *_ = self.shape + (None,) * 3
+        # the count of bootdistill.model.count_params, without importing torch
+        return layers * (12 * d * d + 13 * d) + 2 * d if isinstance(d, int) and isinstance(layers, int) else None
+
+    @cached_property
+    def evals(self) -> list[dict]:
+        rows = [r for r in self.metrics if _finite(r.get("val_loss"))]
+        return sorted(rows, key=lambda r: r.get("step", 0))
+
+    @property
+    def last_row(self) -> dict:
+        return self.metrics[-1] if self.metrics else {}
+
+    @property
+    def final_eval_loss(self) -> float | None:
+        return self.evals[-1]["val_loss"] if self.evals else None
+
+    @property
+    def identity(self) -> tuple:
+        flat = _flatten(self.config)
+        teacher = (self.summary or {}).get("teacher") or {}
+        return tuple(sorted(flat.items())) + (("teacher_model", str(teacher.get("model"))),)
+
+    def teacher_paths(self) -> list[Path]:
+        """Where this run's teacher may live: the config's path (as given, from the cwd or beside the run) and
+        the checkpoint the trainer recorded."""
+        refs = [self.cfg("distill", "teacher"), ((self.summary or {}).get("teacher") or {}).get("checkpoint")]
+        out = []
+        for ref in filter(None, refs):
+            p = Path(ref)
+            out += [p] if p.is_absolute() else [p, self.path.parent / p, self.path.parent.parent / p]
+        return [p.resolve() for p in out]
+
+
+def _flatten(d: dict, prefix=()) -> dict:
+    out = {}
+    for k, v in d.items():
+        key = prefix + (k,)
+        if key in NOT_IDENTITY:
+            continue
+        if isinstance(v, dict):
+            out.update(_flatten(v, key))
+        else:
+            out[".".join(key)] = repr(v)
+    return out
+
+
+def _is_run_dir(p: Path) -> bool:
+    return (p / "config.yaml").is_file() or (p / "metrics.jsonl").is_file() or (p / "summary.json").is_file()
+
+
+def load_run(path: Path | str) -> Run:
+    import json
+
+    p = Path(path)
+    if not p.is_dir() or not _is_run_dir(p):
+        raise BootdistillError(f"'{path}' is not a run directory (no config.yaml, metrics.jsonl or summary.json): "
+                               "pass directories written by `bootdistill train`")
+    try:
+        config = yaml.safe_load((p / "config.yaml").read_text()) or {} if (p / "config.yaml").is_file() else {}
+        summary = json.loads((p / "summary.json").read_text()) if (p / "summary.json").is_file() else None
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise BootdistillError(f"run directory '{path}' has a corrupt config.yaml or summary.json: {e}") from None
+    return Run(p.resolve(), config, summary, read_metrics(p / "metrics.jsonl"))
+
+
+def load_runs(paths: list) -> list[Run]:
+    """Run dirs in the order given; a directory holding run dirs (not one itself) stands for all of them."""
+    if not paths:
+        raise BootdistillError("no run directories given: pass one or more directories written by `bootdistill train`")
+    dirs: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir() and not _is_run_dir(path):
+            dirs += sorted(c for c in path.iterdir() if c.is_dir() and _is_run_dir(c)) or [path]
+        else:
+            dirs.append(path)
+    runs, seen = [], set()
+    for d in dirs:
+        run = load_run(d)
+        if run.path not in seen:
+            seen.add(run.path)
+            runs.append(run)
+    return runs
+
+
+def first_crossing(evals: list[dict], target: float) -> dict | None:
+    """Step, tokens and compute at which the validation loss first reaches `target`, linearly interpolated
+    between the evaluation before (above target) and the one at or below it. None when never reached.
+    When the very first evaluation is already below target there is nothing to interpolate from: its values
+    are returned (an upper bound) with at_first_eval=True."""
+    prev = None
+    for row in evals:
+        if row["val_loss"] <= target:
+            if prev is None:
+                out = {k: float(row.get(k, math.nan)) for k in CROSS_KEYS}
+                out["at_first_eval"] = True
+                return out
+            f = (prev["val_loss"] - target) / (prev["val_loss"] - row["val_loss"])
+            out = {k: float(prev.get(k, math.nan)) + f * (float(row.get(k, math.nan)) - float(prev.get(k, math.nan)))
+                   for k in CROSS_KEYS}
+            out["at_first_eval"] = False
+            return out
+        prev = row
+    return None
+
+
+def savings(distilled: dict | None, classical: dict | None, key: str = "flops_total") -> float | None:
+    """1 - C_distilled / C_classical at the target, in %; None when either never reaches it."""
+    if distilled is None or classical is None or not classical.get(key):
+        return None
+    return 100.0 * (1.0 - distilled[key] / classical[key])
+
+
+def stat(values: list) -> dict:
+    """mean ± sample std over the values that exist; `n` counts all, `reached` the ones that exist."""
+    have = [float(v) for v in values if v is not None and math.isfinite(v)]
+    return {"mean": statistics.fmean(have) if have else None,
+            "std": statistics.stdev(have) if len(have) > 1 else None,
+            "n": len(values), "reached": len(have), "values": list(values)}
+
+
+@dataclass
+class Group:
+    """Runs of one config that differ only in train.seed."""
+
+    runs: list[Run]
+    label: str = ""
+    baseline: "Group | None" = None
+    is_teacher: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def policy(self) -> str:
+        return self.runs[0].policy
+
+
+def size_label(n: int | None) -> str:
+    return "?" if n is None else f"{n / 1e6:.3g}M" if n >= 1e5 else f"{n / 1e3:.3g}K"
+
+
+def _label(runs: list[Run]) -> str:
+    names = [r.name for r in runs]
+    stripped = {SEED_SUFFIX.sub("", n) for n in names}
+    base = names[0] if len(names) == 1 else stripped.pop() if len(stripped) == 1 and "" not in stripped else \
+        os.path.commonprefix(names).rstrip("-_.") or "+".join(names)
+    seeds = f", {len(runs)} seeds" if len(runs) > 1 else ""
+    return f"{size_label(runs[0].n_params_non_embedding)} {runs[0].policy.capitalize()} ({base}{seeds})"
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    groups: dict[tuple, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.identity, []).append(r)
+    out = [Group(sorted(g, key=lambda r: (str(r.seed), r.name))) for g in groups.values()]
+    for g in out:
+        g.label = _label(g.runs)
+    return out
+
+
+def find_baseline(run: Run, runs: list[Run], overrides: dict[str, Path] | None = None) -> Run | None:
+    """The classical run with the same model shape and LR-schedule length; the same seed when there is one."""
+    for key in (run.name, str(run.path)):
+        if overrides and key in overrides:
+            target = Path(overrides[key]).resolve()
+            return next((r for r in runs if r.path == target), None) or load_run(target)
+    cands = [r for r in runs if r.policy == "classical" and r is not run and r.shape == run.shape
+             and r.cfg("train", "total_steps") == run.cfg("train", "total_steps")]
+    same_seed = [r for r in cands if r.seed == run.seed]
+    return (same_seed or cands or [None])[0]
+
+
+def find_teacher(run: Run, runs: list[Run]) -> Run | None:
+    for p in run.teacher_paths():
+        for r in runs:
+            if p == r.path or r.path in p.parents:
+                return r
+    return None
+
+
+def _final(run: Run, key: str):
+    if run.summary and key in (run.summary.get("flops") or {}):
+        return run.summary["flops"][key]
+    return run.last_row.get(key)
+
+
+def _run_record(run: Run, res: dict) -> dict:
+    s = run.summary or {}
+    cross = res["crossing"]
+    total = _final(run, "flops_total")
+    return {
+        "name": run.name, "path": str(run.path), "policy": run.policy, "seed": run.seed, "finished": run.finished,
+        "steps": s.get("steps", run.last_row.get("step")), "n_params": s.get("n_params"),
+        "n_params_non_embedding": run.n_params_non_embedding, "vocab_size": run.shape[0],
+        "final_val_loss": s.get("final_val_loss"), "last_eval_val_loss": run.final_eval_loss,
+        "test_loss": s.get("test_loss"), "compute_pflops": total / PFLOP if _finite(total) else None,
+        "kd_stopped_step": (s.get("policy") or {}).get("kd_stopped_step"),
+        "teacher": res["teacher"].name if res["teacher"] else None,
+        "baseline": res["baseline"].name if res["baseline"] else None,
+        "target": res["target"], "crossing": cross,
+        "savings_pct": res["savings"], "savings_exact_pct": res["savings_exact"],
+        "data": s.get("data") or {"source": run.cfg("data", "corpus"), "synthetic": None},
+    }
+
+
+def _group_row(g: Group, per: dict) -> dict:
+    res = [per[r.path] for r in g.runs]
+
+    def at(key, scale=1.0):
+        return stat([c["crossing"][key] / scale if c["crossing"] else None for c in res])
+
+    baselines = sorted({c["baseline_group"].label for c in res if c.get("baseline_group")})
+    return {
+        "configuration": g.label, "policy": g.policy, "role": "classical" if g.policy == "classical" else "distilled",
+        "runs": [r.name for r in g.runs], "seeds": [r.seed for r in g.runs],
+        "unfinished": [r.name for r in g.runs if not r.finished], "baseline": ", ".join(baselines) or None,
+        "target": stat([c["target"] for c in res]),
+        "steps": at("step"), "tokens": at("tokens"),
+        "compute_pflops": at("flops_total", PFLOP), "compute_exact_pflops": at("flops_total_exact", PFLOP),
+        "teacher_train_pflops": at("flops_teacher_train", PFLOP),
+        "teacher_inference_pflops": at("flops_teacher_inference", PFLOP),
+        "student_pflops": at("flops_student", PFLOP),
+        "at_first_eval": any(c["crossing"] and c["crossing"]["at_first_eval"] for c in res),
+        "savings_pct": stat([c["savings"] for c in res]) if g.policy != "classical" else None,
+        "savings_exact_pct": stat([c["savings_exact"] for c in res]) if g.policy != "classical" else None,
+        "final_val_loss": stat([r.summary.get("final_val_loss") if r.summary else r.final_eval_loss for r in g.runs]),
+        "final_compute_pflops": stat([_final(r, "flops_total") / PFLOP if _finite(_final(r, "flops_total")) else None
+                                      for r in g.runs]),
+    }
+
+
+def build_report(runs: list[Run], target: float | None = None, baselines: dict[str, str] | None = None) -> dict:
+    """Everything the report shows, as plain data: `rows` (Table 3), `teachers`, `runs`, `warnings`."""
+    if target is not None and not (_finite(target) and target > 0):
+        raise BootdistillError(f"--target must be a positive loss, got {target}")
+    runs = list(runs)
+    warn: list[str] = []
+    for key, path in (baselines or {}).items():
+        if not any(r.path == Path(path).resolve() for r in runs):
+            runs.append(load_run(path))  # the CLI passes it among `runs` already, so it is plotted too
+        if not any(key in (r.name, str(r.path)) for r in runs):
+            raise BootdistillError(f"--baseline {key}=...: no run named '{key}' among the run directories given")
+    for r in runs:
+        if not r.finished:
+            warn.append(f"{r.name}: unfinished (no summary.json): using its metrics so far")
+        if not r.evals:
+            warn.append(f"{r.name}: no validation evaluations in metrics.jsonl yet")
+
+    per: dict[Path, dict] = {}
+    for r in runs:
+        b = None if r.policy == "classical" else find_baseline(r, runs, baselines)
+        if b is not None and b.policy != "classical":
+            warn.append(f"{r.name}: baseline {b.name} is not a classical run (policy {b.policy})")
+        if r.policy != "classical" and b is None:
+            warn.append(f"{r.name}: no classical baseline with the same model shape and train.total_steps"
+                        + ("" if target is not None else ": no target, so no crossing or savings; pass --target"))
+        if b is not None and (r.summary or {}).get("data", {}).get("tokenizer_sha256") != \
+                (b.summary or {}).get("data", {}).get("tokenizer_sha256") and r.finished and b.finished:
+            warn.append(f"{r.name}: its baseline {b.name} used another tokenizer: losses are not comparable")
+        tgt = target if target is not None else (r.final_eval_loss if b is None and r.policy == "classical"
+                                                 else b.final_eval_loss if b is not None else None)
+        per[r.path] = {"target": tgt, "baseline": b, "teacher": find_teacher(r, runs),
+                       "crossing": first_crossing(r.evals, tgt) if tgt is not None else None}
+    for r in runs:
+        p, b = per[r.path], per[r.path]["baseline"]
+        base_cross = per[b.path]["crossing"] if b is not None else None
+        p["savings"], p["savings_exact"] = savings(p["crossing"], base_cross), \
+            savings(p["crossing"], base_cross, "flops_total_exact")
+        teacher_only = r.policy == "classical" and any(per[s.path]["teacher"] is r for s in runs) and \
+            not any(per[s.path]["baseline"] is r for s in runs)
+        if p["target"] is not None and p["crossing"] is None and not teacher_only:
+            warn.append(f"{r.name}: never reaches the target loss {p['target']:.4f} "
+                        f"(best {min((e['val_loss'] for e in r.evals), default=float('nan')):.4f})")
+        if b is not None and not b.finished:
+            warn.append(f"{r.name}: its baseline {b.name} is unfinished: the target is its latest loss so far")
+
+    groups = group_runs(runs)
+    group_of = {r.path: g for g in groups for r in g.runs}
+    for r in runs:
+        if per[r.path]["baseline"] is not None:
+            per[r.path]["baseline_group"] = group_of[per[r.path]["baseline"].path]
+    teacher_paths = {per[r.path]["teacher"].path for r in runs if per[r.path]["teacher"]}
+    is_baseline = {per[r.path]["baseline"].path for r in runs if per[r.path]["baseline"]}
+
+    # Table 3 order: each classical baseline, then the students distilled against it, then the rest
+    shown = [g for g in groups if not all(r.path in teacher_paths and r.path not in is_baseline for r in g.runs)]
+    ordered: list[Group] = []
+    for g in shown:
+        if g.policy == "classical" and g not in ordered:
+            ordered.append(g)
+            ordered += [d for d in shown if d.policy != "classical" and d not in ordered
+                        and group_of.get(getattr(per[d.runs[0].path]["baseline"], "path", None)) is g]
+    ordered += [g for g in shown if g not in ordered]
+
+    teachers = []
+    for r in runs:
+        if r.path in teacher_paths:
+            rec = _run_record(r, per[r.path])
+            rec["students"] = sorted({group_of[s.path].label for s in runs if per[s.path]["teacher"] is r})
+            teachers.append(rec)
+    seen = set()
+    for r in runs:  # teachers known only from a student's summary.json
+        t = (r.summary or {}).get("teacher")
+        if t and per[r.path]["teacher"] is None and t.get("checkpoint") not in seen:
+            seen.add(t.get("checkpoint"))
+            teachers.append({"name": Path(str(t.get("checkpoint"))).name, "path": t.get("checkpoint"),
+                             "n_params": t.get("n_params"), "final_val_loss": t.get("val_loss"),
+                             "compute_pflops": t["train_flops"] / PFLOP if _finite(t.get("train_flops")) else None,
+                             "students": [group_of[r.path].label], "finished": True, "steps": None,
+                             "note": "run directory not given: from the student's summary.json"})
+    return {
+        "target_rule": (f"given: {target}" if target is not None else
+                        "the classical baseline's validation loss at its last evaluation"),
+        "target": target,
+        "rows": [_group_row(g, per) for g in ordered],
+        "teachers": teachers,
+        "runs": [_run_record(r, per[r.path]) for r in runs],
+        "warnings": list(dict.fromkeys(warn)),
+    }

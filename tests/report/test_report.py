@@ -1,0 +1,199 @@
+"""`bootdistill report` on hand-made run directories: interpolation, targets never reached, teacher compute in
+the savings, mean ± std over seeds, plots, and the CLI end to end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+import pytest
+import yaml
+
+from bootdistill.errors import BootdistillError
+from bootdistill.report import build_report, first_crossing, load_runs
+from bootdistill.report.cli import add_subcommands
+from bootdistill.report.markdown import describe_corpus, savings_table
+from bootdistill.report.plots import write_plots
+
+TPS = 1000  # tokens per step
+N_STUDENT, N_TEACHER = 1_000_000, 100_000
+SHARED = {"kind": "files", "description": "/work/shared/corpus", "holdout": [],  # as data/prepare.py records it
+          "splits": {"train": "/work/shared/corpus/wiki2015.train.00.raw.xz + 6 more",
+                     "valid": "/work/shared/corpus/wiki.valid.raw", "test": "/work/shared/corpus/wiki.test.raw"}}
+
+
+def make_run(root, name, evals, policy="classical", seed=1, teacher=None, teacher_train=0.0, kd_until=0,
+             finished=True, d_model=64, source=SHARED, synthetic=False):
+    """A run dir as the trainer writes it: 6N per student token, 2N per teacher token while KD is on."""
+    run = root / name
+    run.mkdir(parents=True)
+    cfg = {"out_dir": str(run), "data": {"vocab_size": 300},
+           "model": {"preset": None, "d_model": d_model, "n_layers": 2, "n_heads": 2, "context": 32, "dropout": 0.1},
+           "train": {"seed": seed, "total_steps": 100, "max_steps": None},
+           "distill": {"teacher": str(teacher) if teacher else None, "policy": policy, "alpha": 1.0},
+           "log": {"progress": False}}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rows = []
+    for step, val in evals:
+        kd = min(step, kd_until)
+        row = {"step": step, "tokens": step * TPS, "flops_student": 6.0 * N_STUDENT * TPS * step,
+               "flops_teacher_inference": 2.0 * N_TEACHER * TPS * kd, "flops_teacher_train": teacher_train,
+               "lr": 1e-3 * (1 - step / 200), "train_loss": val + 0.1, "alpha": 1.0, "kd_on": step < kd_until}
+        row["flops_total"] = row["flops_student"] + row["flops_teacher_inference"] + teacher_train
+        row["flops_total_exact"] = 1.1 * row["flops_total"]
+        rows.append({**row, "step": step - 5, "tokens": (step - 5) * TPS})  # a train-only row, no val_loss
+        rows.append({**row, "val_loss": val, **({"events": ["kd_stopped: close to teacher"]} if step == kd_until else {})})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if finished:
+        last = rows[-1]
+        summary = {"steps": last["step"], "tokens": last["tokens"], "tokens_per_step": TPS, "n_params": N_STUDENT,
+                   "n_params_non_embedding": N_STUDENT - 30000,
+                   "model": {"vocab_size": 300, "d_model": d_model, "n_layers": 2, "n_heads": 2, "context": 32},
+                   "final_val_loss": evals[-1][1] + 0.01, "test_loss": evals[-1][1] + 0.02,
+                   "positional_test_loss": {"16": evals[-1][1] + 0.1, "32": evals[-1][1]},
+                   "flops": {k: last[k] for k in ("flops_student", "flops_teacher_inference", "flops_teacher_train",
+                                                  "flops_total", "flops_total_exact")},
+                   "policy": {"policy": policy, "kd_stopped_step": kd_until or None},
+                   "teacher": {"checkpoint": str(teacher), "n_params": N_TEACHER, "val_loss": 3.0,
+                               "train_flops": teacher_train} if teacher else None,
+                   "data": {"dir": "data/prepared/x", "source": source, "synthetic": synthetic, "tokenizer_sha256": "ab"}}
+        (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+CLASSICAL = [(10, 4.0), (20, 3.0), (30, 2.5)]
+DISTILLED = [(10, 3.5), (20, 2.7), (30, 2.4)]
+
+
+@pytest.fixture
+def pair(tmp_path):
+    teacher = make_run(tmp_path, "teacher", [(10, 3.5), (20, 3.0)], d_model=32)
+    c = make_run(tmp_path, "classical", CLASSICAL)
+    d = make_run(tmp_path, "boot", DISTILLED, policy="bootstrapped", teacher=teacher, teacher_train=5e9, kd_until=20)
+    return tmp_path, teacher, c, d
+
+
+def by_name(report, name):
+    return next(r for r in report["runs"] if r["name"] == name)
+
+
+def test_first_crossing_interpolates_step_and_compute():
+    evals = [{"step": 10, "flops_total": 100.0, "val_loss": 4.0}, {"step": 20, "flops_total": 300.0, "val_loss": 3.0}]
+    x = first_crossing(evals, 3.25)
+    assert x["step"] == pytest.approx(17.5) and x["flops_total"] == pytest.approx(250.0) and not x["at_first_eval"]
+    assert first_crossing(evals, 2.9) is None
+    assert first_crossing(evals, 4.5)["at_first_eval"]  # below target at once: that evaluation, flagged
+
+
+def test_savings_include_teacher_training_and_inference(pair):
+    root, teacher, c, d = pair
+    report = build_report(load_runs([teacher, c, d]))
+    boot, classical = by_name(report, "boot"), by_name(report, "classical")
+    assert boot["baseline"] == "classical" and boot["teacher"] == "teacher"
+    assert boot["target"] == classical["target"] == 2.5  # the baseline's last evaluation
+    f = (2.7 - 2.5) / (2.7 - 2.4)  # between the evaluations at steps 20 and 30
+    assert boot["crossing"]["step"] == pytest.approx(20 + 10 * f)
+    student = 6.0 * N_STUDENT * TPS * (20 + 10 * f)
+    inference = 2.0 * N_TEACHER * TPS * 20  # KD stopped at step 20
+    assert boot["crossing"]["flops_student"] == pytest.approx(student)
+    assert boot["crossing"]["flops_teacher_inference"] == pytest.approx(inference)
+    c_classical = 6.0 * N_STUDENT * TPS * 30
+    assert classical["crossing"]["flops_total"] == pytest.approx(c_classical)
+    assert boot["savings_pct"] == pytest.approx(100 * (1 - (student + inference + 5e9) / c_classical))
+    row = next(r for r in report["rows"] if r["role"] == "distilled")
+    assert row["teacher_train_pflops"]["mean"] == pytest.approx(5e9 / 1e15)
+    # the teacher is listed as a teacher, not as a Table 3 row
+    assert [t["name"] for t in report["teachers"]] == ["teacher"]
+    assert len(report["rows"]) == 2 and report["rows"][0]["role"] == "classical"
+
+
+def test_target_never_reached_says_so(pair):
+    root, teacher, c, d = pair
+    report = build_report(load_runs([teacher, c, d]), target=2.0)
+    assert by_name(report, "boot")["crossing"] is None and by_name(report, "boot")["savings_pct"] is None
+    assert any("never reaches the target loss 2.0000" in w for w in report["warnings"])
+    line = next(l for l in savings_table(report).splitlines() if "Bootstrapped" in l)
+    assert "not reached" in line and "%" not in line
+    # a target only the distilled run reaches: no savings number, the baseline did not get there
+    report = build_report(load_runs([teacher, c, d]), target=2.45)
+    assert by_name(report, "boot")["crossing"] is not None and by_name(report, "boot")["savings_pct"] is None
+    assert "baseline not reached" in savings_table(report)
+
+
+def test_seeds_mean_and_std(tmp_path):
+    teacher = make_run(tmp_path, "teacher", [(10, 3.5), (20, 3.0)], d_model=32)
+    finals = {1: 2.5, 2: 2.6}
+    for s, final in finals.items():
+        make_run(tmp_path, f"classical-s{s}", [(10, 4.0), (20, 3.0), (30, final)], seed=s)
+        make_run(tmp_path, f"boot-s{s}", [(10, 3.5), (20, 2.7 + 0.05 * s), (30, 2.4)], policy="bootstrapped",
+                 seed=s, teacher=teacher, teacher_train=5e9, kd_until=20)
+    report = build_report(load_runs([tmp_path]))  # a directory of run dirs stands for all of them
+    assert {r["name"]: r["baseline"] for r in report["runs"] if r["policy"] != "classical"} == \
+        {"boot-s1": "classical-s1", "boot-s2": "classical-s2"}  # same seed preferred
+    row = next(r for r in report["rows"] if r["role"] == "distilled")
+    assert row["runs"] == ["boot-s1", "boot-s2"] and "2 seeds" in row["configuration"]
+    per = [by_name(report, f"boot-s{s}")["savings_pct"] for s in finals]
+    assert row["savings_pct"]["mean"] == pytest.approx(statistics.fmean(per))
+    assert row["savings_pct"]["std"] == pytest.approx(statistics.stdev(per))
+    assert row["target"]["mean"] == pytest.approx(2.55) and row["target"]["std"] == pytest.approx(statistics.stdev([2.5, 2.6]))
+    assert " ± " in savings_table(report)
+
+
+def test_plots_are_written(pair, tmp_path):
+    root, teacher, c, d = pair
+    runs = load_runs([teacher, c, d])
+    plots = write_plots(runs, tmp_path / "plots", build_report(runs))
+    assert set(plots) == {"loss_vs_compute", "loss_vs_step", "lr_vs_loss", "positional_loss"}
+    for file in plots.values():
+        data = (tmp_path / "plots" / file).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 1000
+
+
+def run_cli(*argv):
+    parser = argparse.ArgumentParser()
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["report", *map(str, argv)])
+    return args.func(args)
+
+
+def test_cli_end_to_end(pair, capsys):
+    root, teacher, c, d = pair
+    unfinished = make_run(root, "boot-unfinished", DISTILLED[:2], policy="bootstrapped", seed=7, teacher=teacher,
+                          teacher_train=5e9, kd_until=20, finished=False)
+    lone = make_run(root, "lonely", DISTILLED, policy="kd", d_model=48, teacher=teacher, teacher_train=5e9, kd_until=30)
+    assert run_cli(teacher, c, d, unfinished, lone) == 0
+    out, err = capsys.readouterr()
+    assert "Savings" in out and "Bootstrapped" in out and "%" in out
+    assert "boot-unfinished: unfinished" in err and "lonely: no classical baseline" in err
+    md = (root / "report" / "report.md").read_text()
+    assert "| Configuration |" in md and "![" in md and "(unfinished)" in md and "no baseline" in md
+    # the shared corpus and how it differs from the paper's
+    assert "Wikitext-103" in md and "2015 dump" in md and "exactly WikiText's" in md
+    doc = json.loads((root / "report" / "report.json").read_text())
+    assert {r["name"] for r in doc["runs"]} == {"teacher", "classical", "boot", "boot-unfinished", "lonely"}
+    assert all((root / "report" / f).stat().st_size > 0 for f in doc["plots"].values())
+    # --json, --target, --out and an explicit baseline
+    assert run_cli(c, d, lone, "--json", "--target", "2.6", "--out", root / "r2", "--baseline",
+                   f"lonely={c}") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["target"] == 2.6 and by_name(doc, "lonely")["baseline"] == "classical"
+    assert (root / "r2" / "report.md").is_file()
+
+
+def test_cli_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BootdistillError, match="not a run directory"):
+        run_cli(tmp_path / "empty")
+    with pytest.raises(BootdistillError, match="not a run directory"):
+        run_cli(tmp_path / "missing")
+    with pytest.raises(BootdistillError, match="NAME=RUN_DIR"):
+        run_cli(tmp_path / "empty", "--baseline", "oops")
+    with pytest.raises(BootdistillError, match="no run directories"):
+        load_runs([])
+
+
+def test_synthetic_corpus_is_flagged(tmp_path):
+    make_run(tmp_path, "syn", CLASSICAL, source="synthetic", synthetic=True)
+    report = build_report(load_runs([tmp_path / "syn"]))
+    assert "SYNTHETIC" in describe_corpus(report)
