@@ -168,6 +168,18 @@ def test_disk_full_is_clear_and_leaves_nothing(tmp_path, monkeypatch):
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_disk_full_in_tokenizer_save(tmp_path, monkeypatch):
+    corpus = wiki_dir(tmp_path / "corpus")
+
+    def full(tok, path):
+        raise Exception("No space left on device (os error 28)")  # how the Rust side reports it
+
+    monkeypatch.setattr(prepare_mod, "save_tokenizer", full)
+    with pytest.raises(DataError, match="disk full"):
+        prepare(cfg(corpus, tmp_path / "out" / "prep"), progress=False)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_crash_midway_leaves_no_half_prepared_dir(tmp_path, monkeypatch):
     corpus = wiki_dir(tmp_path / "corpus")
     calls = []

@@ -197,6 +197,12 @@ def test_corrupt_and_truncated_xz(tmp_path):
         list(sources.file_source(tmp_path / "cut.raw.xz", "text").articles())
 
 
+def test_non_utf8_text_is_an_error(tmp_path):
+    (tmp_path / "latin1.raw").write_bytes(" = Caf\xe9 = \n text \n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8"):
+        list(sources.file_source(tmp_path / "latin1.raw", "text").articles())
+
+
 # ---------------------------------------------------------------- default resolution
 
 

@@ -270,14 +270,15 @@ def prepare(data_cfg, progress: bool = True) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     _cleanup_stale(out.parent, out.name)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    tmp.mkdir()
     done = False
     try:
+        tmp.mkdir()
         meta = _build(corpus, data_cfg, key, tmp, max_train_bytes, progress, t0)
         _publish(tmp, out, key)
         done = True
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
+    except Exception as e:
+        # OSError(ENOSPC) from Python writes; tokenizers' Rust save reports "No space left on device (os error 28)"
+        if getattr(e, "errno", None) == errno.ENOSPC or "os error 28" in str(e) or "No space left" in str(e):
             raise DataError(
                 f"disk full while writing prepared data to '{tmp.parent}'; free some space or set "
                 f"data.prepared_dir to a directory on another disk (the partial files were removed)"

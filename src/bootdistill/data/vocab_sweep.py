@@ -110,7 +110,7 @@ def _plot(rows, path: Path, source: str, sample_mb: float, heldout: str, synthet
     ax.text(5000, max(ys), " 5k (paper)", color="gray", va="top")
     ax.set_xlabel("vocabulary size")
     ax.set_ylabel(f"tokens per word ({heldout} text)")
-    name = Path(source).name if not source.startswith(("hf:", "synthetic")) else source
+    name = "/".join(Path(source).parts[-2:]) if not source.startswith(("hf:", "synthetic")) else source
     title = f"Token-to-word ratio vs vocabulary size\n{name}, BPE trained on {sample_mb:g} MB"
     if synthetic:
         title += " (SYNTHETIC TEXT)"

@@ -114,13 +114,15 @@ def _check(law: str, columns: dict) -> list:
 
 def objective(points: Points, theta):
     """sum Huber_delta(log L_pred - log L_obs) / delta^2 (same minimiser as App. F) and its gradient."""
-    pred, jac = points.predict(theta, grad=True)
-    u = (pred - points.y) / HUBER_DELTA
-    a = np.abs(u)
-    f = float(np.where(a <= 1.0, 0.5 * u * u, a - 0.5).sum())
-    if not np.isfinite(f):
+    with np.errstate(all="ignore"):  # far-off trial points may overflow; they are rejected below
+        pred, jac = points.predict(theta, grad=True)
+        u = (pred - points.y) / HUBER_DELTA
+        a = np.abs(u)
+        f = float(np.where(a <= 1.0, 0.5 * u * u, a - 0.5).sum())
+        g = (np.clip(u, -1.0, 1.0) / HUBER_DELTA) @ jac
+    if not (np.isfinite(f) and np.isfinite(g).all()):
         return 1e300, np.zeros_like(theta)
-    return f, (np.clip(u, -1.0, 1.0) / HUBER_DELTA) @ jac
+    return f, g
 
 
 def _huber_rows(pred, y) -> np.ndarray:
@@ -145,8 +147,9 @@ def grid_values(points: Points, starts: np.ndarray) -> np.ndarray:
     outer, oinv = np.unique(starts[:, outer_cols], axis=0, return_inverse=True)
     inv, oinv = inv.ravel(), oinv.ravel()
     out = np.empty(len(starts))
-    for j, o in enumerate(outer):
-        rows = np.flatnonzero(oinv == j)
+    order = np.argsort(oinv, kind="stable")
+    cuts = np.cumsum(np.bincount(oinv, minlength=len(outer)))[:-1]
+    for o, rows in zip(outer, np.split(order, cuts)):
         mi = m[inv[rows]]
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             if law == "supervised":
@@ -168,14 +171,14 @@ def _bound_arrays(law):
 # ---- local refinement -----------------------------------------------------------------------------------
 
 
-def _lbfgs(points: Points, theta0, scale):
+def _lbfgs(points: Points, theta0, scale, options=None):
     bounds = [(None if a is None else a / s, None if b is None else b / s) for (a, b), s in zip(BOUNDS[points.law], scale)]
 
     def fun(v):
         f, g = objective(points, v * scale)
         return f, g * scale
 
-    r = minimize(fun, theta0 / scale, jac=True, method="L-BFGS-B", bounds=bounds, options=LBFGS)
+    r = minimize(fun, theta0 / scale, jac=True, method="L-BFGS-B", bounds=bounds, options=options or LBFGS)
     return r.x * scale, float(r.fun), r
 
 
@@ -196,7 +199,9 @@ def refine(points: Points, theta0, max_restarts: int = 8):
         t2, f2, r2 = _lbfgs(points, theta, _jacobi_scale(points, theta))
         nit += r2.nit
         if not f2 < f - 1e-9 * abs(f) - 1e-14:
-            # a fresh L-BFGS-B from here cannot improve: a numerical local minimum
+            # a fresh L-BFGS-B from here cannot improve: a numerical local minimum (unless it ran out of steps)
+            if r2.status == 1:
+                return theta, f, False, f"iteration limit reached ({r2.message})", nit
             return theta, f, bool(np.isfinite(f) and f < 1e299), msg, nit
         theta, f, msg = t2, f2, str(r2.message)
     return theta, f, False, f"still improving after {max_restarts} restarts ({msg})", nit

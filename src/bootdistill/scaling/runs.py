@@ -11,15 +11,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+from ..fsutil import atomic_write_text
 from . import laws
 
 COLUMNS = {"supervised": ("N", "D", "L"), "distillation": ("N_S", "D_S", "L_T", "L_S")}
@@ -32,6 +30,7 @@ class PointSet:
     supervised: dict = field(default_factory=lambda: {k: [] for k in COLUMNS["supervised"]})
     distillation: dict = field(default_factory=lambda: {k: [] for k in COLUMNS["distillation"]})
     sources: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)  # (run, why) of points left out on purpose
 
     def add(self, law: str, values: dict) -> None:
         for k in COLUMNS[law]:
@@ -104,6 +103,8 @@ def read_run_dir(run: Path, points: PointSet, every_eval: bool = False, params: 
             raise DataError(f"{run}/summary.json: teacher has no 'val_loss'; re-evaluate the teacher")
         l_t = _positive(teacher["val_loss"], "teacher.val_loss", f"{run}/summary.json")
     pairs = []  # (tokens, loss, where)
+    # a bootstrapped run trains classically after its switch: those points are not distillation points
+    stopped = (summary.get("policy") or {}).get("kd_stopped_tokens") if teacher else None
     if every_eval:
         path = run / "metrics.jsonl"
         try:
@@ -117,11 +118,14 @@ def read_run_dir(run: Path, points: PointSet, every_eval: bool = False, params: 
                 row = json.loads(line)
             except ValueError:
                 raise DataError(f"{path}: line {i} is not JSON") from None
-            # the post-switch classical phase of a bootstrapped run is not distillation
-            if row.get("val_loss") is None or (teacher and row.get("kd_alpha", row.get("alpha", 1)) == 0):
+            if row.get("val_loss") is None or float(row.get("tokens", 0)) <= 0:  # step 0 has no tokens to fit
                 continue
-            if float(row.get("tokens", 0)) > 0:  # the step-0 evaluation has no tokens to fit
-                pairs.append((row["tokens"], row["val_loss"], f"{path}: line {i}"))
+            if teacher and (row.get("kd_on") is False or (stopped is not None and row["tokens"] > stopped)):
+                points.skipped.append((str(run), "evaluation after the switch to classical training"))
+                continue
+            pairs.append((row["tokens"], row["val_loss"], f"{path}: line {i}"))
+    elif stopped is not None and summary["tokens"] > stopped:
+        points.skipped.append((str(run), "final loss is after the switch to classical training"))
     else:
         pairs.append((summary["tokens"], summary["final_val_loss"], f"{run}/summary.json"))
     for tokens, loss, where in pairs:
@@ -154,30 +158,10 @@ def collect(inputs, every_eval: bool = False, params: str = "total") -> PointSet
     return points
 
 
-@contextmanager
-def atomic_path(path, suffix: str = ""):
-    """Yield a temp path beside `path`; it replaces `path` only if the block finishes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_text(path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
-
-
 def write_csv(path, law: str, columns: dict) -> None:
     names = COLUMNS[law]
     rows = zip(*(columns[k] for k in names))
-    write_text(path, ",".join(names) + "\n" + "".join(",".join(f"{v:.10g}" for v in r) + "\n" for r in rows))
+    atomic_write_text(path, ",".join(names) + "\n" + "".join(",".join(f"{v:.10g}" for v in r) + "\n" for r in rows))
 
 
 # ---- synthetic points from known coefficients (tests, benchmarks, examples) ------------------------------

@@ -37,7 +37,8 @@ def config_difference(old: dict, new: dict) -> str | None:
     return None
 
 
-def prepare_run_dir(out: Path, cfg, resume: bool) -> Path:
+def check_run_dir(out: Path, cfg, resume: bool) -> None:
+    """Refuse a directory that holds something else; writes nothing (so it runs before any slow work)."""
     resolved = to_dict(cfg)
     config_path = out / "config.yaml"
     if out.exists() and any(out.iterdir()):
@@ -49,7 +50,11 @@ def prepare_run_dir(out: Path, cfg, resume: bool) -> Path:
             raise BootdistillError(f"output directory '{out}' already holds another run ({diff}): choose another out_dir or delete it")
         if not resume:
             raise BootdistillError(f"output directory '{out}' already holds this run: pass --resume to continue it, or delete it to start over")
+
+
+def write_run_config(out: Path, cfg) -> Path:
+    """Claim the directory for this run once everything it needs has been checked."""
     with translate_os_errors(out):
         out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(config_path, yaml.safe_dump(resolved, sort_keys=False))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return out

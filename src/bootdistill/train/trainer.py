@@ -28,7 +28,7 @@ from .evaluate import autocast_context, evaluate
 from .metrics import MetricsLogger
 from .optim import build_optimizer
 from .precision import resolve_device, resolve_precision
-from .rundir import prepare_run_dir
+from .rundir import check_run_dir, write_run_config
 from .schedule import train_lr
 
 
@@ -54,12 +54,13 @@ class Trainer:
         self.device = resolve_device(t.device)
         self.amp_dtype, use_scaler = resolve_precision(t.precision, self.device)
 
+        check_run_dir(Path(cfg.out_dir), cfg, resume)
         self.data_dir = prepare(cfg.data, progress=cfg.log.progress)
         self.data_meta = load_meta(self.data_dir)
         self.synthetic = bool(self.data_meta.get("synthetic"))
         self.shape = ModelShape(self.data_meta["vocab_size"], cfg.model.d_model, cfg.model.n_layers,
                                 cfg.model.n_heads, cfg.model.context, cfg.model.dropout)
-        self.run_dir = prepare_run_dir(Path(cfg.out_dir), cfg, resume)
+        self.run_dir = Path(cfg.out_dir)
         self.train_tokens = token_file(self.data_dir, "train")
         self.val_tokens = token_file(self.data_dir, "val")
 
@@ -86,6 +87,7 @@ class Trainer:
             self.ledger.teacher_train, self.ledger.teacher_train_exact = self.teacher.train_flops
         self.step = 0
         self.resume_step = self._restore() if resume else None
+        write_run_config(self.run_dir, cfg)
         self.logger = MetricsLogger(self.run_dir, cfg.log, to_dict(cfg), self.resume_step)
 
     # ------------------------------------------------------------ checkpoints
