@@ -353,3 +353,13 @@ def test_topk_kl_without_truncation_and_bad_combine_mode():
     with pytest.raises(ConfigError, match="combine mode"):
         combine(torch.tensor(1.0), torch.tensor(1.0), 0.5, "sum")
     assert L.CHUNK_ELEMENTS > 0
+
+
+def test_large_inputs_use_checkpointed_chunks_with_same_result(monkeypatch):
+    s, t = rand_logits(n=20, v=9, seed=34), rand_logits(n=20, v=9, seed=35)
+    plain = value_and_grad(lambda x: kd_loss("jsd", x, t, 2.0, 0.9, 4), s)
+    monkeypatch.setattr(L, "CHECKPOINT_ABOVE", 10)
+    monkeypatch.setattr(L, "CHUNK_ELEMENTS", 27)  # 3 rows per chunk
+    chunked = value_and_grad(lambda x: kd_loss("jsd", x, t, 2.0, 0.9, 4), s)
+    for a, b in zip(plain, chunked):
+        torch.testing.assert_close(a, b)

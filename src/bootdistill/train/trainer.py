@@ -81,7 +81,8 @@ class Trainer:
         if self.policy.needs_teacher:
             from ..distill.teacher import load_teacher  # the distillation engine
 
-            self.teacher = (teacher_factory or load_teacher)(cfg.distill.teacher, self)
+            with torch.random.fork_rng(devices=[]):  # building the teacher must not shift the student's RNG stream
+                self.teacher = (teacher_factory or load_teacher)(cfg.distill.teacher, self)
         self.ledger = FlopsLedger()
         if self.teacher is not None:
             self.ledger.teacher_train, self.ledger.teacher_train_exact = self.teacher.train_flops
@@ -228,7 +229,10 @@ class Trainer:
                 if teacher_val is not None:
                     row["teacher_val_loss"] = teacher_val
                     row.update(self.teacher.diagnostics(self))
-                events = self.policy.on_eval(self.step, row["tokens"], last_val, teacher_val)
+                # only scheduled evaluations steer the policy: an extra one at an early max_steps must not
+                # change what a resumed run would have done
+                on_schedule = self.step % t.eval_every == 0
+                events = self.policy.on_eval(self.step, row["tokens"], last_val, teacher_val) if on_schedule else []
                 if events:
                     row["events"] = events
                     bar.write(f"step {self.step}: {', '.join(events)}")
