@@ -37,6 +37,27 @@ def _rss_now_kb() -> int:
     return 0
 
 
+def child_encode(size_mb: float, corpus: str, out: str, tokenizer: str) -> None:
+    """Only the tokenize-and-write pass over the training text, with a ready tokenizer; print its peak RSS."""
+    from bootdistill.config import DataConfig
+    from bootdistill.data import resolve_corpus
+    from bootdistill.data.prepare import _encode_split
+    from bootdistill.data.tokenizer import load_tokenizer
+
+    base = _rss_now_kb()
+    tok = load_tokenizer(tokenizer)
+    c = resolve_corpus(DataConfig(corpus=corpus))
+    t0 = time.perf_counter()
+    info = _encode_split(tok, c.articles("train", int(size_mb * 1e6)), Path(out), None, 1 << 20)
+    print(json.dumps({
+        "size_mb": size_mb,
+        "train_mb": info["bytes"] / 1e6,
+        "seconds": time.perf_counter() - t0,
+        "rss_after_imports_mb": base / 1024,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
 def child(size_mb: float, corpus: str, out: str, vocab: int) -> None:
     """Run one whole prepare() and print its peak RSS as JSON (called in a fresh subprocess per size)."""
     from bootdistill.config import DataConfig
@@ -126,13 +147,17 @@ def main() -> int:
     ap.add_argument("--skip-throughput", action="store_true", help="only run the memory test")
     ap.add_argument("--child", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--tokenizer", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     from bootdistill.data.sources import default_corpus_spec
 
     corpus = args.corpus or default_corpus_spec()[0]
     if args.child is not None:
-        child(args.child, corpus, args.out, args.vocab)
+        if args.tokenizer:
+            child_encode(args.child, corpus, args.out, args.tokenizer)
+        else:
+            child(args.child, corpus, args.out, args.vocab)
         return 0
 
     print(f"corpus: {corpus}   cpus: {os.cpu_count()}   load average: {os.getloadavg()[0]:.2f}")
@@ -145,23 +170,28 @@ def main() -> int:
                 print(f"  {k:<18} {' '.join(f'{x:6.2f}' for x in v)}   median {r['median_mb_s'][k]:.2f}")
             print(f"  pipeline / encode_batch      = {r['ratio_vs_encode_batch']:.3f}x  (target >= 0.9x)")
             print(f"  pipeline / encode_batch_fast = {r['ratio_vs_encode_batch_fast']:.3f}x")
-        results = []
-        for size in [float(s) for s in args.rss_mb.split(",") if s.strip()]:
-            cmd = [sys.executable, __file__, "--child", str(size), "--corpus", corpus, "--vocab", str(args.vocab), "--out", str(tmp / f"p{size:g}")]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+        def run_child(*extra):
+            proc = subprocess.run([sys.executable, __file__, "--corpus", corpus, "--vocab", str(args.vocab), *extra], capture_output=True, text=True)
             if proc.returncode != 0:
-                print(proc.stderr[-2000:], file=sys.stderr)
-                return 1
-            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        if results:
-            print("\npeak RSS of a whole prepare() (tokenizer + train/val/test), one subprocess per size:")
-            print(f"  {'max_train_mb':>12} {'train MB':>9} {'tokens':>11} {'seconds':>8} {'RSS after imports':>18} {'peak RSS':>9}")
-            for r in results:
-                print(f"  {r['size_mb']:>12g} {r['train_mb']:>9.1f} {r['train_tokens']:>11,} {r['seconds']:>8.1f} {r['rss_after_imports_mb']:>16.0f} MB {r['peak_rss_mb']:>6.0f} MB")
-            if len(results) > 1:
-                a, b = results[0], results[-1]
-                print(f"  peak RSS ratio {b['size_mb']:g} MB / {a['size_mb']:g} MB = {b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x "
-                      f"for {b['train_mb'] / a['train_mb']:.1f}x the text")
+                raise SystemExit(proc.stderr[-2000:])
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+
+        sizes = [float(s) for s in args.rss_mb.split(",") if s.strip()]
+        whole = [run_child("--child", str(size), "--out", str(tmp / f"p{size:g}")) for size in sizes]
+        if sizes:
+            tok = str(tmp / f"p{sizes[0]:g}" / "tokenizer.json")  # the same tokenizer for every size
+            encode = [run_child("--child", str(size), "--out", str(tmp / "enc.bin"), "--tokenizer", tok) for size in sizes]
+            print("\npeak RSS, one fresh subprocess per size and phase:")
+            print("  whole prepare() = BPE training + train/val/test token files; tokenize pass = train.bin only, ready tokenizer")
+            print(f"  {'max_train_mb':>12} {'train MB':>9} {'tokens':>12} {'prepare s':>9} {'after imports':>13} "
+                  f"{'peak: prepare':>13} {'tokenize pass s':>15} {'peak: tokenize pass':>19}")
+            for w, e in zip(whole, encode):
+                print(f"  {w['size_mb']:>12g} {w['train_mb']:>9.1f} {w['train_tokens']:>12,} {w['seconds']:>9.1f} "
+                      f"{w['rss_after_imports_mb']:>10.0f} MB {w['peak_rss_mb']:>10.0f} MB {e['seconds']:>15.1f} {e['peak_rss_mb']:>16.0f} MB")
+            if len(sizes) > 1:
+                a, b = whole[0], whole[-1]
+                print(f"  {b['train_mb'] / a['train_mb']:.1f}x the text: peak RSS x{b['peak_rss_mb'] / a['peak_rss_mb']:.2f} (whole prepare), "
+                      f"x{encode[-1]['peak_rss_mb'] / encode[0]['peak_rss_mb']:.2f} (tokenize pass)")
     return 0
 
 

@@ -86,6 +86,8 @@ class DistillConfig:
     kd_lr_factor: float = 1.0  # KD-aware LR: multiplier of the LR schedule while KD is on
     post_kd_lr_factor: float = 1.0  # ... and once KD has stopped (a sharp drop: < 1)
     lr_drop_steps: int = 0  # steps over which the LR factor moves from kd_lr_factor to post_kd_lr_factor
+    post_kd_lr: str = "scale"  # after KD: scale (schedule x post_kd_lr_factor) | cosine (drop to post_kd_lr_factor x
+    #                            the LR at the stop, then cosine to lr_min at train.total_steps)
     diag_batches: int = 4  # validation batches used for KD diagnostics (KL, entropies, agreement)
 
 

@@ -172,49 +172,59 @@ class _FusedCEKD(torch.autograd.Function):
         truncated = want_kd and truncates(top_p, top_k, V)
         shared = tau == 1.0 and lse1 is not None  # p_τ = p₁: one softmax fewer
         C = min(chunk_rows, N)
-        names = ["x"] + (["p1"] if lse1 is not None else []) + (["s", "p"] if want_kd and not shared else []) \
-            + (["t", "q", "m"] if want_kd else [])
+        # 4 fp32 buffers per worker: x (then x/τ), p (p₁, then p_τ), t, q
+        names = ["x", "p"] + (["t", "q"] if want_kd else [])
+        lab_all = labels.clamp(0, V - 1) if want_ce else None  # ignored rows: any index, zeroed below
+        ar = torch.arange(C, device=dev)
+        inv_tau = 1.0 / tau
+
+        def write_b(P, r0, r1):
+            if want_ce:
+                P[ar[: r1 - r0], lab_all[r0:r1]] -= 1.0
+            B[r0:r1] = P
 
         def work(r0, r1, buf):
             n = r1 - r0
             X = buf["x"][:n].copy_(zs[r0:r1])
             xmax = X.amax(-1)
+            P = None
             if lse1 is not None:
-                P1 = _softmax_into(X, buf["p1"][:n])
-                l1 = xmax - P1.amax(-1).log_()  # log Z = x_max − log p_max (p_max >= 1/V: exact enough)
-                lse1[r0:r1] = l1
+                P = _softmax_into(X, buf["p"][:n])
+                # log Z = x_max − log p_max (p_max >= 1/V, so this is as exact as a logsumexp)
+                l1 = torch.sub(xmax, P.amax(-1).log_(), out=lse1[r0:r1])
                 if want_ce:
-                    lab = labels[r0:r1].clamp(0, V - 1)  # ignored rows: any index, zeroed below
-                    ce[r0:r1] = l1 - X.gather(-1, lab.unsqueeze(-1)).squeeze(-1)
-            if want_kd:
-                if shared:
-                    S, P, ls_norm = X, P1, lse1[r0:r1]
-                else:
-                    S = torch.mul(X, 1.0 / tau, out=buf["s"][:n])
-                    P = _softmax_into(S, buf["p"][:n])
-                    ls_norm = xmax * (1.0 / tau) - P.amax(-1).log_()
-                zt_c = zt[r0:r1]
-                T = buf["t"][:n].copy_(zt_c)
-                if tau != 1.0:
-                    T.mul_(1.0 / tau)
-                if truncated:
-                    thr = keep_threshold(zt_c, top_p, top_k)
-                    M = buf["m"][:n].copy_(T).masked_fill_(zt_c < thr.unsqueeze(-1), float("-inf"))
-                    Q = _softmax_into(M, buf["q"][:n])
-                else:
-                    Q = _softmax_into(T, buf["q"][:n])
-                if soft_ce:  # −Σ q log p = lse_s − Σ q s
-                    val = ls_norm - torch.mul(Q, S, out=buf["m"][:n]).sum(-1)
-                else:  # Σ q (log q − log p) = Σ q (t − s) − lse_t + lse_s; q = 0 off the kept set, t finite
-                    lt_norm = T.amax(-1) - Q.amax(-1).log_()
-                    val = T.sub_(S).mul_(Q).sum(-1) - lt_norm + ls_norm
-                kd[r0:r1] = val * (tau * tau)
-                if need_a:
-                    A[r0:r1] = torch.sub(P, Q, out=buf["m"][:n]) if shared else P.sub_(Q)
-            if need_b:
-                if want_ce:
-                    P1[torch.arange(n, device=dev), lab] -= 1.0
-                B[r0:r1] = P1
+                    torch.sub(l1, X[ar[:n], lab_all[r0:r1]], out=ce[r0:r1])
+                if need_b and not shared:
+                    write_b(P, r0, r1)
+            if not want_kd:
+                return
+            if shared:
+                S, ls_norm = X, lse1[r0:r1]
+            else:
+                S = X.mul_(inv_tau)
+                P = _softmax_into(S, buf["p"][:n])
+                ls_norm = xmax.mul_(inv_tau).sub_(P.amax(-1).log_())
+            zt_c = zt[r0:r1]
+            T = buf["t"][:n].copy_(zt_c)
+            if tau != 1.0:
+                T.mul_(inv_tau)
+            tmax = T.amax(-1)
+            off = None
+            if truncated:
+                off = zt_c < keep_threshold(zt_c, top_p, top_k).unsqueeze(-1)
+                T.masked_fill_(off, float("-inf"))
+            Q = _softmax_into(T, buf["q"][:n])
+            if off is not None:
+                T.masked_fill_(off, 0.0)  # finite again: q = 0 there, so it drops out of Σ q (t − s)
+            if soft_ce:  # −Σ q log p = lse_s − Σ q s
+                val = ls_norm - T.copy_(Q).mul_(S).sum(-1)
+            else:  # Σ q (log q − log p) = Σ q (t − s) − lse_t + lse_s
+                val = T.sub_(S).mul_(Q).sum(-1) - (tmax - Q.amax(-1).log_()) + ls_norm
+            torch.mul(val, tau * tau, out=kd[r0:r1])
+            if need_a:
+                A[r0:r1] = torch.sub(P, Q, out=T) if shared else P.sub_(Q)
+            if need_b and shared:
+                write_b(P, r0, r1)
 
         with torch.autocast(dev.type, enabled=False), torch.no_grad():
             _for_row_chunks(N, C, work, lambda: {k: torch.empty(C, V, dtype=cd, device=dev) for k in names})

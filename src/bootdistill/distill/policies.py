@@ -13,6 +13,7 @@ good) and a KD-aware LR factor. Registered here, in one place:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -24,6 +25,7 @@ class StepKnobs:
     temperature: float = 1.0
     loss: str = "kl"
     lr_factor: float = 1.0  # multiplies the LR schedule (KD-aware schedules)
+    lr: float | None = None  # an absolute LR that replaces the schedule (post-KD cosine)
 
     @property
     def kd_on(self) -> bool:
@@ -127,6 +129,8 @@ class Distill(Policy):
             raise ConfigError(f"distill.alpha_schedule={cfg.alpha_schedule} needs distill.kd_steps (where KD ends)")
         if cfg.alpha_schedule == "ratio_decay" and cfg.alpha >= 1:
             raise ConfigError("distill.alpha_schedule=ratio_decay needs distill.alpha < 1 (alpha/(1-alpha) must be finite)")
+        if cfg.post_kd_lr not in ("scale", "cosine"):
+            raise ConfigError(f"distill.post_kd_lr must be scale or cosine, got '{cfg.post_kd_lr}'")
         if cfg.kd_steps is not None and cfg.alpha_window > cfg.kd_steps:
             raise ConfigError(f"distill.alpha_window ({cfg.alpha_window}) must not exceed distill.kd_steps ({cfg.kd_steps})")
         self.stopped_step: int | None = None  # KD ended for good here
@@ -140,6 +144,16 @@ class Distill(Policy):
             return self.cfg.kd_steps
         return None
 
+    def post_kd_cosine_lr(self, step: int, stop: int) -> float:
+        """After KD: drop to post_kd_lr_factor x the LR KD ended at, then cosine to lr_min at total_steps."""
+        from ..train.schedule import train_lr
+
+        t = self.train_cfg
+        start = train_lr(stop - 1, t) * self.cfg.kd_lr_factor * self.cfg.post_kd_lr_factor
+        span = max(1, t.total_steps - stop)
+        progress = min(1.0, (step - stop) / span)
+        return t.lr_min + 0.5 * (start - t.lr_min) * (1 + math.cos(math.pi * progress))
+
     def lr_factor(self, step: int) -> float:
         c = self.cfg
         stop = self.stop_step()
@@ -152,8 +166,11 @@ class Distill(Policy):
 
     def knobs(self, step: int) -> StepKnobs:
         stop = self.stop_step()
-        alpha = 0.0 if stop is not None and step >= stop else alpha_at(step, self.cfg, self.train_cfg)
-        return StepKnobs(alpha=alpha, temperature=self.cfg.temperature, loss=self.cfg.loss, lr_factor=self.lr_factor(step))
+        after = stop is not None and step >= stop
+        alpha = 0.0 if after else alpha_at(step, self.cfg, self.train_cfg)
+        lr = self.post_kd_cosine_lr(step, stop) if after and self.cfg.post_kd_lr == "cosine" and stop > 0 else None
+        return StepKnobs(alpha=alpha, temperature=self.cfg.temperature, loss=self.cfg.loss,
+                         lr_factor=self.lr_factor(step), lr=lr)
 
     def teacher_done(self, step: int) -> bool:
         stop = self.stop_step()
