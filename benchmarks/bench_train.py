@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import torch
@@ -88,71 +90,109 @@ def peak(dtype: torch.dtype, args) -> float:
     return measure_matmul_peak(dtype, "cpu", size=args.peak_size, seconds=args.peak_seconds)
 
 
+def _fused_ce_micro_step(self, x, y, knobs):
+    """Classical micro-step with the chunked fused CE of distill.losses instead of F.cross_entropy."""
+    from bootdistill.distill.losses import ce_and_kd, masked_mean
+    from bootdistill.train.evaluate import autocast_context
+
+    with autocast_context(self.device, self.amp_dtype):
+        logits = self.forward(x)
+    ce = masked_mean(ce_and_kd(logits.flatten(0, 1), y.flatten(), None, "kl", 1.0).ce)
+    (ce / self.accum).backward()
+    return ce.item(), {}
+
+
+def apply_mods(tr: Trainer, mods: set[str]) -> None:
+    """What-if changes on a built trainer (see --variants), to measure a suggestion before making it."""
+    for b in tr.model.blocks:
+        if "flashattn" in mods:  # no dropout on attention weights: SDPA can use its fused (flash) CPU kernel
+            b.attn.dropout = 0.0
+    for g in tr.optimizer.param_groups:
+        if "fusedadam" in mods:
+            g["fused"] = True
+        if "foreach" in mods:
+            g["foreach"] = True
+    if "fusedce" in mods:
+        tr._micro_step = types.MethodType(_fused_ce_micro_step, tr)
+
+
+def parse_variant(spec: str, default_threads: int) -> dict:
+    """'bf16+t1+flashattn' -> dtype bf16, 1 thread, mods {flashattn}."""
+    dtype, *mods = spec.split("+")
+    threads = next((int(m[1:]) for m in mods if m[:1] == "t" and m[1:].isdigit()), default_threads)
+    return {"name": spec, "dtype": dtype, "threads": threads, "mods": {m for m in mods if not m[1:].isdigit()}}
+
+
 def bench_preset(args, tmp: Path, preset: str) -> list[dict]:
-    trainers = {d: make_trainer(args, tmp, preset, d) for d in args.dtypes}
-    shape = next(iter(trainers.values())).shape
+    variants = [parse_variant(v, args.threads) for v in args.variants]
+    trainers = {}
+    for v in variants:
+        trainers[v["name"]] = tr = make_trainer(args, tmp, preset, v["dtype"])
+        apply_mods(tr, v["mods"])
+        torch.set_num_threads(v["threads"])
+        timed_steps(tr, 2, args.device)  # warm-up: allocator, oneDNN kernel selection, AdamW state
+    shape = tr.shape
     fpt = flops_per_token(shape, training=True, exact=True)
     tokens = args.micro * shape.context
-    for tr in trainers.values():  # warm-up: allocator, oneDNN kernel selection, AdamW state
-        timed_steps(tr, 2, args.device)
-    per = {d: {"tps": [], "achieved": [], "peak": [], "mfu": []} for d in args.dtypes}
-    ratios = []
+    per = {v["name"]: {"tps": [], "peak": [], "mfu": [], "speedup": []} for v in variants}
     for r in range(args.repeats):
-        order = args.dtypes if r % 2 == 0 else args.dtypes[::-1]  # alternate who goes first
         sec = {}
-        for d in order:
-            p = peak(DTYPES[d], args)
-            sec[d] = timed_steps(trainers[d], args.steps, args.device)
-            tps = tokens / sec[d]
-            per[d]["tps"].append(tps)
-            per[d]["achieved"].append(tps * fpt)
-            per[d]["peak"].append(p)
-            per[d]["mfu"].append(tps * fpt / p)
-        if "fp32" in sec and "bf16" in sec:
-            ratios.append(sec["fp32"] / sec["bf16"])
-    n = count_params(shape)["total"]
+        for v in variants if r % 2 == 0 else variants[::-1]:  # alternate who goes first
+            torch.set_num_threads(v["threads"])  # the peak probe runs with the variant's own thread count
+            p = peak(DTYPES[v["dtype"]], args)
+            sec[v["name"]] = timed_steps(trainers[v["name"]], args.steps, args.device)
+            tps = tokens / sec[v["name"]]
+            per[v["name"]]["tps"].append(tps)
+            per[v["name"]]["peak"].append(p)
+            per[v["name"]]["mfu"].append(tps * fpt / p)
+        for v in variants:  # per-round ratio against the first variant: both timed seconds apart
+            per[v["name"]]["speedup"].append(sec[variants[0]["name"]] / sec[v["name"]])
+    torch.set_num_threads(args.threads)
     rows = []
-    for d in args.dtypes:
-        med = {k: statistics.median(v) for k, v in per[d].items()}
-        rows.append({"preset": preset, "params": n, "context": shape.context, "micro": args.micro, "dtype": d,
-                     "tokens_per_s": med["tps"], "achieved_gflops": med["achieved"] / 1e9,
-                     "peak_gflops": med["peak"] / 1e9, "mfu": med["mfu"],
-                     "bf16_speedup": statistics.median(ratios) if ratios else None})
-    for tr in trainers.values():
-        tr.logger.close()
+    for v in variants:
+        med = {k: statistics.median(x) for k, x in per[v["name"]].items()}
+        rows.append({"preset": preset, "params": count_params(shape)["total"], "context": shape.context,
+                     "micro": args.micro, "variant": v["name"], "threads": v["threads"],
+                     "tokens_per_s": med["tps"], "achieved_gflops": med["tps"] * fpt / 1e9,
+                     "peak_gflops": med["peak"] / 1e9, "mfu": med["mfu"], "speedup_vs_first": med["speedup"]})
+        trainers[v["name"]].logger.close()
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"\n{'preset':<7}{'params':>8}{'ctx':>6}{'dtype':>6}{'tok/s':>9}{'GFLOP/s':>9}{'peak':>8}{'MFU':>7}{'bf16/fp32':>10}")
+    first = rows[0]["variant"]
+    print(f"\n{'preset':<7}{'params':>8}{'ctx':>6}  {'variant':<30}{'tok/s':>8}{'GFLOP/s':>9}{'peak':>8}{'MFU':>7}"
+          f"{'vs ' + first:>10}")
     for r in rows:
-        sp = f"{r['bf16_speedup']:.2f}x" if r["bf16_speedup"] and r["dtype"] == "bf16" else ""
-        print(f"{r['preset']:<7}{r['params'] / 1e6:>7.2f}M{r['context']:>6}{r['dtype']:>6}{r['tokens_per_s']:>9.0f}"
-              f"{r['achieved_gflops']:>9.1f}{r['peak_gflops']:>8.1f}{100 * r['mfu']:>6.1f}%{sp:>10}")
+        print(f"{r['preset']:<7}{r['params'] / 1e6:>7.2f}M{r['context']:>6}  {r['variant']:<30}{r['tokens_per_s']:>8.0f}"
+              f"{r['achieved_gflops']:>9.1f}{r['peak_gflops']:>8.1f}{100 * r['mfu']:>6.1f}%{r['speedup_vs_first']:>9.2f}x")
 
 
 def profile(args, tmp: Path, preset: str) -> None:
-    """Where one bf16 step spends its CPU time: top ops by self time, and the share of the matmul family."""
+    """Where one step of the last variant spends its CPU time: top ops by self time."""
     from torch.profiler import ProfilerActivity, profile as tprofile
 
-    dtype = args.dtypes[-1]
-    tr = make_trainer(args, tmp, preset, dtype)
-    timed_steps(tr, 3, args.device)
+    v = parse_variant(args.variants[-1], args.threads)
+    tr = make_trainer(args, tmp, preset, v["dtype"])
+    apply_mods(tr, v["mods"])
+    torch.set_num_threads(v["threads"])
+    timed_steps(tr, 2, args.device)
     with tprofile(activities=[ProfilerActivity.CPU]) as prof:
         timed_steps(tr, args.steps, args.device)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     print(events.table(sort_by="self_cpu_time_total", row_limit=25))
-    mm = sum(e.self_cpu_time_total for e in events if any(k in e.key for k in ("mm", "linear", "matmul", "addmm")))
-    print(f"{preset} {dtype}: matmul-family ops {100 * mm / total:.0f}% of self CPU time "
-          f"({total / 1e3 / args.steps:.0f} ms/step under the profiler)")
+    sdpa = sum(e.cpu_time_total for e in events if e.key == "aten::scaled_dot_product_attention")
+    print(f"{preset} {v['name']}: {total / 1e3 / args.steps:.0f} ms/step under the profiler, "
+          f"attention (SDPA fwd) {100 * sdpa / total:.0f}% of it")
     tr.logger.close()
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--presets", default="1M,2M,5M,10M,17M,30M")
-    ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--presets", default=None, help="default 1M,2M,5M,10M,17M,30M (--quick: 1M,5M)")
+    ap.add_argument("--dtypes", default="fp32,bf16",
+                    help="variants: fp32|bf16, optionally +tN (threads) +flashattn +fusedce +fusedadam +foreach")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the table shows medians")
     ap.add_argument("--micro", type=int, default=4, help="sequences per step")
@@ -171,24 +211,27 @@ def main() -> int:
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args()
     if args.quick:
-        args.presets, args.context, args.steps, args.repeats = "1M,5M", args.context or 256, 2, 3
-    args.dtypes = [d for d in args.dtypes.split(",") if d]
+        args.presets, args.context, args.steps, args.repeats = args.presets or "1M,5M", args.context or 256, 2, 3
+    args.presets = args.presets or "1M,2M,5M,10M,17M,30M"
+    args.variants = [d for d in args.dtypes.split(",") if d]
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="bench_train_") as t:
         tmp = Path(t)
         args.corpus = args.corpus or corpus_dir(tmp)
-        print(f"device {args.device}, {torch.get_num_threads()} threads, micro-batch {args.micro}, "
-              f"{args.steps} steps x {args.repeats} rounds, peak probe {args.peak_size}^2 matmul", flush=True)
+        print(f"device {args.device}, {args.threads} threads, micro-batch {args.micro}, {args.steps} steps x "
+              f"{args.repeats} rounds, peak probe {args.peak_size}^2 matmul, load average {os.getloadavg()[0]:.1f}",
+              flush=True)
         if args.profile:
             profile(args, tmp, args.profile)
             return 0
         rows = []
         for preset in args.presets.split(","):
             rows += bench_preset(args, tmp, preset)
-            print_table(rows[-len(args.dtypes):])
+            print_table(rows[-len(args.variants):])
             sys.stdout.flush()
-    print("\nall presets (medians over rounds; MFU against the same-round matmul peak of the same dtype):")
+    print("\nall presets (medians over rounds; MFU against the same-round matmul peak of the same dtype and threads):")
     print_table(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

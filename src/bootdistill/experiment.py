@@ -12,6 +12,7 @@ Recipe YAML:
       classical: {model: {...}}
       boot:      {extends: classical, distill: {policy: bootstrapped, teacher: teacher}}
       kd-len:    {extends: boot, grid: {distill.kd_steps: [100, 200]}}   # one run per value
+      weak:      {extends: boot, distill: {teacher: teacher@200}}          # the teacher's step-200 checkpoint
       any run may carry `reference: {pflops: 320, steps: 10800, note: "..."}` (the paper's numbers, shown by --dry-run)
 """
 
@@ -41,6 +42,7 @@ class PlannedRun:
     cfg: RunConfig
     teacher: str | None  # name of the teacher run in this recipe
     reference: dict = field(default_factory=dict)
+    teacher_step: int | None = None  # distill from this checkpoint of the teacher instead of its last
 
     @property
     def run_dir(self) -> Path:
@@ -113,19 +115,30 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[d
             raise ConfigError(f"recipe teachers form a cycle: {' -> '.join(stack + (run_name,))}")
         d, reference = copy.deepcopy(expanded[run_name][0]), expanded[run_name][1]
         teacher = (d.get("distill") or {}).get("teacher")
-        teacher_name = None
+        teacher_name = teacher_step = None
         if teacher is not None and (d.get("distill") or {}).get("policy", "classical") != "classical":
+            teacher, _, at_step = str(teacher).partition("@")  # NAME@STEP: an earlier checkpoint (weak teacher)
             teacher_name = _teacher_name(teacher, run_name, expanded)
-            d["distill"]["teacher"] = str(plan(teacher_name, stack + (run_name,)).run_dir)
+            teacher_run = plan(teacher_name, stack + (run_name,))
+            teacher_step = int(at_step) if at_step else None
+            if teacher_step is not None and teacher_step % teacher_run.cfg.train.checkpoint_every:
+                raise ConfigError(f"run '{run_name}': teacher step {teacher_step} is not a checkpoint of '{teacher_name}' "
+                                  f"(train.checkpoint_every={teacher_run.cfg.train.checkpoint_every})")
+            ckpt = teacher_run.run_dir / "checkpoints" / f"step_{teacher_step:08d}" if teacher_step else teacher_run.run_dir
+            d["distill"]["teacher"] = str(ckpt)
         cfg = from_dict(RunConfig, {k: v for k, v in d.items() if k != "out_dir"}, run_name)
         resolve_model(cfg)
         validate(cfg)
         cfg.out_dir = str(out_root / f"{run_name}-{_config_hash(to_dict(cfg))}")
-        planned[run_name] = PlannedRun(run_name, cfg, teacher_name, reference)
+        planned[run_name] = PlannedRun(run_name, cfg, teacher_name, reference, teacher_step if teacher_name else None)
         return planned[run_name]
 
     for run_name in expanded:
         plan(run_name)
+    for p in planned.values():  # keep every checkpoint of a teacher whose earlier steps are used
+        if p.teacher_step is not None:
+            t = planned[p.teacher].cfg.train
+            t.keep_checkpoints = max(t.keep_checkpoints, (t.max_steps or t.total_steps) // t.checkpoint_every + 1)
     order, done = [], set()
 
     def visit(p: PlannedRun):
@@ -173,7 +186,9 @@ def predicted(p: PlannedRun, runs: dict[str, PlannedRun], data_vocab: int) -> di
             kd_steps = min(steps, c.distill.kd_steps)
         out["inference_bound"] = c.distill.policy in ("bootstrapped",)
         out["teacher_inference"] = kd_steps * tokens_per_step * flops_per_token(tshape, training=False)
-        out["teacher_train"] = predicted(t, runs, data_vocab)["total"]
+        t_total = predicted(t, runs, data_vocab)
+        share = min(1.0, p.teacher_step / t_total["steps"]) if p.teacher_step else 1.0  # an earlier checkpoint costs less
+        out["teacher_train"] = t_total["total"] * share
     out["total"] = out["student"] + out["teacher_inference"] + out["teacher_train"]
     return out
 
