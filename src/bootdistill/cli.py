@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .errors import BootdistillError
 
@@ -53,7 +54,12 @@ def cmd_presets(args) -> int:
 def cmd_experiment(args) -> int:
     from .experiment import run_recipe
 
-    run_recipe(args.recipe, args.overrides, dry_run=args.dry_run)
+    run_dirs = run_recipe(args.recipe, args.overrides, dry_run=args.dry_run)
+    if args.report and not args.dry_run:
+        from .report.cli import cmd_report
+
+        out = args.report_out or str(Path(run_dirs[0]).parent / "report")
+        return cmd_report(argparse.Namespace(runs=[str(d) for d in run_dirs], target=None, out=out, baseline=None, json=False))
     return 0
 
 
@@ -96,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "reused, interrupted ones resume, a changed config is a new run directory.")
     p.add_argument("recipe", help="recipe YAML (e.g. configs/cpu-demo.yaml)")
     p.add_argument("--dry-run", action="store_true", help="print the plan: each run's steps, tokens and FLOPs, and run nothing")
+    p.add_argument("--report", action="store_true", help="when all runs are done, report on exactly this recipe's runs")
+    p.add_argument("--report-out", metavar="DIR", help="where the report goes (default: <recipe out_dir>/report)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides applied to every run, e.g. train.threads=2")
     p.set_defaults(func=cmd_experiment)
 

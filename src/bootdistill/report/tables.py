@@ -229,15 +229,18 @@ def group_runs(runs: list[Run]) -> list[Group]:
 
 
 def find_baseline(run: Run, runs: list[Run], overrides: dict[str, Path] | None = None) -> Run | None:
-    """The classical run with the same model shape and LR-schedule length; the same seed when there is one."""
+    """The classical run with the same model shape; the same seed, then the same LR-schedule length, preferred.
+
+    A distilled student may run a shorter schedule than its baseline (that is how it turns a KD head start into
+    fewer steps), so the schedule length is a preference, not a requirement."""
     for key in (run.name, str(run.path)):
         if overrides and key in overrides:
             target = Path(overrides[key]).resolve()
             return next((r for r in runs if r.path == target), None) or load_run(target)
-    cands = [r for r in runs if r.policy == "classical" and r is not run and r.shape == run.shape
-             and r.cfg("train", "total_steps") == run.cfg("train", "total_steps")]
-    same_seed = [r for r in cands if r.seed == run.seed]
-    return (same_seed or cands or [None])[0]
+    cands = [r for r in runs if r.policy == "classical" and r is not run and r.shape == run.shape]
+    same_steps = run.cfg("train", "total_steps")
+    cands.sort(key=lambda r: (r.seed != run.seed, r.cfg("train", "total_steps") != same_steps))
+    return (cands or [None])[0]
 
 
 def find_teacher(run: Run, runs: list[Run]) -> Run | None:
@@ -322,7 +325,7 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
         if b is not None and b.policy != "classical":
             warn.append(f"{r.name}: baseline {b.name} is not a classical run (policy {b.policy})")
         if r.policy != "classical" and b is None:
-            warn.append(f"{r.name}: no classical baseline with the same model shape and train.total_steps"
+            warn.append(f"{r.name}: no classical baseline with the same model shape"
                         + ("" if target is not None else ": no target, so no crossing or savings; pass --target"))
         if b is not None and (r.summary or {}).get("data", {}).get("tokenizer_sha256") != \
                 (b.summary or {}).get("data", {}).get("tokenizer_sha256") and r.finished and b.finished:
