@@ -8,13 +8,14 @@ in a fresh subprocess per variant (VmHWM reset through /proc/self/clear_refs), m
 --step adds whole training steps (student 7.7M / teacher 1.5M GPTs, fwd+bwd, no optimizer) and compares
 KD step / classical step with the ideal FLOP ratio (6 N_S + 2 N_T) / (6 N_S).
 
-    python benchmarks/bench_kd_loss.py [--tokens 4096] [--vocab 5000] [--reps 5] [--step]
+    python benchmarks/bench_kd_loss.py [--tokens 4096] [--vocab 5000] [--reps 5] [--step] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -22,31 +23,38 @@ import time
 import torch
 import torch.nn.functional as F
 
-from bootdistill.distill.losses import ce_and_kd, combine, masked_mean
+from bootdistill.distill.losses import ce_and_kd, combine, kd_loss, masked_mean
 
-VARIANTS = ("ce_naive", "ce_kd_naive", "ce_fused", "ce_kd_fused")
-
-
-def naive(zs, zt, y, tau, with_kd):
-    ce = F.cross_entropy(zs, y)  # what a classical trainer writes (autocast runs it in fp32)
-    if not with_kd:
-        return ce
-    ls = F.log_softmax(zs.float() / tau, -1)
-    lt = F.log_softmax(zt.float() / tau, -1)
-    kd = F.kl_div(ls, lt, log_target=True, reduction="batchmean") * tau**2
-    return combine(ce, kd, 1.0, "normalized")
+# name: (CE implementation, KD implementation or None)
+VARIANTS = {
+    "ce": ("torch", None),  # classical step as the trainer writes it: F.cross_entropy on fp32 logits
+    "ce+kl_naive": ("torch", "naive"),  # plain KL: fp32 log-softmax of both sides, F.kl_div
+    "ce+kl_fused": ("torch", "fused"),  # same CE, KD through kd_loss("kl") (fused autograd Function)
+    "ce_fused": ("fused", None),  # CE through ce_and_kd
+    "ce+kl_all_fused": ("fused", "fused"),  # CE and KD in one pass: ce_and_kd
+}
 
 
-def fused(zs, zt, y, tau, with_kd):
-    out = ce_and_kd(zs, y, zt if with_kd else None, "kl", tau)
-    ce = masked_mean(out.ce)
-    return combine(ce, masked_mean(out.kd) if with_kd else None, 1.0 if with_kd else 0.0, "normalized")
+def loss_fn(name, zs, zt, y, tau):
+    ce_impl, kd_impl = VARIANTS[name]
+    if ce_impl == "fused":
+        out = ce_and_kd(zs, y, zt if kd_impl else None, "kl", tau)
+        ce, kd = masked_mean(out.ce), (masked_mean(out.kd) if kd_impl else None)
+    else:
+        ce = F.cross_entropy(zs.float(), y)
+        kd = None
+        if kd_impl == "naive":
+            ls = F.log_softmax(zs.float() / tau, -1)
+            lt = F.log_softmax(zt.float() / tau, -1)
+            kd = F.kl_div(ls, lt, log_target=True, reduction="batchmean") * tau**2
+        elif kd_impl == "fused":
+            kd = kd_loss("kl", zs, zt, tau).mean()
+    return combine(ce, kd, 1.0 if kd is not None else 0.0, "normalized")
 
 
 def run_variant(name, zs, zt, y, tau):
-    fn = naive if name.endswith("naive") else fused
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = fn(zs, zt, y, tau, "_kd_" in name)
+        loss = loss_fn(name, zs, zt, y, tau)
     loss.backward()
     zs.grad = None
 
@@ -66,86 +74,97 @@ def _rss_kb(field):
     return 0
 
 
-def measure_memory(name, n, v, tau):
-    """Child process: peak extra RSS (MB) of one fwd+bwd after a warm-up."""
-    zs, zt, y = make_inputs(n, v)
-    run_variant(name, zs, zt, y, tau)  # warm-up: allocator pools, lazy init
-    base = _rss_kb("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    run_variant(name, zs, zt, y, tau)
-    return (_rss_kb("VmHWM") - base) / 1024
-
-
-def time_it(fn, reps):
-    fn()
-    best = float("inf")
+def time_interleaved(fns: dict, reps: int) -> dict:
+    """Best-of-reps ms per function, round-robin so a burst of load on the shared CPU hits all alike."""
+    best = {k: float("inf") for k in fns}
+    for f in fns.values():
+        f()  # warm-up
     for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e3
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            best[k] = min(best[k], (time.perf_counter() - t0) * 1e3)
+    return best
 
 
 def loss_level(args):
     n, v, tau = args.tokens, args.vocab, args.temperature
     zs, zt, y = make_inputs(n, v)
     logits_mb = n * v * 2 / 2**20
-    print(f"loss level: N={n} tokens, V={v}, tau={tau}, bf16 logits ({logits_mb:.0f} MB each), "
-          f"{torch.get_num_threads()} threads")
+    print(f"loss level: N={n} tokens, V={v}, tau={tau}, bf16 logits ({logits_mb:.0f} MB each)")
+    times = time_interleaved({k: (lambda k=k: run_variant(k, zs, zt, y, tau)) for k in VARIANTS}, args.reps)
     res = {}
-    for name in VARIANTS:
-        ms = time_it(lambda: run_variant(name, zs, zt, y, tau), args.reps)
-        out = subprocess.run([sys.executable, __file__, "--_mem", name, "--tokens", str(n), "--vocab", str(v),
-                              "--temperature", str(tau)], capture_output=True, text=True, check=True)
-        res[name] = (ms, float(out.stdout.strip().splitlines()[-1]))
-    print(f"{'variant':<14}{'fwd+bwd ms':>12}{'peak +MB':>10}")
+    for name, ms in times.items():
+        res[name] = (ms, _child(args, "--_mem", name))
+    print(f"{'variant':<18}{'fwd+bwd ms':>12}{'peak +MB':>10}")
     for name, (ms, mb) in res.items():
-        print(f"{name:<14}{ms:>12.1f}{mb:>10.0f}")
-    for kind in ("naive", "fused"):
-        ce, kd = res[f"ce_{kind}"], res[f"ce_kd_{kind}"]
-        print(f"{kind}: KD adds {kd[0] - ce[0]:.1f} ms ({kd[0] / ce[0]:.2f}x CE alone), "
-              f"{kd[1] - ce[1]:+.0f} MB peak ({(kd[1] - ce[1]) / logits_mb:+.1f} logits tensors)")
-    print(f"fused CE+KD vs naive CE alone: {res['ce_kd_fused'][0] / res['ce_naive'][0]:.2f}x time, "
-          f"{res['ce_kd_fused'][1] - res['ce_naive'][1]:+.0f} MB")
+        print(f"{name:<18}{ms:>12.1f}{mb:>10.0f}")
+    for kd, ce in (("ce+kl_naive", "ce"), ("ce+kl_fused", "ce"), ("ce+kl_all_fused", "ce_fused"),
+                   ("ce+kl_all_fused", "ce")):
+        (t1, m1), (t0, m0) = res[kd], res[ce]
+        print(f"{kd:>16} vs {ce:<9}: KD adds {t1 - t0:6.1f} ms ({t1 / t0:.2f}x), "
+              f"{m1 - m0:+5.0f} MB peak ({(m1 - m0) / logits_mb:+.1f} bf16 logits tensors)")
     return res
 
 
-def step_level(args):
+def make_step(tokens, v, tau):
+    """A closure running one student training step (fwd+bwd, no optimizer) of a given variant."""
     from bootdistill.model import GPT, ModelShape
 
     torch.manual_seed(0)
-    ctx, bsz, v, tau = 256, args.tokens // 256, args.vocab, args.temperature
+    ctx = 256
     student = GPT(ModelShape(v, 256, 8, 8, ctx, 0.0))
     teacher = GPT(ModelShape(v, 128, 4, 8, ctx, 0.0)).eval()
-    ns, nt = student.num_params(), teacher.num_params()
-    x = torch.randint(0, v, (bsz, ctx))
-    y = torch.randint(0, v, (bsz * ctx,))
+    x = torch.randint(0, v, (tokens // ctx, ctx))
+    y = torch.randint(0, v, (x.numel(),))
 
-    def step(kind, with_kd):
+    def step(name):
         zt = None
-        if with_kd:
+        if VARIANTS[name][1]:
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
                 zt = teacher(x).reshape(-1, v)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             zs = student(x).reshape(-1, v)
-            loss = (naive if kind == "naive" else fused)(zs, zt, y, tau, with_kd)
+            loss = loss_fn(name, zs, zt, y, tau)
         loss.backward()
         student.zero_grad(set_to_none=True)
 
+    return step, student.num_params(), teacher.num_params(), x.shape
+
+
+def step_level(args):
+    step, ns, nt, shape = make_step(args.tokens, args.vocab, args.temperature)
     ideal = (6 * ns + 2 * nt) / (6 * ns)
-    print(f"\nstep level: student {ns / 1e6:.2f}M, teacher {nt / 1e6:.2f}M params, batch {bsz}x{ctx}, "
-          f"ideal KD/classical FLOP ratio {ideal:.3f} (target <= {1.05 * ideal:.3f})")
-    res = {}
-    for kind in ("naive", "fused"):
-        cl = time_it(lambda: step(kind, False), args.step_reps)
-        kd = time_it(lambda: step(kind, True), args.step_reps)
-        res[kind] = (cl, kd)
-        print(f"{kind:<6} classical {cl:7.0f} ms   KD {kd:7.0f} ms   ratio {kd / cl:.3f}   "
-              f"({kd / cl / ideal:.3f} x ideal)")
-    print(f"fused KD step vs naive classical step: {res['fused'][1] / res['naive'][0]:.3f} "
-          f"({res['fused'][1] / res['naive'][0] / ideal:.3f} x ideal)")
-    return res
+    print(f"\nstep level (fwd+bwd, no optimizer): student {ns / 1e6:.2f}M, teacher {nt / 1e6:.2f}M params, "
+          f"batch {shape[0]}x{shape[1]}; ideal KD/classical FLOP ratio {ideal:.3f}, "
+          f"target <= 1.05 x ideal = {1.05 * ideal:.3f}")
+    times = time_interleaved({k: (lambda k=k: step(k)) for k in VARIANTS}, args.step_reps)
+    mem = {k: _child(args, "--_stepmem", k) for k in VARIANTS}
+    print(f"{'variant':<18}{'step ms':>9}{'peak +MB':>10}")
+    for name, ms in times.items():
+        print(f"{name:<18}{ms:>9.0f}{mem[name]:>10.0f}")
+    for kd, ce in (("ce+kl_naive", "ce"), ("ce+kl_fused", "ce"), ("ce+kl_all_fused", "ce_fused"),
+                   ("ce+kl_all_fused", "ce")):
+        r = times[kd] / times[ce]
+        print(f"{kd:>16} / {ce:<9}: time {r:.3f} = {r / ideal:.3f} x ideal, peak {mem[kd] - mem[ce]:+.0f} MB")
+    return times, mem
+
+
+def _child(args, flag, name):
+    out = subprocess.run([sys.executable, __file__, flag, name, "--tokens", str(args.tokens), "--vocab",
+                          str(args.vocab), "--temperature", str(args.temperature)] + (["--threads", str(args.threads)] if args.threads else []),
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def peak_extra_mb(fn):
+    """Peak extra RSS (MB) of fn() after a warm-up call: high-water mark reset through /proc/self/clear_refs."""
+    fn()
+    base = _rss_kb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    fn()
+    return (_rss_kb("VmHWM") - base) / 1024
 
 
 def main():
@@ -156,11 +175,22 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--step", action="store_true", help="also time whole student/teacher training steps")
     ap.add_argument("--step-reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--_mem", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--_stepmem", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args._mem:
-        print(json.dumps(measure_memory(args._mem, args.tokens, args.vocab, args.temperature)))
+        zs, zt, y = make_inputs(args.tokens, args.vocab)
+        print(json.dumps(peak_extra_mb(lambda: run_variant(args._mem, zs, zt, y, args.temperature))))
         return
+    if args._stepmem:
+        step = make_step(args.tokens, args.vocab, args.temperature)[0]
+        print(json.dumps(peak_extra_mb(lambda: step(args._stepmem))))
+        return
+    malloc = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, malloc env {malloc or 'default'}")
     loss_level(args)
     if args.step:
         step_level(args)

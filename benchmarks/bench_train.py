@@ -2,13 +2,15 @@
 
 One step = one micro-batch forward/backward + grad clip + AdamW (batch_tokens = micro_batch x context).
 MFU = exact training FLOPs/s (`flops_per_token(shape, training=True, exact=True)` x tokens/s) over a peak:
-on CPU the square-matmul rate of the SAME dtype measured in the same round (`measure_matmul_peak`), on CUDA
-the published peak (`compute.peak_flops`). The CPU may be shared with other jobs, so every round times the
-two peaks and the fp32 and bf16 steps back to back (order alternating) and the table reports medians over
-rounds of per-round figures: ratios stay meaningful even when absolute rates drift.
+on CPU the square-matmul rate of the SAME dtype and thread count measured in the same round
+(`measure_matmul_peak`), on CUDA the published peak (`compute.peak_flops`). The CPU may be shared with other
+jobs, so each round times every variant's peak and steps back to back (order alternating) and the table
+shows medians of per-round figures. A variant is a dtype plus what-if changes (`apply_mods`), e.g.
+`bf16+t1+flashattn`, to measure a suggested change before making it.
 
     python benchmarks/bench_train.py [--quick] [--presets 5M,10M] [--dtypes fp32,bf16] [--context 256]
-    python benchmarks/bench_train.py --profile 5M        # torch.profiler top ops of one bf16 step
+    python benchmarks/bench_train.py --presets 5M --dtypes bf16+t1,bf16+t1+flashattn+fusedce
+    python benchmarks/bench_train.py --profile 5M --dtypes bf16+t1     # torch.profiler top ops of one step
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -41,8 +44,6 @@ def corpus_dir(tmp: Path) -> Path:
     """The shared Wikipedia corpus, or (no checkout beside us) a synthetic one in WikiText layout."""
     if SHARED_CORPUS.is_dir():
         return SHARED_CORPUS
-    import random
-
     rng = random.Random(0)
     root = tmp / "corpus"
     root.mkdir()
@@ -52,21 +53,17 @@ def corpus_dir(tmp: Path) -> Path:
     return root
 
 
-def make_trainer(args, tmp: Path, preset: str, dtype: str, extra: list[str] = ()) -> Trainer:
-    ctx = args.context
-    over = {
+def make_trainer(args, tmp: Path, preset: str, dtype: str) -> Trainer:
+    ctx = args.context or PRESETS[preset].context
+    over = {  # batch_tokens = one micro-batch, so a step is one forward/backward
         "data.corpus": str(args.corpus), "data.max_train_mb": args.train_mb, "data.vocab_size": args.vocab,
-        "data.prepared_dir": str(args.prepared), "model.preset": preset, "train.micro_batch": args.micro,
+        "data.prepared_dir": str(args.prepared), "model.preset": preset, "model.context": ctx,
+        "train.micro_batch": args.micro, "train.batch_tokens": args.micro * ctx,
         "train.precision": dtype, "train.device": args.device, "train.max_steps": 10**6,
         "train.total_steps": 10**6, "train.warmup_steps": 10, "train.eval_batches": 1, "log.progress": False,
         "log.tensorboard": False, "out_dir": str(Path(tempfile.mkdtemp(dir=tmp)) / "run"),
     }
-    if ctx:
-        over["model.context"] = ctx
-    # batch_tokens = one micro-batch, so a step is one forward/backward
-    over["train.batch_tokens"] = args.micro * (ctx or PRESETS[preset].context)
-    cfg = load_config(overrides=[f"{k}={v}" for k, v in over.items()] + list(extra))
-    return Trainer(cfg)
+    return Trainer(load_config(overrides=[f"{k}={v}" for k, v in over.items()]))
 
 
 def sync(device: str) -> None:
@@ -74,20 +71,30 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed_steps(tr: Trainer, n: int, device: str) -> float:
-    """Seconds per step, mean of n consecutive steps (the .item() in train_step syncs each one)."""
+def timed_steps(tr: Trainer, n: int, device: str) -> tuple[float, float]:
+    """(wall, process CPU) seconds per step over n consecutive steps (train_step's .item() syncs each one).
+
+    CPU time is what the steps really got on a shared machine: with one thread it does not count the time
+    the process waited for a core, so rates per CPU-second are the contention-free figures."""
     sync(device)
-    t0 = time.perf_counter()
+    w0, c0 = time.perf_counter(), time.process_time()
     for _ in range(n):
         tr.train_step()
     sync(device)
-    return (time.perf_counter() - t0) / n
+    return (time.perf_counter() - w0) / n, (time.process_time() - c0) / n
 
 
-def peak(dtype: torch.dtype, args) -> float:
+def peak(dtype: torch.dtype, args) -> tuple[float, float]:
+    """(per wall second, per CPU second) FLOP rate of a square matmul: compute.measure_matmul_peak's probe,
+    timed on both clocks; on CUDA the published peak (compute.peak_flops) for both."""
     if args.device.startswith("cuda"):
-        return peak_flops(torch.device(args.device), dtype)
-    return measure_matmul_peak(dtype, "cpu", size=args.peak_size, seconds=args.peak_seconds)
+        p = peak_flops(torch.device(args.device), dtype)
+        return p, p
+    measure_matmul_peak(dtype, "cpu", size=args.peak_size, seconds=0.01)  # warm-up
+    w0, c0 = time.perf_counter(), time.process_time()
+    rate = measure_matmul_peak(dtype, "cpu", size=args.peak_size, seconds=args.peak_seconds)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    return rate, rate * wall / max(cpu, 1e-9)  # same FLOPs, counted against CPU seconds
 
 
 def _fused_ce_micro_step(self, x, y, knobs):
@@ -134,19 +141,21 @@ def bench_preset(args, tmp: Path, preset: str) -> list[dict]:
     shape = tr.shape
     fpt = flops_per_token(shape, training=True, exact=True)
     tokens = args.micro * shape.context
-    per = {v["name"]: {"tps": [], "peak": [], "mfu": [], "speedup": []} for v in variants}
+    per = {v["name"]: {k: [] for k in ("tps", "peak", "mfu", "cpu_mfu", "speedup", "cpu_speedup")} for v in variants}
     for r in range(args.repeats):
         sec = {}
         for v in variants if r % 2 == 0 else variants[::-1]:  # alternate who goes first
             torch.set_num_threads(v["threads"])  # the peak probe runs with the variant's own thread count
-            p = peak(DTYPES[v["dtype"]], args)
-            sec[v["name"]] = timed_steps(trainers[v["name"]], args.steps, args.device)
-            tps = tokens / sec[v["name"]]
-            per[v["name"]]["tps"].append(tps)
-            per[v["name"]]["peak"].append(p)
-            per[v["name"]]["mfu"].append(tps * fpt / p)
-        for v in variants:  # per-round ratio against the first variant: both timed seconds apart
-            per[v["name"]]["speedup"].append(sec[variants[0]["name"]] / sec[v["name"]])
+            p, p_cpu = peak(DTYPES[v["dtype"]], args)
+            sec[v["name"]] = wall, cpu = timed_steps(trainers[v["name"]], args.steps, args.device)
+            row = per[v["name"]]
+            row["tps"].append(tokens / wall)
+            row["peak"].append(p)
+            row["mfu"].append(tokens * fpt / wall / p)
+            row["cpu_mfu"].append(tokens * fpt / cpu / p_cpu)
+        for v in variants:  # per-round ratios against the first variant: both timed seconds apart
+            per[v["name"]]["speedup"].append(sec[variants[0]["name"]][0] / sec[v["name"]][0])
+            per[v["name"]]["cpu_speedup"].append(sec[variants[0]["name"]][1] / sec[v["name"]][1])
     torch.set_num_threads(args.threads)
     rows = []
     for v in variants:
@@ -154,18 +163,19 @@ def bench_preset(args, tmp: Path, preset: str) -> list[dict]:
         rows.append({"preset": preset, "params": count_params(shape)["total"], "context": shape.context,
                      "micro": args.micro, "variant": v["name"], "threads": v["threads"],
                      "tokens_per_s": med["tps"], "achieved_gflops": med["tps"] * fpt / 1e9,
-                     "peak_gflops": med["peak"] / 1e9, "mfu": med["mfu"], "speedup_vs_first": med["speedup"]})
+                     "peak_gflops": med["peak"] / 1e9, "mfu": med["mfu"], "cpu_mfu": med["cpu_mfu"],
+                     "speedup_vs_first": med["speedup"], "cpu_speedup_vs_first": med["cpu_speedup"]})
         trainers[v["name"]].logger.close()
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    first = rows[0]["variant"]
-    print(f"\n{'preset':<7}{'params':>8}{'ctx':>6}  {'variant':<30}{'tok/s':>8}{'GFLOP/s':>9}{'peak':>8}{'MFU':>7}"
-          f"{'vs ' + first:>10}")
+    print(f"\n{'preset':<7}{'params':>8}{'ctx':>6}  {'variant':<30}{'tok/s':>7}{'GFLOP/s':>9}{'peak':>7}{'MFU':>7}"
+          f"{'cpuMFU':>8}  speedup vs {rows[0]['variant']} (wall, cpu)")
     for r in rows:
-        print(f"{r['preset']:<7}{r['params'] / 1e6:>7.2f}M{r['context']:>6}  {r['variant']:<30}{r['tokens_per_s']:>8.0f}"
-              f"{r['achieved_gflops']:>9.1f}{r['peak_gflops']:>8.1f}{100 * r['mfu']:>6.1f}%{r['speedup_vs_first']:>9.2f}x")
+        print(f"{r['preset']:<7}{r['params'] / 1e6:>7.2f}M{r['context']:>6}  {r['variant']:<30}{r['tokens_per_s']:>7.0f}"
+              f"{r['achieved_gflops']:>9.1f}{r['peak_gflops']:>7.1f}{100 * r['mfu']:>6.1f}%{100 * r['cpu_mfu']:>7.1f}%"
+              f"  {r['speedup_vs_first']:>5.2f}x {r['cpu_speedup_vs_first']:>5.2f}x")
 
 
 def profile(args, tmp: Path, preset: str) -> None:
@@ -204,7 +214,7 @@ def main() -> int:
     ap.add_argument("--prepared", default=str(Path(tempfile.gettempdir()) / "bootdistill-bench-prepared"),
                     help="prepared-data cache (reused across runs)")
     ap.add_argument("--peak-size", type=int, default=2048, help="square matmul size of the CPU peak probe")
-    ap.add_argument("--peak-seconds", type=float, default=0.3)
+    ap.add_argument("--peak-seconds", type=float, default=0.4)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="presets 1M,5M, context 256, 2 steps x 3 rounds")
     ap.add_argument("--profile", default=None, metavar="PRESET", help="profile one step of PRESET instead")
@@ -231,7 +241,8 @@ def main() -> int:
             rows += bench_preset(args, tmp, preset)
             print_table(rows[-len(args.variants):])
             sys.stdout.flush()
-    print("\nall presets (medians over rounds; MFU against the same-round matmul peak of the same dtype and threads):")
+    print("\nall presets: medians over rounds; MFU = achieved / same-round matmul peak of the same dtype and threads,\n"
+          "on wall-clock time (MFU) and on process CPU time (cpuMFU: contention-free when single-threaded)")
     print_table(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

@@ -60,7 +60,7 @@ def _expand(name: str, spec: dict, seeds: list[int] | None) -> list[tuple[str, d
     points = list(itertools.product(*(grid[k] if isinstance(grid[k], list) else [grid[k]] for k in keys))) or [()]
     out = []
     for point in points:
-        suffix = "".join(f"-{k.split('.')[-1]}{v}" for k, v in zip(keys, point))
+        suffix = "".join(f"-{v}" if isinstance(v, str) else f"-{k.split('.')[-1]}{v}" for k, v in zip(keys, point))
         for seed in seeds or [None]:
             d = copy.deepcopy(spec)
             for k, v in zip(keys, point):

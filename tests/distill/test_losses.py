@@ -17,6 +17,15 @@ NAMES = ["kl", "reverse_kl", "soft_ce", "mse_logits", "mse_probs", "jsd", "topk_
 TRUNC = [(1.0, None), (0.9, None), (1.0, 3), (0.8, 2), (1.0, 1)]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: an OpenMP team only adds wake-up latency (seconds per test on a busy shared CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ------------------------------------------------------------------------------- float64 references
 
 
@@ -181,6 +190,18 @@ def test_top_p_keeps_smallest_prefix_reaching_p_then_top_k():
     assert keep_mask(t, top_p=0.9).tolist() == [[True, True, True, False]]
     assert keep_mask(t, top_p=0.9, top_k=2).tolist() == [[True, True, False, False]]
     assert keep_mask(t, top_p=0.01).tolist() == [[True, False, False, False]]  # argmax always stays
+
+
+def test_top_p_prefixes_longer_than_the_first_look_are_exact():
+    """Rows of different sharpness: prefixes of a few, ~100s and ~1000s of tokens (topk 64, 512, full sort)."""
+    g = torch.Generator().manual_seed(36)
+    z = torch.randn(5, 2000, generator=g, dtype=torch.float64) * torch.tensor([[0.05], [0.5], [1.5], [3.0], [8.0]],
+                                                                              dtype=torch.float64)
+    for dtype in (torch.float64, torch.float32, torch.bfloat16):
+        zz = z.to(dtype)
+        for top_p, top_k in [(0.9, None), (0.5, None), (0.9, 300)]:
+            want = torch.stack([ref_support(r.double(), top_p, top_k) for r in zz])
+            assert torch.equal(keep_mask(zz, top_p, top_k), want), (dtype, top_p, top_k)
 
 
 def test_p_1_and_k_ge_vocab_are_exactly_untruncated():

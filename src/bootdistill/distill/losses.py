@@ -25,16 +25,17 @@ topk_kl is SALT's restricted cross-entropy minus the restricted teacher entropy 
 and 0 when the student matches the teacher on S. Without any truncation it equals kl.
 
 Fast path: kl and soft_ce (and cross-entropy + z-loss, see `ce_and_kd`) run in a fused autograd Function that
-works in row chunks, computes the gradient τ (p − q) (and p₁ − onehot for CE) during the forward and keeps
-it in the logits' dtype (bf16 under autocast) for the backward. No full-vocabulary fp32 tensor is ever
-materialized and the backward does no exp. The other losses are plain autograd code, chunked with activation
-checkpointing when the logits are large.
+works in row chunks, computes p_τ − q (the KL gradient is τ (p_τ − q)) and p₁ − onehot (CE) during the
+forward and keeps them in the logits' dtype (bf16 under autocast) for the backward. No full-vocabulary fp32
+tensor is ever materialized and the backward does no exp. The other losses are plain autograd code, chunked
+with activation checkpointing when the logits are large.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+import os
 import queue
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, NamedTuple
@@ -58,7 +59,7 @@ def _compute_dtype(*ts: torch.Tensor | None) -> torch.dtype:
 
 
 def valid_mask(n: int, mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-               ignore_index: int = -100, device=None) -> torch.Tensor | None:
+               ignore_index: int = -100) -> torch.Tensor | None:
     """(n,) bool of the positions that count, or None when all do."""
     valid = None
     if mask is not None:
@@ -87,11 +88,6 @@ def _check_common(temperature: float, top_p: float, top_k: int | None) -> None:
     check_truncation(top_p, top_k)
 
 
-def _lse_from_softmax(x: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    # log Σ exp(x) = x_max − log p_max: the softmax we need anyway gives the log-normalizer for free (p_max >= 1/V)
-    return x.amax(-1) - probs.amax(-1).log()
-
-
 # ------------------------------------------------------------------------------------------ fused path
 
 
@@ -103,7 +99,7 @@ def _softmax_into(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         return out.copy_(torch.softmax(x, -1))
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[ThreadPoolExecutor, int, int] | None = None  # (pool, workers, pid): a forked child needs its own
 
 
 def _single_threaded_worker() -> None:
@@ -126,8 +122,9 @@ def _for_row_chunks(N: int, C: int, work: Callable[[int, int, dict], None], new_
             work(r0, min(N, r0 + C), bufs)
         return
     workers = min(threads, len(starts))
-    if _POOL is None or _POOL._max_workers != threads:
-        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="bootdistill-kd", initializer=_single_threaded_worker)
+    if _POOL is None or _POOL[1:] != (threads, os.getpid()):
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="bootdistill-kd", initializer=_single_threaded_worker)
+        _POOL = (pool, threads, os.getpid())
     free: queue.SimpleQueue = queue.SimpleQueue()
     for _ in range(workers):
         free.put(new_buffers())
@@ -141,7 +138,7 @@ def _for_row_chunks(N: int, C: int, work: Callable[[int, int, dict], None], new_
             free.put(bufs)
 
     try:
-        list(_POOL.map(task, starts))
+        list(_POOL[0].map(task, starts))
     finally:
         torch.set_num_threads(threads)  # a worker's set_num_threads(1) also lowers MKL's global count
 

@@ -283,7 +283,9 @@ def _format_bootstrapped(b: dict) -> str:
                        ("best_switch", "distill, switch at the best point")):
         v = b[key]
         if v is None:
-            lines.append(f"  {title:<34} cannot reach the target")
+            why = ("cannot reach the target" if key == "distill_only" else
+                   f"the student never gets within {100 * b['margin']:.0f}% of the teacher in time")
+            lines.append(f"  {title:<34} {why}")
         else:
             lines.append(f"  {title:<34} {v['flops']:.4g} FLOPs ({100 * (1 - v['flops'] / b['classical_flops']):+.1f}% "
                          f"saved), distilling {v['tokens']:.4g} tokens")

@@ -131,34 +131,44 @@ def _huber_rows(pred, y) -> np.ndarray:
     return np.where(np.isfinite(v), v, np.inf)
 
 
-def grid_starts(law: str, grid=None) -> np.ndarray:
-    """All grid points (G, k), clipped into the bounds, in the order `grid_values` scores them."""
+# The grid is a product: an "inner" part (log A, log B, alpha, beta) that fixes the shared power-law term and an
+# "outer" part (the rest). Scores are computed as an (inner, outer) table without materialising every start.
+_SPLIT = {"supervised": ([0, 1, 3, 4], [2, 5]), "distillation": ([0, 1, 2, 3], [4, 5, 6, 7, 8])}
+
+
+def grid_parts(law: str, grid=None):
+    """(inner, outer) start components of the grid, clipped into the bounds."""
     axes = grid or PAPER_GRID[law]
     lo, hi = _bound_arrays(law)
-    return np.clip(np.array(list(itertools.product(*axes)), float), lo, hi)
+    parts = []
+    for cols in _SPLIT[law]:
+        mesh = np.meshgrid(*[np.asarray(axes[c], float) for c in cols], indexing="ij")
+        parts.append(np.clip(np.stack([m.ravel() for m in mesh], axis=1), lo[cols], hi[cols]))
+    return parts[0], parts[1]
 
 
-def grid_values(points: Points, starts: np.ndarray) -> np.ndarray:
-    """Objective at each start, vectorised over the part of the law the starts share (A, B, alpha, beta)."""
-    law, c = points.law, points.cols
-    inner_cols, outer_cols = ([0, 1, 3, 4], [2, 5]) if law == "supervised" else ([0, 1, 2, 3], [4, 5, 6, 7, 8])
-    inner, inv = np.unique(starts[:, inner_cols], axis=0, return_inverse=True)
+def grid_theta(law: str, inner, outer) -> np.ndarray:
+    """Full start vectors from matching rows of inner and outer."""
+    inner_cols, outer_cols = _SPLIT[law]
+    theta = np.empty((len(inner), len(inner_cols) + len(outer_cols)))
+    theta[:, inner_cols], theta[:, outer_cols] = inner, outer
+    return theta
+
+
+def grid_values(points: Points, inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """Objective at every (inner, outer) pair of starts, shape (len(inner), len(outer))."""
+    c = points.cols
     m = np.logaddexp(inner[:, :1] - inner[:, 2:3] * c[0], inner[:, 1:2] - inner[:, 3:4] * c[1])  # (I, n)
-    outer, oinv = np.unique(starts[:, outer_cols], axis=0, return_inverse=True)
-    inv, oinv = inv.ravel(), oinv.ravel()
-    out = np.empty(len(starts))
-    order = np.argsort(oinv, kind="stable")
-    cuts = np.cumsum(np.bincount(oinv, minlength=len(outer)))[:-1]
-    for o, rows in zip(outer, np.split(order, cuts)):
-        mi = m[inv[rows]]
-        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            if law == "supervised":
-                pred = np.logaddexp(o[0], o[1] * mi)
+    out = np.empty((len(inner), len(outer)))
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for j, o in enumerate(outer):
+            if points.law == "supervised":
+                pred = np.logaddexp(o[0], o[1] * m)
             else:
                 gamma, c0, c1, f1, ld1 = o
                 h = np.logaddexp(0.0, (c[2] - c[3] - ld1) / f1)
-                pred = np.logaddexp(c[2], -c0 * c[2] - c1 * f1 * h + gamma * mi)
-            out[rows] = _huber_rows(pred, points.y)
+                pred = np.logaddexp(c[2], (-c0 * c[2] - c1 * f1 * h) + gamma * m)
+            out[:, j] = _huber_rows(pred, points.y)
     return out
 
 
@@ -257,8 +267,8 @@ def _init_worker(points: Points, pin_blas: bool = False) -> None:
             put(1)
 
 
-def _task_grid(starts):
-    return grid_values(_WORKER_POINTS, starts)
+def _task_grid(parts):
+    return grid_values(_WORKER_POINTS, *parts)
 
 
 def _task_refine(thetas):
@@ -339,11 +349,16 @@ def fit(points: Points, *, top_k: int = 32, bootstrap: int = 0, workers: int | N
 def _fit(points, top_k, bootstrap, workers, seed, grid, supervised) -> FitResult:
     t0 = time.perf_counter()
     workers = workers or default_workers()
-    starts = grid_starts(points.law, grid)
-    if top_k and top_k < len(starts):
-        chunks = np.array_split(starts, max(1, min(workers, len(starts) // 2000)))
-        values = np.concatenate(_map(points, _task_grid, chunks, workers))
-        starts = starts[np.argsort(values, kind="stable")[:top_k]]
+    inner, outer = grid_parts(points.law, grid)
+    if top_k and top_k < len(inner) * len(outer):
+        chunks = [(part, outer) for part in np.array_split(inner, min(workers, len(inner)))]
+        values = np.concatenate(_map(points, _task_grid, chunks, workers)).ravel()
+        best = np.argsort(values, kind="stable")[:top_k]
+        i, j = np.unravel_index(best, (len(inner), len(outer)))
+        starts = grid_theta(points.law, inner[i], outer[j])
+    else:
+        i, j = np.unravel_index(np.arange(len(inner) * len(outer)), (len(inner), len(outer)))
+        starts = grid_theta(points.law, inner[i], outer[j])
     results = [r for part in _map(points, _task_refine, np.array_split(starts, min(len(starts), workers * 4)), workers)
                for r in part]
     theta, f, ok, msg, _ = min(results, key=lambda r: r[1])

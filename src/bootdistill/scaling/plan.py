@@ -274,7 +274,7 @@ def predict_bootstrapped(lw: Laws, n_s: float, student_tokens: float, n_t: float
     out = {
         "student_params": n_s, "student_tokens": student_tokens, "target_loss": target,
         "teacher_params": n_t, "teacher_tokens": d_t, "teacher_loss": l_t, "teacher_flops": teacher_flops,
-        "counted_teacher_training": count_teacher_training, "classical_flops": classical,
+        "counted_teacher_training": count_teacher_training, "classical_flops": classical, "margin": margin,
         "distill_only": None if d_distill is None else {"tokens": d_distill, "flops": fixed + per_token * d_distill},
         "margin_switch": None if d_switch is None or d_switch > student_tokens else
         {"tokens": d_switch, "loss": switch_loss, "flops": total(d_switch)},

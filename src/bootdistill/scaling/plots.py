@@ -17,7 +17,7 @@ from ..fsutil import atomic_write_bytes  # noqa: E402
 
 def _save(fig, path) -> None:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
@@ -65,8 +65,8 @@ def plot_student_vs_teacher(path, lw, n_s: float, tokens, marks=()) -> None:
 def plot_isoflop_contours(path, lw, n_s: float, d_s: float, plan: dict | None = None) -> None:
     """Student loss over teacher size and tokens at D_S student tokens; dashed lines are teacher-training
     isoFLOPs (3 F(N_T) D_T). The star is the planned teacher."""
-    n_t = np.logspace(np.log10(max(n_s / 100, 1e6)), np.log10(n_s * 100), 120)
-    m = np.logspace(0, 4, 120)  # D_T / N_T
+    n_t = np.logspace(np.log10(max(n_s / 100, 1e6)), np.log10(n_s * 100), 80)
+    m = np.logspace(0, 4, 80)  # D_T / N_T
     nn, mm = np.meshgrid(n_t, m)
     dd = nn * mm
     ls = lw.LS(n_s, d_s, lw.L(nn, dd))
