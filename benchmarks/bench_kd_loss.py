@@ -2,11 +2,13 @@
 
 Loss level: fwd+bwd of CE alone and of CE + KD (normalized combine, paper eq. 1-2) on bf16 logits as the
 LM head produces them under CPU bf16 autocast, default N = 16 x 256 tokens, V = 5000, τ = 2.
-Time is the best of --reps runs; peak memory is the process's high-water RSS during one fwd+bwd, measured
+Time is the best of --reps runs (wall and process CPU); peak memory is the process's high-water RSS during one fwd+bwd, measured
 in a fresh subprocess per variant (VmHWM reset through /proc/self/clear_refs), minus the RSS before it.
 
 --step adds whole training steps (student 7.7M / teacher 1.5M GPTs, fwd+bwd, no optimizer) and compares
-KD step / classical step with the ideal FLOP ratio (6 N_S + 2 N_T) / (6 N_S).
+KD step / classical step with the ideal FLOP ratio (6 N_S + 2 N_T) / (6 N_S). There ce_and_kd runs with
+reuse_teacher_logits=True (the teacher's logits are a fresh temporary each step); at loss level it does not,
+since the same teacher logits are reused across repetitions.
 
     python benchmarks/bench_kd_loss.py [--tokens 4096] [--vocab 5000] [--reps 5] [--step] [--threads N]
 """
@@ -35,10 +37,10 @@ VARIANTS = {
 }
 
 
-def loss_fn(name, zs, zt, y, tau):
+def loss_fn(name, zs, zt, y, tau, reuse=False):
     ce_impl, kd_impl = VARIANTS[name]
     if ce_impl == "fused":
-        out = ce_and_kd(zs, y, zt if kd_impl else None, "kl", tau)
+        out = ce_and_kd(zs, y, zt if kd_impl else None, "kl", tau, reuse_teacher_logits=reuse)
         ce, kd = masked_mean(out.ce), (masked_mean(out.kd) if kd_impl else None)
     else:
         ce = F.cross_entropy(zs.float(), y)
@@ -75,15 +77,17 @@ def _rss_kb(field):
 
 
 def time_interleaved(fns: dict, reps: int) -> dict:
-    """Best-of-reps ms per function, round-robin so a burst of load on the shared CPU hits all alike."""
-    best = {k: float("inf") for k in fns}
+    """Best-of-reps (wall ms, process CPU ms) per function, round-robin so load bursts on the shared CPU hit all
+    alike. CPU time is the load-insensitive figure at 1 thread (with more, it includes OpenMP spin-waits)."""
+    best = {k: (float("inf"), float("inf")) for k in fns}
     for f in fns.values():
         f()  # warm-up
     for _ in range(reps):
         for k, f in fns.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             f()
-            best[k] = min(best[k], (time.perf_counter() - t0) * 1e3)
+            wall, cpu = (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3
+            best[k] = (min(best[k][0], wall), min(best[k][1], cpu))
     return best
 
 
@@ -94,15 +98,15 @@ def loss_level(args):
     print(f"loss level: N={n} tokens, V={v}, tau={tau}, bf16 logits ({logits_mb:.0f} MB each)")
     times = time_interleaved({k: (lambda k=k: run_variant(k, zs, zt, y, tau)) for k in VARIANTS}, args.reps)
     res = {}
-    for name, ms in times.items():
-        res[name] = (ms, _child(args, "--_mem", name))
-    print(f"{'variant':<18}{'fwd+bwd ms':>12}{'peak +MB':>10}")
-    for name, (ms, mb) in res.items():
-        print(f"{name:<18}{ms:>12.1f}{mb:>10.0f}")
+    for name, (ms, cpu) in times.items():
+        res[name] = (ms, cpu, _child(args, "--_mem", name))
+    print(f"{'variant':<18}{'wall ms':>9}{'cpu ms':>9}{'peak +MB':>10}")
+    for name, (ms, cpu, mb) in res.items():
+        print(f"{name:<18}{ms:>9.1f}{cpu:>9.1f}{mb:>10.0f}")
     for kd, ce in (("ce+kl_naive", "ce"), ("ce+kl_fused", "ce"), ("ce+kl_all_fused", "ce_fused"),
                    ("ce+kl_all_fused", "ce")):
-        (t1, m1), (t0, m0) = res[kd], res[ce]
-        print(f"{kd:>16} vs {ce:<9}: KD adds {t1 - t0:6.1f} ms ({t1 / t0:.2f}x), "
+        (t1, c1, m1), (t0, c0, m0) = res[kd], res[ce]
+        print(f"{kd:>16} vs {ce:<9}: KD adds {t1 - t0:6.1f} ms wall ({t1 / t0:.2f}x), {c1 - c0:6.1f} ms cpu, "
               f"{m1 - m0:+5.0f} MB peak ({(m1 - m0) / logits_mb:+.1f} bf16 logits tensors)")
     return res
 
@@ -125,7 +129,7 @@ def make_step(tokens, v, tau):
                 zt = teacher(x).reshape(-1, v)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             zs = student(x).reshape(-1, v)
-            loss = loss_fn(name, zs, zt, y, tau)
+            loss = loss_fn(name, zs, zt, y, tau, reuse=True)  # the teacher's logits are a per-step temporary
         loss.backward()
         student.zero_grad(set_to_none=True)
 
@@ -140,13 +144,14 @@ def step_level(args):
           f"target <= 1.05 x ideal = {1.05 * ideal:.3f}")
     times = time_interleaved({k: (lambda k=k: step(k)) for k in VARIANTS}, args.step_reps)
     mem = {k: _child(args, "--_stepmem", k) for k in VARIANTS}
-    print(f"{'variant':<18}{'step ms':>9}{'peak +MB':>10}")
-    for name, ms in times.items():
-        print(f"{name:<18}{ms:>9.0f}{mem[name]:>10.0f}")
+    print(f"{'variant':<18}{'wall ms':>9}{'cpu ms':>9}{'peak +MB':>10}")
+    for name, (ms, cpu) in times.items():
+        print(f"{name:<18}{ms:>9.0f}{cpu:>9.0f}{mem[name]:>10.0f}")
     for kd, ce in (("ce+kl_naive", "ce"), ("ce+kl_fused", "ce"), ("ce+kl_all_fused", "ce_fused"),
                    ("ce+kl_all_fused", "ce")):
-        r = times[kd] / times[ce]
-        print(f"{kd:>16} / {ce:<9}: time {r:.3f} = {r / ideal:.3f} x ideal, peak {mem[kd] - mem[ce]:+.0f} MB")
+        r, rc = times[kd][0] / times[ce][0], times[kd][1] / times[ce][1]
+        print(f"{kd:>16} / {ce:<9}: wall {r:.3f} = {r / ideal:.3f} x ideal, cpu {rc:.3f} = {rc / ideal:.3f} x ideal, "
+              f"peak {mem[kd] - mem[ce]:+.0f} MB")
     return times, mem
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import corpus_dir, sync, timed_steps  # noqa: E402
+from bench_train import apply_mods, corpus_dir, sync, timed_steps  # noqa: E402
 
 from bootdistill.compute import flops_per_token  # noqa: E402
 from bootdistill.config import load_config  # noqa: E402
@@ -73,6 +73,13 @@ def _one_pass_micro_step(self, x, y, knobs):
     return ce.item(), {}
 
 
+def patch(tr: Trainer, args) -> None:
+    """The what-ifs asked for: bench_train's mods (flashattn, fusedadam, foreach) and --one-pass."""
+    apply_mods(tr, set(args.mods.split(",")) - {"", "fusedce"})
+    if args.one_pass:
+        tr._micro_step = types.MethodType(_one_pass_micro_step, tr)
+
+
 def make_teacher(args, tmp: Path) -> str:
     tr = build(args, tmp / "teacher", args.teacher)
     tr.train_step()
@@ -95,8 +102,7 @@ def child_memory(args) -> dict:
     with tempfile.TemporaryDirectory() as t:
         kd = args._mem == "kd"
         tr = build(args, Path(t) / "run", args.student, "kd" if kd else "classical", args._teacher if kd else None)
-        if args.one_pass:
-            tr._micro_step = types.MethodType(_one_pass_micro_step, tr)
+        patch(tr, args)
         tr.train_step()  # warm-up: AdamW state, allocator pools
         gc.collect()
         if cuda:
@@ -123,7 +129,7 @@ def measure_memory(args, teacher: str) -> dict:
                 "vocab": args.vocab, "dtype": args.dtype, "device": args.device, "prepared": args.prepared,
                 "train-mb": args.train_mb, "threads": args.threads, "corpus": args.corpus}
         cmd = [sys.executable, __file__, "--_mem", variant, "--_teacher", teacher, *(f"--{k}={v}" for k, v in opts.items()),
-               *(["--one-pass"] if args.one_pass else [])]
+               f"--mods={args.mods}", *(["--one-pass"] if args.one_pass else [])]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode:
             raise RuntimeError(f"memory child '{variant}' failed:\n{res.stderr[-2000:]}")
@@ -148,6 +154,7 @@ def main() -> int:
     ap.add_argument("--prepared", default=str(Path(tempfile.gettempdir()) / "bootdistill-bench-prepared"))
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--one-pass", action="store_true", help="what-if: CE + KD in one fused pass (both variants)")
+    ap.add_argument("--mods", default="", help="what-ifs of bench_train for both students, e.g. flashattn,fusedadam")
     ap.add_argument("--quick", action="store_true", help="5 rounds of 1 step, batch 8")
     ap.add_argument("--json", default=None)
     ap.add_argument("--_mem", default=None, help=argparse.SUPPRESS)
@@ -166,13 +173,13 @@ def main() -> int:
         teacher = make_teacher(args, tmp)
         cl = build(args, tmp / "classical", args.student)
         kd = build(args, tmp / "kd", args.student, "kd", teacher)
-        if args.one_pass:
-            for tr in (cl, kd):
-                tr._micro_step = types.MethodType(_one_pass_micro_step, tr)
+        for tr in (cl, kd):
+            patch(tr, args)
         s, te = cl.shape, kd.teacher.shape
         ns, nt = count_params(s)["total"], count_params(te)["total"]
         ideal = (6 * ns + 2 * nt) / (6 * ns)
         exact = 1 + flops_per_token(te, training=False, exact=True) / flops_per_token(s, training=True, exact=True)
+        print(f"what-ifs: {args.mods or '-'}{', one-pass' if args.one_pass else ''}")
         print(f"student {ns / 1e6:.2f}M, teacher {nt / 1e6:.2f}M ({nt / ns:.2f}x), batch {args.batch}x{args.context}, "
               f"{args.dtype}, {args.device}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}; "
               f"ideal ratio {ideal:.3f} (exact FLOPs {exact:.3f}), target <= {1.05 * ideal:.3f}", flush=True)

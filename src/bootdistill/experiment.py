@@ -196,7 +196,9 @@ def predicted(p: PlannedRun, runs: dict[str, PlannedRun], data_vocab: int) -> di
 def print_plan(recipe: dict, order: list[PlannedRun], data_vocab: int) -> list[dict]:
     runs = {p.name: p for p in order}
     rows = []
-    print(f"recipe {recipe.get('name', '')}: {len(order)} runs (vocab {data_vocab}; 6N proxy, PFLOPs = 1e15)")
+    biggest = max(predicted(p, runs, data_vocab)["total"] for p in order)
+    scale, unit = (1e15, "PFLOPs") if biggest >= 1e15 else (1e12, "TFLOPs")
+    print(f"recipe {recipe.get('name', '')}: {len(order)} runs (vocab {data_vocab}; 6N proxy, compute in {unit})")
     head = f"{'run':<28} {'policy':<12} {'params':>8} {'steps':>7} {'tokens':>11} {'student':>9} {'t.infer':>9} {'t.train':>9} {'total':>9}  paper"
     print(head)
     print("-" * len(head))
@@ -209,8 +211,8 @@ def print_plan(recipe: dict, order: list[PlannedRun], data_vocab: int) -> list[d
         ref = p.reference.get("pflops")
         bound = "<" if n["inference_bound"] else " "
         print(f"{p.name:<28} {p.cfg.distill.policy:<12} {params / 1e6:>7.2f}M {n['steps']:>7} {n['tokens']:>11,} "
-              f"{n['student'] / 1e15:>9.3f} {bound}{n['teacher_inference'] / 1e15:>8.3f} {n['teacher_train'] / 1e15:>9.3f} "
-              f"{n['total'] / 1e15:>9.3f}  {'' if ref is None else f'{ref} PFLOPs'}")
+              f"{n['student'] / scale:>9.3f} {bound}{n['teacher_inference'] / scale:>8.3f} {n['teacher_train'] / scale:>9.3f} "
+              f"{n['total'] / scale:>9.3f}  {'' if ref is None else f'{ref} PFLOPs'}")
         if p.reference.get("note"):
             print(f"{'':<28} note: {p.reference['note']}")
         rows.append({"name": p.name, "run_dir": str(p.run_dir), "params": params, **n, "reference": p.reference})

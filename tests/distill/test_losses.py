@@ -50,11 +50,11 @@ def ref_support(t_row: torch.Tensor, top_p: float, top_k: int | None) -> torch.T
     return keep
 
 
-def ref_loss(name, s, t, tau, top_p=1.0, top_k=None, beta=0.5):
+def ref_loss(name, s, t, tau, top_p=1.0, top_k=None, beta=0.5, keep_row=None):
     """Per-token reference, row by row, float64, formulas as written in the losses module table."""
     out = []
     for sr, tr in zip(s.double(), t.double()):
-        S = ref_support(tr, top_p, top_k)
+        S = ref_support(tr, top_p, top_k) if keep_row is None else keep_row
         p = torch.exp(sr / tau - torch.logsumexp(sr / tau, 0))
         q = torch.zeros_like(p)
         q[S] = torch.exp(tr[S] / tau - torch.logsumexp(tr[S] / tau, 0))
@@ -384,3 +384,40 @@ def test_large_inputs_use_checkpointed_chunks_with_same_result(monkeypatch):
     chunked = value_and_grad(lambda x: kd_loss("jsd", x, t, 2.0, 0.9, 4), s)
     for a, b in zip(plain, chunked):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_teacher_temperature_applies_to_the_teacher_only(name):
+    """SALT: teacher at its own temperature, student untempered; equals pre-scaling the teacher logits."""
+    s, t = rand_logits(seed=37), rand_logits(seed=38)
+    tau, tau_t = 2.0, 0.25
+    got, g = value_and_grad(lambda x: kd_loss(name, x, t, tau, 0.9, 4, teacher_temperature=tau_t), s)
+    keep = keep_mask(t, 0.9, 4)  # the kept set comes from the raw teacher, whatever the temperatures
+    scaled = t if name == "mse_logits" else t * (tau / tau_t)
+    want, g_want = value_and_grad(
+        lambda x: torch.stack([ref_loss(name, x[i:i + 1], scaled[i:i + 1], tau, 1.0, None, keep_row=keep[i])[0]
+                               for i in range(len(x))]), s)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(g, g_want)
+    if name in ("kl", "soft_ce"):
+        y = torch.tensor([1, 2, 3, 4, 5, 6])
+        out = ce_and_kd(s, y, t, name, tau, 0.9, 4, teacher_temperature=tau_t)
+        torch.testing.assert_close(out.kd, got)
+
+
+def test_reuse_teacher_logits_gives_the_same_loss_and_gradient():
+    s = rand_logits(n=30, v=19, seed=39, dtype=torch.bfloat16)
+    t = rand_logits(n=30, v=19, seed=40, dtype=torch.bfloat16)
+    y = torch.randint(0, 19, (30,), generator=torch.Generator().manual_seed(1))
+    want = value_and_grad(lambda x: torch.stack(ce_and_kd(x, y, t, "kl", 2.0, 0.9, 5, chunk_rows=7)[:2]), s)
+    t2 = t.clone()
+    got = value_and_grad(lambda x: torch.stack(ce_and_kd(x, y, t2, "kl", 2.0, 0.9, 5, chunk_rows=7,
+                                                         reuse_teacher_logits=True)[:2]), s)
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+    assert not torch.equal(t2, t)  # its memory now held the KD gradient
+    t3 = t.clone()
+    got = value_and_grad(lambda x: kd_loss("kl", x, t3, 2.0, reuse_teacher_logits=True, chunk_rows=7), s)
+    want = value_and_grad(lambda x: kd_loss("kl", x, t, 2.0, chunk_rows=7), s)
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)

@@ -82,10 +82,13 @@ def masked_mean(per_token: torch.Tensor, mask: torch.Tensor | None = None, label
     return flat.sum() / valid.sum().clamp(min=1).to(flat.dtype)  # ignored positions are already 0
 
 
-def _check_common(temperature: float, top_p: float, top_k: int | None) -> None:
-    if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
-        raise ConfigError(f"temperature must be a finite number > 0, got {temperature!r}")
+def _check_common(temperature: float, top_p: float, top_k: int | None, teacher_temperature: float | None = None) -> float:
+    """Validates the settings; returns the teacher's temperature (the student's unless given)."""
+    for name, t in (("temperature", temperature), ("teacher_temperature", teacher_temperature)):
+        if t is not None and not (isinstance(t, (int, float)) and t > 0 and math.isfinite(t)):
+            raise ConfigError(f"{name} must be a finite number > 0, got {t!r}")
     check_truncation(top_p, top_k)
+    return float(temperature if teacher_temperature is None else teacher_temperature)
 
 
 # ------------------------------------------------------------------------------------------ fused path
@@ -153,7 +156,8 @@ class _FusedCEKD(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, zs, zt, labels, valid, tau, top_p, top_k, want_ce, want_kd, soft_ce, want_z, chunk_rows):
+    def forward(ctx, zs, zt, labels, valid, tau, tau_t, top_p, top_k, want_ce, want_kd, soft_ce, want_z, chunk_rows,
+                reuse_teacher):
         ctx.set_materialize_grads(False)
         N, V = zs.shape
         cd = _compute_dtype(zs, zt)
@@ -165,7 +169,10 @@ class _FusedCEKD(torch.autograd.Function):
         kd = torch.zeros(N, dtype=cd, device=dev) if want_kd else None
         lse1 = torch.zeros(N, dtype=cd, device=dev) if (want_z or want_ce) else None
         B = torch.empty_like(zs) if need_b else None
-        A = torch.empty_like(zs) if need_a else None
+        A = None
+        if need_a:  # each chunk of z_t is read before A's chunk is written, so A may take over z_t's memory
+            reuse = reuse_teacher and zt.dtype == zs.dtype and zt.stride() == zs.stride()
+            A = zt if reuse else torch.empty_like(zs)
         truncated = want_kd and truncates(top_p, top_k, V)
         shared = tau == 1.0 and lse1 is not None  # p_τ = p₁: one softmax fewer
         C = min(chunk_rows, N)
@@ -203,8 +210,8 @@ class _FusedCEKD(torch.autograd.Function):
                 ls_norm = xmax.mul_(inv_tau).sub_(P.amax(-1).log_())
             zt_c = zt[r0:r1]
             T = buf["t"][:n].copy_(zt_c)
-            if tau != 1.0:
-                T.mul_(inv_tau)
+            if tau_t != 1.0:
+                T.mul_(1.0 / tau_t)
             tmax = T.amax(-1)
             off = None
             if truncated:
@@ -248,7 +255,7 @@ class _FusedCEKD(torch.autograd.Function):
         use_b = B is not None and (g_ce is not None or g_z is not None)
         use_a = A is not None and g_kd is not None
         if not use_a and not use_b:
-            return (None,) * 12
+            return (None,) * 14
         cd, C = ctx.cd, ctx.chunk_rows
         coef_b = coef_a = None
         if use_b:  # z-loss grad is 2 lse p₁ = 2 lse (B + onehot): a row weight on B plus a label correction
@@ -275,7 +282,7 @@ class _FusedCEKD(torch.autograd.Function):
             if use_b and g_z is not None and labels is not None:
                 rows = torch.arange(N, device=out.device)
                 out[rows, labels.clamp(0, V - 1)] += (2.0 * g_z * lse1).to(out.dtype)  # lse1 is 0 at ignored rows
-        return (out,) + (None,) * 11
+        return (out,) + (None,) * 13
 
 
 def _chunk_rows(V: int, chunk_rows: int | None) -> int:
@@ -291,11 +298,13 @@ class CEKD(NamedTuple):
 def ce_and_kd(student_logits: torch.Tensor, labels: torch.Tensor | None, teacher_logits: torch.Tensor | None = None,
               loss: str = "kl", temperature: float = 1.0, top_p: float = 1.0, top_k: int | None = None, *,
               mask: torch.Tensor | None = None, ignore_index: int = -100, z_loss: bool = False,
+              teacher_temperature: float | None = None, reuse_teacher_logits: bool = False,
               chunk_rows: int | None = None, **kw) -> CEKD:
     """Cross-entropy, KD and z-loss per token from one pass over the student logits (the trainer's hot path).
 
     teacher_logits=None skips KD (classical steps); labels=None skips CE. kl/soft_ce are fully fused; other
-    losses fall back to `kd_loss` for the KD term (CE and z-loss stay fused).
+    losses fall back to `kd_loss` for the KD term (CE and z-loss stay fused). reuse_teacher_logits as in
+    `kd_loss`: with it, a KD step needs no logits-sized memory beyond the teacher's own logits.
     """
     V = student_logits.shape[-1]
     zs = student_logits.reshape(-1, V)
@@ -303,18 +312,20 @@ def ce_and_kd(student_logits: torch.Tensor, labels: torch.Tensor | None, teacher
     lab = None if labels is None else labels.reshape(-1)
     valid = valid_mask(N, mask, lab, ignore_index)
     want_kd = teacher_logits is not None
+    tau_t = None
     if want_kd:
-        _check_common(temperature, top_p, top_k)
+        tau_t = _check_common(temperature, top_p, top_k, teacher_temperature)
         _resolve(loss)
     fuse_kd = want_kd and loss in ("kl", "soft_ce")
     want_ce = lab is not None
     zt = teacher_logits.reshape(-1, V).detach() if fuse_kd else None
     ce = kd = z = None
     if want_ce or z_loss or fuse_kd:
-        ce, kd, z = _FusedCEKD.apply(zs, zt, lab, valid, float(temperature), top_p, top_k, want_ce, fuse_kd,
-                                     loss == "soft_ce", z_loss, _chunk_rows(V, chunk_rows))
+        ce, kd, z = _FusedCEKD.apply(zs, zt, lab, valid, float(temperature), tau_t, top_p, top_k, want_ce, fuse_kd,
+                                     loss == "soft_ce", z_loss, _chunk_rows(V, chunk_rows), reuse_teacher_logits)
     if want_kd and not fuse_kd:
-        kd = kd_loss(loss, zs, teacher_logits.reshape(-1, V), temperature, top_p, top_k, mask=valid, **kw)
+        kd = kd_loss(loss, zs, teacher_logits.reshape(-1, V), temperature, top_p, top_k, mask=valid,
+                     teacher_temperature=teacher_temperature, **kw)
     shape = student_logits.shape[:-1]
     return CEKD(*(None if v is None else v.reshape(shape) for v in (ce, kd, z)))
 
@@ -406,15 +417,17 @@ def _resolve(name: str) -> Callable:
     return _KERNELS[name]
 
 
-def _reference_rows(name, zs, zt, tau, top_p, top_k, kw):
+def _reference_rows(name, zs, zt, tau, tau_t, top_p, top_k, kw):
     cd = _compute_dtype(zs, zt)
     fn = _KERNELS[name]
+    t_scale = tau / tau_t if name != "mse_logits" else 1.0  # kernels divide both sides by τ
 
     def rows(s, t):
         with torch.autocast(s.device.type, enabled=False):
             thr = keep_threshold(t, top_p, top_k)
             keep = None if thr is None else t >= thr.unsqueeze(-1)
-            return fn(s.to(cd), t.to(cd), tau, keep, **kw)
+            t = t.to(cd)
+            return fn(s.to(cd), t * t_scale if t_scale != 1.0 else t, tau, keep, **kw)
 
     if zs.numel() <= CHECKPOINT_ABOVE or not (torch.is_grad_enabled() and zs.requires_grad):
         return rows(zs, zt)
@@ -425,13 +438,18 @@ def _reference_rows(name, zs, zt, tau, top_p, top_k, kw):
 def kd_loss(name: str, student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
             top_p: float = 1.0, top_k: int | None = None, *, mask: torch.Tensor | None = None,
             labels: torch.Tensor | None = None, ignore_index: int = -100, beta: float = 0.5,
-            fused: bool = True, chunk_rows: int | None = None) -> torch.Tensor:
+            teacher_temperature: float | None = None, fused: bool = True,
+            reuse_teacher_logits: bool = False, chunk_rows: int | None = None) -> torch.Tensor:
     """Per-token distillation loss `name` (see the module table); 0 at ignored positions.
 
+    temperature τ divides both sides (and scales by τ²); teacher_temperature, if given, replaces it on the
+    teacher side only (SALT's teacher-only temperature: teacher_temperature = 1/ρ with temperature = 1).
+    reuse_teacher_logits=True (kl/soft_ce): the teacher logits' memory is overwritten with the saved gradient
+      instead of allocating one more logits-sized tensor; the caller must not read them afterwards.
     fused=False forces the plain autograd implementation of kl/soft_ce (benchmarks, tests).
     """
     _resolve(name)
-    _check_common(temperature, top_p, top_k)
+    tau_t = _check_common(temperature, top_p, top_k, teacher_temperature)
     V = student_logits.shape[-1]
     if name == "topk_kl" and not truncates(top_p, top_k, V):
         raise ConfigError("loss 'topk_kl' needs top_k < vocab size (or top_p < 1): it is KL on the teacher's top-k set")
@@ -441,10 +459,11 @@ def kd_loss(name: str, student_logits: torch.Tensor, teacher_logits: torch.Tenso
     zt = teacher_logits.reshape(-1, V).detach()
     valid = valid_mask(zs.shape[0], mask, labels, ignore_index)
     if fused and name in ("kl", "soft_ce"):
-        _, out, _ = _FusedCEKD.apply(zs, zt, None, valid, float(temperature), top_p, top_k, False, True,
-                                     name == "soft_ce", False, _chunk_rows(V, chunk_rows))
+        _, out, _ = _FusedCEKD.apply(zs, zt, None, valid, float(temperature), tau_t, top_p, top_k, False, True,
+                                     name == "soft_ce", False, _chunk_rows(V, chunk_rows), reuse_teacher_logits)
     else:
-        out = _reference_rows(name, zs, zt, float(temperature), top_p, top_k, {"beta": beta} if name == "jsd" else {})
+        out = _reference_rows(name, zs, zt, float(temperature), tau_t, top_p, top_k,
+                              {"beta": beta} if name == "jsd" else {})
         if valid is not None:
             out = torch.where(valid, out, torch.zeros((), dtype=out.dtype, device=out.device))
     return out.reshape(student_logits.shape[:-1])
