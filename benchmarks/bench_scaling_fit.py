@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 
 import numpy as np
@@ -24,6 +25,12 @@ import numpy as np
 from bootdistill.scaling import fit, laws, runs
 
 FIT_TARGET_S, BOOT_TARGET_S, BOOT_N = 60.0, 900.0, 4096
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process and its finished worker processes."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def main() -> None:
@@ -44,24 +51,29 @@ def main() -> None:
     held_d = runs.synthetic_distillation(200, noise=0.0, seed=args.seed + 1000)
     held = fit.distillation_points(held_d["N_S"], held_d["D_S"], held_d["L_T"], held_d["L_S"], laws.TABLE6_SUPERVISED)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s()
     res = fit.fit(pts, top_k=args.top_k, workers=args.workers)
-    out["fit_s"] = time.perf_counter() - t0
+    out["fit_s"], out["fit_cpu_s"] = time.perf_counter() - t0, cpu_s() - c0
     out["fit_objective"] = res.objective
     out["fit_converged"] = res.converged
     out["heldout_rel_error_vs_truth"] = fit.relative_errors(held, np.array(res.theta))
     print(f"fit of {args.points} points ({args.top_k} starts, {args.workers} workers): {out['fit_s']:.1f} s "
-          f"= {out['fit_s'] / FIT_TARGET_S:.2f}x the {FIT_TARGET_S:.0f} s target; converged={res.converged}")
+          f"= {out['fit_s'] / FIT_TARGET_S:.2f}x the {FIT_TARGET_S:.0f} s target; {out['fit_cpu_s']:.1f} CPU-s "
+          f"(= {out['fit_cpu_s'] / args.workers:.1f} s on {args.workers} free cores); converged={res.converged}")
     e = out["heldout_rel_error_vs_truth"]
     print(f"  held-out prediction error against the noise-free law: mean {100 * e['mean']:.3f}%, max {100 * e['max']:.3f}%")
 
     n_boot = BOOT_N if args.full else args.bootstrap
+    c0 = cpu_s()
     ci, info = fit.bootstrap_ci(pts, np.array(res.theta), n_boot, workers=args.workers, seed=1)
-    per = info["seconds"] / n_boot
-    out["bootstrap"] = {**info, "per_refit_s": per, "projected_4096_s": per * BOOT_N}
+    per, cpu_per = info["seconds"] / n_boot, (cpu_s() - c0) / n_boot
+    out["bootstrap"] = {**info, "per_refit_s": per, "projected_4096_s": per * BOOT_N, "cpu_per_refit_s": cpu_per,
+                        "projected_4096_free_cores_s": cpu_per * BOOT_N / args.workers}
     kind = "measured" if args.full else f"projected from {n_boot}"
     print(f"bootstrap: {n_boot} refits in {info['seconds']:.1f} s ({per * 1000:.0f} ms each, {info['failed']} failed); "
           f"4096 refits {kind}: {per * BOOT_N:.0f} s = {per * BOOT_N / BOOT_TARGET_S:.2f}x the {BOOT_TARGET_S:.0f} s target")
+    print(f"  {cpu_per:.3f} CPU-s per refit: 4096 refits on {args.workers} free cores would take "
+          f"{cpu_per * BOOT_N / args.workers:.0f} s = {cpu_per * BOOT_N / args.workers / BOOT_TARGET_S:.2f}x the target")
 
     clean = runs.synthetic_distillation(args.points, noise=0.0, seed=args.seed)
     t0 = time.perf_counter()

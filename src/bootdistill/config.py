@@ -61,6 +61,7 @@ class TrainConfig:
     seed: int = 1337
     eval_every: int = 200
     eval_batches: int | None = 50  # validation batches per evaluation; None = the whole split
+    final_eval_batches: int | None = None  # batches for the final val/test losses; None = the whole splits
     log_every: int = 10
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
@@ -310,6 +311,7 @@ def validate(cfg: RunConfig) -> None:
     _check(t.precision in ("auto", "bf16", "fp16", "fp32"), f"train.precision must be auto, bf16, fp16 or fp32, got '{t.precision}'")
     _check(t.eval_every > 0 and t.log_every > 0 and t.checkpoint_every > 0, "train.eval_every, log_every and checkpoint_every must be > 0")
     _check(t.eval_batches is None or t.eval_batches > 0, "train.eval_batches must be > 0 or null (whole split)")
+    _check(t.final_eval_batches is None or t.final_eval_batches > 0, "train.final_eval_batches must be > 0 or null (whole split)")
     _check(t.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
     _check(0 <= k.alpha <= 1, f"distill.alpha must be in [0, 1], got {k.alpha}")
     _check(k.temperature > 0, f"distill.temperature must be > 0, got {k.temperature}")

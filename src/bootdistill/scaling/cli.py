@@ -151,6 +151,8 @@ def cmd_fit(args) -> int:
               f"{pts.skipped[0][0]}): the distillation law describes distillation only", file=sys.stderr)
     wanted = ["supervised", "distillation"] if args.law == "auto" else [args.law]
     todo = [law for law in wanted if pts.count(law)]
+    if todo == ["distillation"] and not args.supervised_coefficients and pts.count("supervised"):
+        todo = ["supervised", "distillation"]  # L~_S comes from the supervised points given alongside
     if not todo:
         raise DataError(f"no {' or '.join(wanted)} points in the inputs; check the CSV headers or run directories")
     result, failed, sup_coeffs = {"format": "bootdistill-scaling-fit/1", "inputs": list(args.inputs),

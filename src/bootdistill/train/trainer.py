@@ -247,9 +247,9 @@ class Trainer:
         return self.finish()
 
     def finish(self) -> dict:
-        final_val = self.validate(max_batches=None)
-        test_tokens = token_file(self.data_dir, "test")
-        test = self.validate(tokens=test_tokens, max_batches=None, bucket=64)
+        n_final = self.cfg.train.final_eval_batches
+        final_val = self.validate(max_batches=n_final)
+        test = self.validate(tokens=token_file(self.data_dir, "test"), max_batches=n_final, bucket=64)
         n = count_params(self.shape)
         summary = {
             "run_dir": str(self.run_dir),
