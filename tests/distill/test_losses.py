@@ -421,3 +421,18 @@ def test_reuse_teacher_logits_gives_the_same_loss_and_gradient():
     want = value_and_grad(lambda x: kd_loss("kl", x, t, 2.0, chunk_rows=7), s)
     for a, b in zip(got, want):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("tau", [1.0, 2.0])
+def test_ce_only_gradient_matches_cross_entropy(tau):
+    """A classical step through the fused path (no teacher) must give F.cross_entropy's value and gradient."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    z = torch.randn(64, 50, requires_grad=True)
+    y = torch.randint(0, 50, (64,))
+    ce_and_kd(z, y, temperature=tau).ce.mean().backward()
+    fused = z.grad.clone()
+    z.grad = None
+    F.cross_entropy(z, y).backward()
+    assert torch.allclose(fused, z.grad, atol=1e-6)

@@ -174,7 +174,7 @@ class _FusedCEKD(torch.autograd.Function):
             reuse = reuse_teacher and zt.dtype == zs.dtype and zt.stride() == zs.stride()
             A = zt if reuse else torch.empty_like(zs)
         truncated = want_kd and truncates(top_p, top_k, V)
-        shared = tau == 1.0 and lse1 is not None  # p_τ = p₁: one softmax fewer
+        shared = want_kd and tau == 1.0 and lse1 is not None  # p_τ = p₁: one softmax fewer
         C = min(chunk_rows, N)
         # 4 fp32 buffers per worker: x (then x/τ), p (p₁, then p_τ), t, q
         names = ["x", "p"] + (["t", "q"] if want_kd else [])

@@ -14,8 +14,6 @@ from ..data.loader import eval_batches
 from ..errors import CheckpointError, DataError
 from ..model import count_params
 from ..train.evaluate import autocast_context, evaluate
-from .losses import combine, kd_loss, z_loss
-from .policies import StepKnobs
 
 
 class LiveTeacher:
@@ -53,19 +51,6 @@ class LiveTeacher:
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         with autocast_context(self.device, self.amp_dtype):
             return self.model(x)
-
-    def kd_step_loss(self, x, student_flat: torch.Tensor, y, ce: torch.Tensor, knobs: StepKnobs) -> tuple[torch.Tensor, dict]:
-        """The combined loss of one micro-batch (CE is already computed), and KD numbers to log."""
-        c = self.cfg
-        teacher_flat = self.logits(x).flatten(0, 1)
-        if c.teacher_temperature is not None:
-            # kd_loss divides both sides by tau; pre-scale so the teacher ends at its own temperature
-            teacher_flat = teacher_flat * (knobs.temperature / c.teacher_temperature)
-        kd = kd_loss(knobs.loss, student_flat, teacher_flat, knobs.temperature, top_p=c.top_p, top_k=c.top_k).mean()
-        loss = combine(ce, kd, knobs.alpha, c.combine)
-        if c.z_loss > 0:
-            loss = loss + c.z_loss * z_loss(student_flat)
-        return loss, {"kd_loss": kd.item()}
 
     @torch.no_grad()
     def diagnostics(self, trainer) -> dict:

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..compute import FlopsLedger, flops_per_token, peak_flops
 from ..config import RunConfig, resolve_model, to_dict
 from ..data.loader import BlockSampler
 from ..data.prepare import load_meta, prepare, token_file
+from ..distill.objective import student_loss
 from ..distill.policies import Policy, StepKnobs, build_policy
 from ..errors import CheckpointError, DataError
 from ..fsutil import atomic_write_json
@@ -142,14 +142,10 @@ class Trainer:
     def _micro_step(self, x, y, knobs: StepKnobs) -> tuple[float, dict]:
         with autocast_context(self.device, self.amp_dtype):
             logits = self.forward(x)
-        flat = logits.flatten(0, 1)
-        ce = F.cross_entropy(flat.float(), y.flatten())  # fp32 loss: bf16 log-softmax loses ~2 digits
-        extra = {}
-        loss = ce
-        if knobs.kd_on and self.teacher is not None:
-            loss, extra = self.teacher.kd_step_loss(x, flat, y, ce, knobs)
+        teacher_logits = self.teacher.logits(x) if knobs.kd_on and self.teacher is not None else None
+        loss, ce, extra = student_loss(logits, y, teacher_logits, knobs, self.cfg.distill)
         (loss / self.accum).backward() if self.scaler is None else self.scaler.scale(loss / self.accum).backward()
-        return ce.item(), extra
+        return ce, extra
 
     def train_step(self) -> dict:
         knobs = self.policy.knobs(self.step)
