@@ -45,3 +45,20 @@ def test_causal_and_context_limit():
     assert not torch.allclose(a[0, 10:], b[0, 10:])
     with pytest.raises(ValueError, match="exceeds the model's context"):
         m(torch.randint(0, 100, (1, 17)))
+
+
+def test_presets_cli_json_and_table():
+    import json
+
+    from conftest import run_cli
+
+    r = run_cli("presets", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert set(rows) == set(PRESETS)
+    p = rows["150M"]
+    assert p["params"] == count_params(ModelShape(5000, 512, 48, 16, 1024))["total"]
+    assert p["train_flops_per_token_6N"] == 6 * p["params"]
+    assert p["train_flops_per_token_exact"] > p["train_flops_per_token_6N"] * 0.5
+    r = run_cli("presets")
+    assert r.returncode == 0 and "150M" in r.stdout and "note 17M" in r.stdout
