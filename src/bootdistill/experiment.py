@@ -50,7 +50,10 @@ class PlannedRun:
 
 
 def _config_hash(cfg_dict: dict) -> str:
-    return hashlib.sha256(json.dumps(_identity(cfg_dict), sort_keys=True, default=str).encode()).hexdigest()[:8]
+    """Hash of the settings that differ from the defaults, so adding a config field keeps old runs' names."""
+    defaults = _identity(to_dict(RunConfig()))
+    identity = {k: v for k, v in _identity(cfg_dict).items() if k not in defaults or defaults[k] != v}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def _expand(name: str, spec: dict, seeds: list[int] | None) -> list[tuple[str, dict]]:

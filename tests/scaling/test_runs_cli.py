@@ -56,7 +56,8 @@ def _run_dir(root, name, n, tokens, losses, teacher=None):
         summary["teacher"] = teacher
     (run / "summary.json").write_text(json.dumps(summary))
     rows = [{"step": 0, "tokens": 0, "flops_total": 0, "val_loss": 9.0}]
-    rows += [{"step": i + 1, "tokens": t, "flops_total": 6 * n * t, "val_loss": v} for i, (t, v) in enumerate(zip(tokens, losses))]
+    rows += [{"step": i + 1, "tokens": t, "flops_total": 6 * n * t, "val_loss": v}
+             for i, (t, v) in enumerate(zip(tokens, losses))]
     rows.insert(2, {"step": 99, "tokens": tokens[0], "flops_total": 1})  # a training row without evaluation
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return run
@@ -139,7 +140,8 @@ def test_plan_bootstrapped_and_errors(tmp_path, capsys):
     few = _csv(tmp_path, "N,D,L\n1e8,2e9,3\n2e8,2e9,2.9\n")
     code, _, err = _main(["fit", few, "--out", tmp_path / "o"], capsys)
     assert code == 2 and "at least 7 points" in err and not (tmp_path / "o" / "scaling_fit.json").exists()
-    code, _, err = _main(["fit", _csv(tmp_path, "N_S,D_S,L_T,L_S\n" + "1e8,2e9,3,3.1\n" * 12, "d.csv"), "--out", tmp_path / "o"], capsys)
+    distilled_only = _csv(tmp_path, "N_S,D_S,L_T,L_S\n" + "1e8,2e9,3,3.1\n" * 12, "d.csv")
+    code, _, err = _main(["fit", distilled_only, "--out", tmp_path / "o"], capsys)
     assert code == 2 and "needs the supervised law" in err
 
 

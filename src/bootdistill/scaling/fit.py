@@ -72,7 +72,7 @@ class Points:
     def take(self, idx) -> "Points":
         return Points(self.law, tuple(c[idx] for c in self.cols), self.y[idx])
 
-    def predict(self, theta, grad: bool = False):
+    def predict(self, theta, grad=False):
         f = laws.supervised_log_loss if self.law == "supervised" else laws.distillation_log_loss
         return f(theta, *self.cols, grad=grad)
 
@@ -116,11 +116,11 @@ def _check(law: str, columns: dict) -> list:
 def objective(points: Points, theta):
     """sum Huber_delta(log L_pred - log L_obs) / delta^2 (same minimiser as App. F) and its gradient."""
     with np.errstate(all="ignore"):  # far-off trial points may overflow; they are rejected below
-        pred, jac = points.predict(theta, grad=True)
+        pred, vjp = points.predict(theta, grad="vjp")
         u = (pred - points.y) / HUBER_DELTA
         a = np.abs(u)
         f = float(np.where(a <= 1.0, 0.5 * u * u, a - 0.5).sum())
-        g = (np.clip(u, -1.0, 1.0) / HUBER_DELTA) @ jac
+        g = vjp(np.clip(u, -1.0, 1.0) / HUBER_DELTA)
     if not (np.isfinite(f) and np.isfinite(g).all()):
         return 1e300, np.zeros_like(theta)
     return f, g

@@ -70,8 +70,9 @@ def to_theta(p: dict, law: str) -> np.ndarray:
 def _theta(p: dict, keys) -> np.ndarray:
     t = np.array([p[k] for k in keys], float)
     logged = ("A", "B", "E") if keys == SUPERVISED_KEYS else ("A", "B", "d1")
-    for k in logged:
-        t[keys.index(k)] = np.log(p[k])
+    with np.errstate(divide="ignore"):  # a coefficient that underflowed to 0 is log 0 = -inf: its term vanishes
+        for k in logged:
+            t[keys.index(k)] = np.log(p[k])
     return t
 
 
@@ -81,8 +82,9 @@ def from_theta(theta, law: str) -> dict:
     return {k: float(np.exp(v)) if k in logged else float(v) for k, v in zip(keys, theta)}
 
 
-def supervised_log_loss(theta, log_n, log_d, grad: bool = False):
-    """log L (eq. 44); with grad=True also d log L / d theta, shape (n, 6)."""
+def supervised_log_loss(theta, log_n, log_d, grad=False):
+    """log L (eq. 44); with grad=True also d log L / d theta, shape (n, 6); with grad="vjp" a function
+    w -> sum_i w_i d log L_i / d theta (the fitter's gradient without forming the Jacobian)."""
     la, lb, le, alpha, beta, gamma = theta
     s1, s2 = la - alpha * log_n, lb - beta * log_d
     m = np.logaddexp(s1, s2)
@@ -92,12 +94,14 @@ def supervised_log_loss(theta, log_n, log_d, grad: bool = False):
         return y
     p1, p2 = np.exp(s1 - m), np.exp(s2 - m)
     qe, qg = np.exp(le - y), np.exp(g - y)
-    jac = np.stack([qg * gamma * p1, qg * gamma * p2, qe, -qg * gamma * p1 * log_n, -qg * gamma * p2 * log_d, qg * m], axis=1)
-    return y, jac
+    cols = (gamma * p1, gamma * p2, None, -gamma * p1 * log_n, -gamma * p2 * log_d, m)  # times qg; log E: qe
+    if grad == "vjp":
+        return y, lambda w: np.array([np.dot(w, qe) if c is None else np.dot(w * qg, c) for c in cols])
+    return y, np.stack([qe if c is None else qg * c for c in cols], axis=1)
 
 
-def distillation_log_loss(theta, log_n, log_d, log_lt, log_ltilde, grad: bool = False):
-    """log L_S (eq. 49); with grad=True also d log L_S / d theta, shape (n, 9)."""
+def distillation_log_loss(theta, log_n, log_d, log_lt, log_ltilde, grad=False):
+    """log L_S (eq. 49); with grad=True also d log L_S / d theta, shape (n, 9); grad="vjp" as above."""
     la, lb, alpha, beta, gamma, c0, c1, f1, ld1 = theta
     s1, s2 = la - alpha * log_n, lb - beta * log_d
     m = np.logaddexp(s1, s2)
@@ -110,9 +114,8 @@ def distillation_log_loss(theta, log_n, log_d, log_lt, log_ltilde, grad: bool = 
     p1, p2 = np.exp(s1 - m), np.exp(s2 - m)
     sig = np.exp(z - h)  # sigmoid(z), d h / d z
     qk = np.exp(k - y)
-    jac = np.stack(
-        [gamma * p1, gamma * p2, -gamma * p1 * log_n, -gamma * p2 * log_d, m,
-         -log_lt, -f1 * h, -c1 * (h - sig * z), c1 * sig],
-        axis=1,
-    )
-    return y, jac * qk[:, None]
+    cols = (gamma * p1, gamma * p2, -gamma * p1 * log_n, -gamma * p2 * log_d, m,
+            -log_lt, -f1 * h, -c1 * (h - sig * z), c1 * sig)  # all times qk
+    if grad == "vjp":
+        return y, lambda w: np.array([np.dot(w * qk, c) for c in cols])
+    return y, np.stack(cols, axis=1) * qk[:, None]

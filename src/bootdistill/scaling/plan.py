@@ -266,10 +266,22 @@ def predict_bootstrapped(lw: Laws, n_s: float, student_tokens: float, n_t: float
 
     ls = lambda d: float(lw.LS(n_s, d, l_t))  # noqa: E731
     lo, hi = math.log(rng[0]), math.log(rng[1])
-    d_distill = math.exp(brentq(lambda x: ls(math.exp(x)) - target, lo, hi)) if ls(rng[0]) > target > ls(rng[1]) else None
+
+    def tokens_to(loss):  # L_S falls with D_S: the tokens at which it reaches `loss`, None if never in range
+        if not ls(rng[0]) > loss > ls(rng[1]):
+            return None
+        return math.exp(brentq(lambda x: ls(math.exp(x)) - loss, lo, hi))
+
+    d_distill = tokens_to(target)
     switch_loss = (1 + margin) * l_t
-    d_switch = math.exp(brentq(lambda x: ls(math.exp(x)) - switch_loss, lo, hi)) if ls(rng[0]) > switch_loss > ls(rng[1]) else None
-    r = minimize_scalar(lambda x: total(math.exp(x)), bounds=(lo, math.log(student_tokens)), method="bounded")
+    d_switch = tokens_to(switch_loss)
+    if student_tokens <= rng[0]:
+        raise ConfigError(f"student tokens {student_tokens:.3g} are below the search range ({rng[0]:.0e}); "
+                          "lower --range LO")
+    grid = np.linspace(lo, math.log(student_tokens), 60)  # a grid first: the total need not be unimodal
+    i = int(np.argmin([total(math.exp(x)) for x in grid]))
+    r = minimize_scalar(lambda x: total(math.exp(x)), bounds=(grid[max(i - 1, 0)], grid[min(i + 1, 59)]),
+                        method="bounded")
     d_opt = math.exp(r.x)
     out = {
         "student_params": n_s, "student_tokens": student_tokens, "target_loss": target,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import to_dict
+from ..config import RunConfig, from_dict, to_dict
 from ..errors import BootdistillError
 from ..fsutil import atomic_write_text, translate_os_errors
 
@@ -45,6 +45,10 @@ def check_run_dir(out: Path, cfg, resume: bool) -> None:
         if not config_path.is_file():
             raise BootdistillError(f"output directory '{out}' already holds other files and is not a bootdistill run: choose another out_dir")
         old = yaml.safe_load(config_path.read_text()) or {}
+        try:  # fill fields added since that run was written with their defaults
+            old = to_dict(from_dict(RunConfig, old))
+        except BootdistillError:
+            pass  # a key removed since: compare as written
         diff = config_difference(old, resolved)
         if diff:
             raise BootdistillError(f"output directory '{out}' already holds another run ({diff}): choose another out_dir or delete it")
