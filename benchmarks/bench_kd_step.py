@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import torch
@@ -55,29 +54,9 @@ def build(args, out: Path, shape: str, policy: str = "classical", teacher: str |
     return Trainer(load_config(overrides=[f"{k}={v}" for k, v in over.items()]))
 
 
-def _one_pass_micro_step(self, x, y, knobs):
-    """What-if (--one-pass): CE and KD from one fused pass over the student logits (`losses.ce_and_kd`) instead of
-    F.cross_entropy + kd_loss; classical steps get the same fused CE. Default KD settings only (kl, no
-    truncation, no z-loss)."""
-    from bootdistill.distill.losses import ce_and_kd, combine, masked_mean
-    from bootdistill.train.evaluate import autocast_context
-
-    with autocast_context(self.device, self.amp_dtype):
-        flat = self.forward(x).flatten(0, 1)
-    kd_on = knobs.kd_on and self.teacher is not None
-    zt = self.teacher.logits(x).flatten(0, 1) if kd_on else None
-    out = ce_and_kd(flat, y.flatten(), zt, knobs.loss, knobs.temperature)
-    ce = masked_mean(out.ce)
-    loss = combine(ce, masked_mean(out.kd), knobs.alpha, self.cfg.distill.combine) if kd_on else ce
-    (loss / self.accum).backward()
-    return ce.item(), {}
-
-
 def patch(tr: Trainer, args) -> None:
-    """The what-ifs asked for: bench_train's mods (flashattn, fusedadam, foreach) and --one-pass."""
-    apply_mods(tr, set(args.mods.split(",")) - {"", "fusedce"})
-    if args.one_pass:
-        tr._micro_step = types.MethodType(_one_pass_micro_step, tr)
+    """The what-ifs asked for: bench_train's mods (flashattn, fusedadam, foreach)."""
+    apply_mods(tr, set(args.mods.split(",")) - {""})
 
 
 def make_teacher(args, tmp: Path) -> str:
@@ -128,8 +107,8 @@ def measure_memory(args, teacher: str) -> dict:
         opts = {"student": args.student, "teacher": args.teacher, "context": args.context, "batch": args.batch,
                 "vocab": args.vocab, "dtype": args.dtype, "device": args.device, "prepared": args.prepared,
                 "train-mb": args.train_mb, "threads": args.threads, "corpus": args.corpus}
-        cmd = [sys.executable, __file__, "--_mem", variant, "--_teacher", teacher, *(f"--{k}={v}" for k, v in opts.items()),
-               f"--mods={args.mods}", *(["--one-pass"] if args.one_pass else [])]
+        cmd = [sys.executable, __file__, "--_mem", variant, "--_teacher", teacher, f"--mods={args.mods}",
+               *(f"--{k}={v}" for k, v in opts.items())]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode:
             raise RuntimeError(f"memory child '{variant}' failed:\n{res.stderr[-2000:]}")
@@ -153,7 +132,6 @@ def main() -> int:
     ap.add_argument("--corpus", default=None, help="default: ../shared/corpus, else a synthetic one")
     ap.add_argument("--prepared", default=str(Path(tempfile.gettempdir()) / "bootdistill-bench-prepared"))
     ap.add_argument("--no-memory", action="store_true")
-    ap.add_argument("--one-pass", action="store_true", help="what-if: CE + KD in one fused pass (both variants)")
     ap.add_argument("--mods", default="", help="what-ifs of bench_train for both students, e.g. flashattn,fusedadam")
     ap.add_argument("--quick", action="store_true", help="5 rounds of 1 step, batch 8")
     ap.add_argument("--json", default=None)
@@ -179,7 +157,7 @@ def main() -> int:
         ns, nt = count_params(s)["total"], count_params(te)["total"]
         ideal = (6 * ns + 2 * nt) / (6 * ns)
         exact = 1 + flops_per_token(te, training=False, exact=True) / flops_per_token(s, training=True, exact=True)
-        print(f"what-ifs: {args.mods or '-'}{', one-pass' if args.one_pass else ''}")
+        print(f"what-ifs: {args.mods or '-'}")
         print(f"student {ns / 1e6:.2f}M, teacher {nt / 1e6:.2f}M ({nt / ns:.2f}x), batch {args.batch}x{args.context}, "
               f"{args.dtype}, {args.device}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}; "
               f"ideal ratio {ideal:.3f} (exact FLOPs {exact:.3f}), target <= {1.05 * ideal:.3f}", flush=True)
@@ -230,7 +208,8 @@ def main() -> int:
             predicted = mem["classical"]["peak"] + teacher_mb + logits_mb
             print(f"\nmemory, MiB above the process baseline: {'resident':>9}{'step peak':>11}{'step extra':>12}")
             for v in ("classical", "kd"):
-                print(f"  {v:<38}{mem[v]['resident']:>9.0f}{mem[v]['peak']:>11.0f}{mem[v]['peak'] - mem[v]['resident']:>12.0f}")
+                m = mem[v]
+                print(f"  {v:<38}{m['resident']:>9.0f}{m['peak']:>11.0f}{m['peak'] - m['resident']:>12.0f}")
             print(f"  KD peak {mem['kd']['peak']:.0f} vs classical + teacher weights ({teacher_mb:.0f}) + one logits "
                   f"tensor ({logits_mb:.0f}) = {predicted:.0f}: {mem['kd']['peak'] / predicted:.2f}x the prediction; "
                   f"KD / classical peak {mem['kd']['peak'] / mem['classical']['peak']:.2f}x")

@@ -9,7 +9,7 @@ shows medians of per-round figures. A variant is a dtype plus what-if changes (`
 `bf16+t1+flashattn`, to measure a suggested change before making it.
 
     python benchmarks/bench_train.py [--quick] [--presets 5M,10M] [--dtypes fp32,bf16] [--context 256]
-    python benchmarks/bench_train.py --presets 5M --dtypes bf16+t1,bf16+t1+flashattn+fusedce
+    python benchmarks/bench_train.py --presets 5M --dtypes bf16+t1,bf16+t1+flashattn+fusedadam
     python benchmarks/bench_train.py --profile 5M --dtypes bf16+t1     # torch.profiler top ops of one step
 """
 
@@ -23,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import torch
@@ -48,8 +47,8 @@ def corpus_dir(tmp: Path) -> Path:
     root = tmp / "corpus"
     root.mkdir()
     for name, n in (("wiki.train.raw", 2000), ("wiki.valid.raw", 60), ("wiki.test.raw", 60)):
-        arts = [f" \n = Article {a} = \n \n " + " ".join(rng.choice(WORDS) for _ in range(400)) + " . \n" for a in range(n)]
-        (root / name).write_text("".join(arts))
+        text = (f" \n = Article {a} = \n \n {' '.join(rng.choice(WORDS) for _ in range(400))} . \n" for a in range(n))
+        (root / name).write_text("".join(text))
     return root
 
 
@@ -97,20 +96,8 @@ def peak(dtype: torch.dtype, args) -> tuple[float, float]:
     return rate, rate * wall / max(cpu, 1e-9)  # same FLOPs, counted against CPU seconds
 
 
-def _fused_ce_micro_step(self, x, y, knobs):
-    """Classical micro-step with the chunked fused CE of distill.losses instead of F.cross_entropy."""
-    from bootdistill.distill.losses import ce_and_kd, masked_mean
-    from bootdistill.train.evaluate import autocast_context
-
-    with autocast_context(self.device, self.amp_dtype):
-        logits = self.forward(x)
-    ce = masked_mean(ce_and_kd(logits.flatten(0, 1), y.flatten(), None, "kl", 1.0).ce)
-    (ce / self.accum).backward()
-    return ce.item(), {}
-
-
 def apply_mods(tr: Trainer, mods: set[str]) -> None:
-    """What-if changes on a built trainer (see --variants), to measure a suggestion before making it."""
+    """What-if changes on a built trainer (variant suffixes), to measure a suggestion before making it."""
     for b in tr.model.blocks:
         if "flashattn" in mods:  # no dropout on attention weights: SDPA can use its fused (flash) CPU kernel
             b.attn.dropout = 0.0
@@ -119,8 +106,6 @@ def apply_mods(tr: Trainer, mods: set[str]) -> None:
             g["fused"] = True
         if "foreach" in mods:
             g["foreach"] = True
-    if "fusedce" in mods:
-        tr._micro_step = types.MethodType(_fused_ce_micro_step, tr)
 
 
 def parse_variant(spec: str, default_threads: int) -> dict:
@@ -173,7 +158,8 @@ def print_table(rows: list[dict]) -> None:
     print(f"\n{'preset':<7}{'params':>8}{'ctx':>6}  {'variant':<30}{'tok/s':>7}{'GFLOP/s':>9}{'peak':>7}{'MFU':>7}"
           f"{'cpuMFU':>8}  speedup vs {rows[0]['variant']} (wall, cpu)")
     for r in rows:
-        print(f"{r['preset']:<7}{r['params'] / 1e6:>7.2f}M{r['context']:>6}  {r['variant']:<30}{r['tokens_per_s']:>7.0f}"
+        print(f"{r['preset']:<7}{r['params'] / 1e6:>7.2f}M{r['context']:>6}  {r['variant']:<30}"
+              f"{r['tokens_per_s']:>7.0f}"
               f"{r['achieved_gflops']:>9.1f}{r['peak_gflops']:>7.1f}{100 * r['mfu']:>6.1f}%{100 * r['cpu_mfu']:>7.1f}%"
               f"  {r['speedup_vs_first']:>5.2f}x {r['cpu_speedup_vs_first']:>5.2f}x")
 
@@ -202,7 +188,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--presets", default=None, help="default 1M,2M,5M,10M,17M,30M (--quick: 1M,5M)")
     ap.add_argument("--dtypes", default="fp32,bf16",
-                    help="variants: fp32|bf16, optionally +tN (threads) +flashattn +fusedce +fusedadam +foreach")
+                    help="variants: fp32|bf16, optionally +tN (threads) +flashattn +fusedadam +foreach")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the table shows medians")
     ap.add_argument("--micro", type=int, default=4, help="sequences per step")
