@@ -104,3 +104,12 @@ def test_non_convergence_is_reported(monkeypatch):
     d = runs.synthetic_supervised(20, seed=6)
     res = fit.fit(fit.supervised_points(d["N"], d["D"], d["L"]), top_k=2, workers=1)
     assert not res.converged and res.message
+
+
+def test_vanished_power_law_term_is_flagged():
+    d = runs.synthetic_supervised(20, seed=7)
+    pts = fit.supervised_points(d["N"], d["D"], d["L"])
+    theta = laws.to_theta(SUP, "supervised")
+    assert fit.vanished_terms(pts, theta) == []
+    theta[1] = -45.0  # log B: the data term is gone
+    assert fit.vanished_terms(pts, theta) == ["B", "beta"]

@@ -205,6 +205,9 @@ def _print_fit(out: dict) -> None:
         print(f"  bootstrap: {b['resamples']} resamples, {b['failed']} did not converge, {b['seconds']:.1f}s")
     if out.get("at_bound"):
         print(f"  note: {', '.join(out['at_bound'])} at the edge of the search bounds (weakly identified)")
+    if out.get("unidentified"):
+        print(f"  note: {', '.join(out['unidentified'])} not identified: their term is below 1e-6 of the sum at "
+              "every point")
 
 
 # ---- plan ----------------------------------------------------------------------------------------------

@@ -42,10 +42,12 @@ PAPER_GRID = {
     # (log A', log B', alpha', beta', gamma', c0, c1, f1, log d1), App. F.2
     "distillation": [_F, _F] + [[0.0, 0.5, 1.0]] * 3 + [[0.0, 0.5, 1.0, 1.5]] * 3 + [[-1.0, -0.5, 0.0, 0.5, 1.0]],
 }
-# Grid values of 0 for f1 (a division) are lifted to its lower bound.
+# Grid values of 0 for f1 (a division) are lifted to its lower bound. log A, log B are bounded only so that a
+# vanishing term shows up as "at bound" rather than as an underflowed 0.
+_LOG_AB = (-50.0, 100.0)
 BOUNDS = {
-    "supervised": [(None, None), (None, None), (-10.0, 10.0), (0.0, 3.0), (0.0, 3.0), (0.0, 3.0)],
-    "distillation": [(None, None), (None, None), (0.0, 3.0), (0.0, 3.0), (0.0, 3.0),
+    "supervised": [_LOG_AB, _LOG_AB, (-10.0, 10.0), (0.0, 3.0), (0.0, 3.0), (0.0, 3.0)],
+    "distillation": [_LOG_AB, _LOG_AB, (0.0, 3.0), (0.0, 3.0), (0.0, 3.0),
                      (0.0, 20.0), (0.0, 1e4), (1e-3, 10.0), (-3.0, 3.0)],
 }
 # Typical magnitudes: the first preconditioner, before Jacobi scaling takes over.
@@ -322,6 +324,7 @@ class FitResult:
     n_starts: int
     rel_error: dict
     at_bound: list = field(default_factory=list)
+    unidentified: list = field(default_factory=list)
     ci90: dict | None = None
     bootstrap: dict | None = None
     seconds: float = 0.0
@@ -337,6 +340,20 @@ def derived(p: dict) -> dict:
     """Chinchilla exponents: N* ~ C^a, D* ~ C^b with a = beta/(alpha+beta), b = alpha/(alpha+beta)."""
     s = p["alpha"] + p["beta"]
     return {"a": p["beta"] / s, "b": p["alpha"] / s} if s > 0 else {}
+
+
+def vanished_terms(points: Points, theta) -> list:
+    """Coefficients of a power-law term (A/N^alpha or B/D^beta) that is < 1e-6 of the sum at every point: the
+    data do not constrain them (their bootstrap interval is then a single value)."""
+    ia, ib, ial, ibe = (0, 1, 3, 4) if points.law == "supervised" else (0, 1, 2, 3)
+    s1, s2 = theta[ia] - theta[ial] * points.cols[0], theta[ib] - theta[ibe] * points.cols[1]
+    m = np.logaddexp(s1, s2)
+    out = []
+    if np.max(s1 - m) < np.log(1e-6):
+        out += ["A", "alpha"]
+    if np.max(s2 - m) < np.log(1e-6):
+        out += ["B", "beta"]
+    return out
 
 
 def relative_errors(points: Points, theta) -> dict:
@@ -373,7 +390,8 @@ def _fit(points, top_k, bootstrap, workers, seed, grid, supervised) -> FitResult
     keys = laws.SUPERVISED_KEYS if points.law == "supervised" else laws.DISTILLATION_KEYS
     at_bound = [k for k, t, a, b in zip(keys, theta, lo, hi) if np.isclose(t, a, atol=1e-6) or np.isclose(t, b, rtol=1e-6)]
     res = FitResult(points.law, laws.from_theta(theta, points.law), [float(t) for t in theta], f, ok, msg, len(points),
-                    len(starts), relative_errors(points, theta), at_bound, supervised=supervised)
+                    len(starts), relative_errors(points, theta), at_bound, vanished_terms(points, theta),
+                    supervised=supervised)
     if bootstrap:
         res.ci90, res.bootstrap = bootstrap_ci(points, theta, bootstrap, workers, seed)
     res.seconds = time.perf_counter() - t0
