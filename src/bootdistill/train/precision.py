@@ -1,5 +1,5 @@
 """Device and precision choice. `auto` = bf16 autocast on CUDA and on CPUs that multiply bf16 natively
-(AMX / AVX512-BF16: measured 3.3x the fp32 matmul rate on this project's CPU, see docs/benchmarks.md)."""
+(AMX / AVX512-BF16: 2.2-3.3x the fp32 matmul rate on this project's CPU, see docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ class Trainer:
         self.data_meta = load_meta(self.data_dir)
         self.synthetic = bool(self.data_meta.get("synthetic"))
         self.shape = ModelShape(self.data_meta["vocab_size"], cfg.model.d_model, cfg.model.n_layers,
-                                cfg.model.n_heads, cfg.model.context, cfg.model.dropout)
+                                cfg.model.n_heads, cfg.model.context, cfg.model.dropout, cfg.model.attn_dropout)
         self.run_dir = Path(cfg.out_dir)
         self.train_tokens = token_file(self.data_dir, "train")
         self.val_tokens = token_file(self.data_dir, "val")
