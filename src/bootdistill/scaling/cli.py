@@ -260,6 +260,8 @@ def _plan(P, lw, args, rng):
         result.update({"tokens": args.tokens, "supervised_same_tokens": {"loss": reference}})
         lines.append(f"Student N_S = {n_s:.4g}, {args.tokens:.4g} tokens (coefficients: {lw.source})")
         lines.append(f"  supervised on the same tokens: L = {reference:.4f}")
+        lines.append("  (a token budget leaves compute free: the teacher is picked for the student's loss alone and "
+                     "its cost only reported; give --budget to trade it against compute)")
     for sc in scenarios:
         r = P.plan_distillation(lw, n_s, args.budget, sc, rng) if args.budget else P.plan_tokens(lw, n_s, args.tokens, sc, rng)
         r["decision"], r["answer"] = P.decide(r["student_loss"], reference)

@@ -204,7 +204,7 @@ class Trainer:
         window_t, window_tokens = time.perf_counter(), 0
         bar = tqdm(total=self.max_steps, initial=self.step, disable=not self.cfg.log.progress, unit="step",
                    dynamic_ncols=True)
-        last_val = None
+        last_val = last_tps = None
         while self.step < self.max_steps:
             if self.teacher is not None and self.policy.teacher_done(self.step):
                 self.teacher.release()
@@ -235,8 +235,9 @@ class Trainer:
             if "tokens_per_s" in row or is_eval:
                 self.logger.log(row)
             bar.update(1)
+            last_tps = row.get("tokens_per_s", last_tps)
             bar.set_postfix(loss=f"{info['train_loss']:.3f}", val=f"{last_val:.3f}" if last_val else "-",
-                            tok_s=f"{row.get('tokens_per_s', 0):.0f}", refresh=False)
+                            tok_s=f"{last_tps:.0f}" if last_tps else "-", refresh=False)
             if self.step % t.checkpoint_every == 0 or self.step == self.max_steps:
                 self.save()
         bar.close()
