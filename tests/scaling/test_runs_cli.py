@@ -99,7 +99,9 @@ def test_run_directory_problems(tmp_path):
 
 
 def _main(argv, capsys):
-    code = cli.main([str(a) for a in argv])
+    from bootdistill.cli import main
+
+    code = main([str(a) for a in argv])
     out = capsys.readouterr()
     return code, out.out, out.err
 

@@ -336,18 +336,3 @@ def _write_plan(P, lw, args, result, rng) -> None:
         plots.plot_compute_curves(out / "compute_curves.png", n_s, budgets, curves)
     print(f"wrote {out / 'plan.json'} and plots")
 
-
-def main(argv=None) -> int:
-    """Standalone entry (python -m bootdistill.scaling.cli); the package CLI registers the same subcommands."""
-    parser = argparse.ArgumentParser(prog="bootdistill")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except BootdistillError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
