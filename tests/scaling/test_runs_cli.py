@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bootdistill.errors import DataError
-from bootdistill.scaling import cli, runs
+from bootdistill.scaling import runs
 
 REPO = Path(__file__).resolve().parents[2]
 
