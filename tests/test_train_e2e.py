@@ -1,7 +1,6 @@
 """End-to-end training through the CLI on a tiny corpus: determinism, kill-and-resume, outputs, bad input."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

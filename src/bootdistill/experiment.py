@@ -29,7 +29,7 @@ from pathlib import Path
 from .compute import flops_per_token
 from .config import RunConfig, _deep_merge, from_dict, load_yaml, resolve_model, set_dotted, to_dict, validate
 from .errors import ConfigError
-from .model import ModelShape
+from .model import ModelShape, count_params
 from .train.rundir import _identity
 
 RECIPE_KEYS = {"name", "out_dir", "defaults", "seeds", "runs", "description"}
@@ -199,17 +199,16 @@ def predicted(p: PlannedRun, runs: dict[str, PlannedRun], data_vocab: int) -> di
 def print_plan(recipe: dict, order: list[PlannedRun], data_vocab: int) -> list[dict]:
     runs = {p.name: p for p in order}
     rows = []
-    biggest = max(predicted(p, runs, data_vocab)["total"] for p in order)
+    numbers = {p.name: predicted(p, runs, data_vocab) for p in order}
+    biggest = max(n["total"] for n in numbers.values())
     scale, unit = (1e15, "PFLOPs") if biggest >= 1e15 else (1e12, "TFLOPs")
     print(f"recipe {recipe.get('name', '')}: {len(order)} runs (vocab {data_vocab}; 6N proxy, compute in {unit})")
     head = f"{'run':<28} {'policy':<12} {'params':>8} {'steps':>7} {'tokens':>11} {'student':>9} {'t.infer':>9} {'t.train':>9} {'total':>9}  paper"
     print(head)
     print("-" * len(head))
     for p in order:
-        n = predicted(p, runs, data_vocab)
+        n = numbers[p.name]
         shape = ModelShape(data_vocab, p.cfg.model.d_model, p.cfg.model.n_layers, p.cfg.model.n_heads, p.cfg.model.context)
-        from .model import count_params
-
         params = count_params(shape)["total"]
         ref = p.reference.get("pflops")
         bound = "<" if n["inference_bound"] else " "

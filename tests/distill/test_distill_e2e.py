@@ -1,7 +1,6 @@
 """Distillation through the one trainer: teacher checks, alpha = 0 equals classical, the ledger, resume in KD."""
 
 import json
-from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file

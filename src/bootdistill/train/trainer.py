@@ -87,6 +87,7 @@ class Trainer:
         if self.teacher is not None:
             self.ledger.teacher_train, self.ledger.teacher_train_exact = self.teacher.train_flops
         self.step = 0
+        self.elapsed_before, self._t0 = 0.0, None  # wall time of earlier sessions of this run, and of this one
         self.resume_step = self._restore() if resume else None
         write_run_config(self.run_dir, cfg)
         self.logger = MetricsLogger(self.run_dir, cfg.log, to_dict(cfg), self.resume_step)
@@ -184,7 +185,7 @@ class Trainer:
                         self.device, self.amp_dtype, t.eval_batches if max_batches == "default" else max_batches, bucket)
 
     def _elapsed(self) -> float:
-        return getattr(self, "elapsed_before", 0.0) + (time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0)
+        return self.elapsed_before + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
 
     # ------------------------------------------------------------ the loop
 
