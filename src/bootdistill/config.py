@@ -66,7 +66,12 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
+    eval_snapshots: bool = False  # keep the weights of every scheduled evaluation (evals/): the report then
+    #                               locates a target crossing on the whole validation split
     threads: int | None = None  # torch CPU threads; None = torch's default
+
+
+COMBINE_MODES = ("normalized", "normalized_mean", "mix")
 
 
 @dataclass
@@ -76,6 +81,8 @@ class DistillConfig:
     loss: str = "kl"  # kl | reverse_kl | soft_ce | mse_logits | mse_probs | jsd | topk_kl
     alpha: float = 1.0  # KD weight (peak of alpha_schedule)
     combine: str = "normalized"  # normalized: CE + alpha*KD rescaled to CE's batch mean (paper eq. 1-2) | mix: (1-a) CE + a KD
+    #                              | normalized_mean: the normalized sum divided by (1 + alpha), so the gradient
+    #                              scale does not jump when KD stops
     temperature: float = 2.0  # tau on both sides (KL scaled by tau^2)
     teacher_temperature: float | None = None  # teacher-only temperature (SALT rho = 1/this); None = temperature
     top_p: float = 1.0  # teacher truncation: top-p, then top-k, renormalised
@@ -321,7 +328,7 @@ def validate(cfg: RunConfig) -> None:
     _check(0 < k.top_p <= 1, f"distill.top_p must be in (0, 1], got {k.top_p}")
     _check(k.top_k is None or k.top_k >= 1, f"distill.top_k must be >= 1, got {k.top_k}")
     _check(k.kd_steps is None or k.kd_steps >= 0, f"distill.kd_steps must be >= 0, got {k.kd_steps}")
-    _check(k.combine in ("normalized", "mix"), f"distill.combine must be normalized or mix, got '{k.combine}'")
+    _check(k.combine in COMBINE_MODES, f"distill.combine must be one of {', '.join(COMBINE_MODES)}, got '{k.combine}'")
     _check(k.teacher_temperature is None or k.teacher_temperature > 0, f"distill.teacher_temperature must be > 0, got {k.teacher_temperature}")
     _check(k.z_loss >= 0, f"distill.z_loss must be >= 0, got {k.z_loss}")
     _check(k.alpha_window >= 0 and k.lr_drop_steps >= 0, "distill.alpha_window and distill.lr_drop_steps must be >= 0")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -18,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from ..errors import CheckpointError
-from ..fsutil import atomic_dir
+from ..fsutil import atomic_dir, translate_os_errors
 
 STEP_DIR = re.compile(r"^step_(\d{8})$")
 
@@ -48,6 +49,21 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dic
         (tmp / "meta.json").write_text(json.dumps({**meta, "step": step, "files": files}, indent=2))
     for old in checkpoint_dirs(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "evals" / f"step_{step:08d}.safetensors"
+
+
+def save_snapshot(run_dir: Path, step: int, model: torch.nn.Module) -> Path:
+    """The weights alone at a scheduled evaluation, so the report can re-evaluate any of them later."""
+    final = snapshot_path(run_dir, step)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp")
+    with translate_os_errors(final):
+        save_model(model, str(tmp))
+        os.replace(tmp, final)
     return final
 
 

@@ -162,8 +162,8 @@ class Trainer:
                 extras[k] = extras.get(k, 0.0) + v / self.accum
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        if self.cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        # the norm is logged (before clipping): it shows how the gradient's scale moves at a KD switch
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip or math.inf).item()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -174,7 +174,7 @@ class Trainer:
         if knobs.kd_on and self.teacher is not None:
             self.ledger.add_teacher_inference(self.teacher.shape, self.tokens_per_step)
         self.step += 1
-        return {"lr": lr, "train_loss": ce_sum / self.accum, "alpha": knobs.alpha, "kd_on": knobs.kd_on,
+        return {"lr": lr, "train_loss": ce_sum / self.accum, "grad_norm": grad_norm, "alpha": knobs.alpha, "kd_on": knobs.kd_on,
                 "temperature": knobs.temperature, **extras}
 
     # ------------------------------------------------------------ evaluation
@@ -221,8 +221,11 @@ class Trainer:
                 row.update(tokens_per_s=tps, mfu=tps * exact_per_token / peak)
                 window_t, window_tokens = now, 0
             if is_eval:
-                last_val = self.validate()["loss"]
-                row["val_loss"] = last_val
+                val = self.validate()
+                last_val = row["val_loss"] = val["loss"]
+                row["val_entropy"] = val["entropy"]
+                if t.eval_snapshots and self.step % t.eval_every == 0:
+                    ckpt_io.save_snapshot(self.run_dir, self.step, self.model)
                 if teacher_val is not None:
                     row["teacher_val_loss"] = teacher_val
                     row.update(self.teacher.diagnostics(self))
