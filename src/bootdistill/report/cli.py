@@ -31,7 +31,7 @@ def cmd_report(args) -> int:
 
     baselines = _parse_baselines(args.baseline)
     runs = load_runs(list(args.runs) + list(baselines.values()))  # an override's baseline joins the report
-    report = build_report(runs, target=args.target, baselines=baselines)
+    report = build_report(runs, target=args.target, baselines=baselines, split=args.split)
     out = Path(args.out) if args.out else default_out(runs)
     plots = write_plots(runs, out, report)
     paths = write_report(report, plots, out)
@@ -61,5 +61,8 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--baseline", action="append", metavar="NAME=RUN_DIR",
                    help="use RUN_DIR as the classical baseline of the student run named NAME (repeatable; "
                         "default: the classical run with the same model shape and train.total_steps, same seed preferred)")
+    p.add_argument("--split", choices=("val", "test"), default="val",
+                   help="measure targets and crossings on this split (test: the held-out text; needs evaluation "
+                        "snapshots, train.eval_snapshots=true)")
     p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table")
     p.set_defaults(func=cmd_report)

@@ -147,7 +147,8 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
           "## Savings (cf. paper Table 3)", "",
           f"Target loss: {report['target_rule']}" + ("" if report["target"] is not None else
           " (its validation batches are those of the curves below; the full-split final loss is in the runs table)")
-          + ".", "", markdown_table(HEADERS, [table_cells(r) for r in report["rows"]]), "", METHOD, "", PAPER, ""]
+          + ".", "", markdown_table(HEADERS, [table_cells(r) for r in report["rows"]]), "",
+          "**How the saving is measured.** " + report.get("measurement", ""), "", METHOD, "", PAPER, ""]
     if report["teachers"]:
         rows = [[t["name"], size_label(t.get("n_params")),
                  _steps(t["steps"]) if t.get("steps") is not None else "?",

@@ -45,6 +45,13 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def micro_batch_size(t, context: int) -> tuple[int, int]:
+    """(sequences per forward, accumulation steps): the largest divisor of the step's sequences <= micro_batch."""
+    seqs = max(1, round(t.batch_tokens / context))
+    micro = max(d for d in range(1, min(t.micro_batch, seqs) + 1) if seqs % d == 0)
+    return micro, seqs // micro
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, resume: bool = False, teacher_factory=None):
         self.cfg = cfg = resolve_model(cfg)
@@ -64,10 +71,8 @@ class Trainer:
         self.train_tokens = token_file(self.data_dir, "train")
         self.val_tokens = token_file(self.data_dir, "val")
 
-        seqs = max(1, round(t.batch_tokens / self.shape.context))
-        self.micro = max(d for d in range(1, min(t.micro_batch, seqs) + 1) if seqs % d == 0)
-        self.accum = seqs // self.micro
-        self.tokens_per_step = seqs * self.shape.context
+        self.micro, self.accum = micro_batch_size(t, self.shape.context)
+        self.tokens_per_step = self.micro * self.accum * self.shape.context
         self.max_steps = t.max_steps or t.total_steps
 
         torch.manual_seed(t.seed)

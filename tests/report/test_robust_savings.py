@@ -1,0 +1,122 @@
+"""The savings number holds still: evaluation noise in the in-training curves and a kill-and-resume move it by
+less than 1 point, because target and crossing are measured on the final evaluation set (report/crossing.py)."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from bootdistill.report import build_report, load_runs
+from bootdistill.report.crossing import FullSetEvaluator, snapshot_steps
+
+TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2, "context": 32}
+
+
+def write_recipe(root: Path, corpus: Path, prepared: Path) -> Path:
+    recipe = {
+        "name": "robust", "out_dir": str(root / "runs"),
+        "defaults": {
+            "data": {"corpus": str(corpus), "vocab_size": 300, "prepared_dir": str(prepared)},
+            "train": {"batch_tokens": 128, "micro_batch": 4, "warmup_steps": 2, "eval_every": 2, "eval_batches": 1,
+                      "final_eval_batches": None, "eval_snapshots": True, "log_every": 2, "checkpoint_every": 4,
+                      "threads": 1},
+            "log": {"progress": False, "tensorboard": False},
+        },
+        "runs": {
+            "teacher": {"model": {**TINY, "d_model": 16}, "train": {"lr_max": 3e-3, "total_steps": 12}},
+            "classical": {"model": TINY, "train": {"lr_max": 3e-3, "total_steps": 12}},
+            "student": {"model": TINY, "train": {"lr_max": 3e-3, "total_steps": 24},
+                        "distill": {"policy": "fixed", "kd_steps": 6, "teacher": "teacher"}},
+        },
+    }
+    path = root / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def experiment(recipe: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bootdistill.cli", "experiment", str(recipe)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def student_saving(root: Path) -> tuple[float, dict]:
+    report = build_report(load_runs([root / "runs"]))
+    row = next(r for r in report["runs"] if r["name"].startswith("student"))
+    assert row["measured_on"] == "final val set" and row["crossing"] is not None, report["warnings"]
+    return row["savings_pct"], row
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_corpus, tmp_path_factory):
+    root = tmp_path_factory.mktemp("robust")
+    proc = experiment(write_recipe(root, tiny_corpus, root / "prep"))
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    return root
+
+
+def test_crossing_is_on_the_final_set(finished):
+    saving, row = student_saving(finished)
+    runs = {r.name.split("-")[0]: r for r in load_runs([finished / "runs"])}
+    student, classical = runs["student"], runs["classical"]
+    assert snapshot_steps(student.path) == list(range(2, 25, 2))
+    target = classical.summary["final_val_loss"]
+    assert row["target"] == target
+    # the crossing lies between two snapshots evaluated on the whole split, one above the target, one at/below
+    evaluated = {int(s): v for s, v in row["crossing"]["evaluated"].items()}
+    step = row["crossing"]["step"]
+    above = max(s for s in evaluated if s <= step)
+    below = min(s for s in evaluated if s >= step)
+    assert evaluated[above] >= target >= evaluated[below]
+    # the cached loss equals a fresh full-split evaluation of that snapshot
+    fresh = FullSetEvaluator(student)
+    fresh.losses.clear()
+    assert fresh.loss(below) == pytest.approx(evaluated[below], abs=1e-6)
+    # C_classical is the baseline's whole run
+    base = next(r for r in build_report(load_runs([finished / "runs"]))["runs"] if r["name"] == classical.name)
+    assert base["crossing"]["flops_total"] == classical.summary["flops"]["flops_total"]
+    assert saving == pytest.approx(100 * (1 - row["crossing"]["flops_total"] / base["crossing"]["flops_total"]))
+
+
+def test_noise_in_the_training_curve_moves_the_saving_by_under_one_point(finished, tmp_path):
+    saving, _ = student_saving(finished)
+    # another validation subset of the same size reads every in-training loss with its own sampling error
+    rng = random.Random(7)
+    for run in (finished / "runs").iterdir():
+        metrics = run / "metrics.jsonl"
+        if not metrics.is_file():
+            continue
+        rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+        for r in rows:
+            if "val_loss" in r:
+                r["val_loss"] += rng.gauss(0, 0.05)
+        metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    noisy, _ = student_saving(finished)
+    assert abs(noisy - saving) < 1.0
+
+
+def test_kill_and_resume_moves_the_saving_by_under_one_point(finished, tiny_corpus, tmp_path):
+    saving, _ = student_saving(finished)
+    recipe = write_recipe(tmp_path, tiny_corpus, finished / "prep")
+    proc = experiment(recipe)
+    deadline = time.time() + 300
+    # kill while the student trains, after its first checkpoint
+    while not list((tmp_path / "runs").glob("student-*/checkpoints/step_00000008")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list((tmp_path / "runs").glob("student-*/summary.json")), "the student finished before the kill"
+    proc = experiment(recipe)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    resumed, _ = student_saving(tmp_path)
+    assert abs(resumed - saving) < 1.0
