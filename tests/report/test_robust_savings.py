@@ -120,3 +120,40 @@ def test_kill_and_resume_moves_the_saving_by_under_one_point(finished, tiny_corp
     assert proc.returncode == 0, out
     resumed, _ = student_saving(tmp_path)
     assert abs(resumed - saving) < 1.0
+
+
+def test_diagnostics_ood_and_teacher_difficulty_buckets(finished):
+    import numpy as np
+    import torch
+
+    from bootdistill.data.prepare import token_file
+    from bootdistill.report.diagnostics import BUCKETS, ood_tokens, run_diagnostics
+    from bootdistill.train.eval_cli import load_model_from_checkpoint
+
+    runs = {r.name.split("-")[0]: r for r in load_runs([finished / "runs"])}
+    data_dir = runs["student"].summary["data"]["dir"]
+    ids, desc = ood_tokens(data_dir)
+    assert len(ids) > 10_000 and ids.max() < 300 and "Python" in desc
+    torch.set_num_threads(1)
+    d = run_diagnostics(runs["student"].path, runs["classical"].path, runs["teacher"].path, data_dir)
+    # brute force: the teacher's per-token test losses, split at their tertiles
+    teacher, _, _ = load_model_from_checkpoint(runs["teacher"].path)
+    test = torch.from_numpy(np.asarray(token_file(data_dir, "test"), dtype=np.int64))
+    n = (len(test) - 1) // 32 * 32
+    x, y = test[:n].view(-1, 32), test[1 : n + 1].view(-1, 32)
+    with torch.no_grad():
+        t_loss = torch.nn.functional.cross_entropy(teacher(x).flatten(0, 1), y.flatten(), reduction="none").numpy()
+    assert d["test_tokens"] == n
+    assert d["models"]["teacher"]["test_loss"] == pytest.approx(t_loss.mean(), rel=1e-5)
+    lo, hi = np.quantile(t_loss, [1 / 3, 2 / 3])
+    assert d["models"]["teacher"]["buckets"]["hard"] == pytest.approx(t_loss[t_loss >= hi].mean(), rel=1e-5)
+    for m in d["models"].values():  # the thirds recompose the mean
+        counts = [(t_loss < lo).sum(), ((t_loss >= lo) & (t_loss < hi)).sum(), (t_loss >= hi).sum()]
+        recomposed = sum(m["buckets"][b] * c for b, c in zip(BUCKETS, counts)) / n
+        assert recomposed == pytest.approx(m["test_loss"], rel=1e-5)
+        assert m["ood_loss"] > 0
+    report = build_report(load_runs([finished / "runs"]))
+    student = next(r for r in report["runs"] if r["name"].startswith("student"))
+    # the report evaluates in the run's own precision (bf16 where the CPU has it), the reference above in fp32
+    assert student["diagnostics"]["models"]["student"]["buckets"] == pytest.approx(d["models"]["student"]["buckets"],
+                                                                                 abs=0.02)

@@ -31,7 +31,8 @@ def cmd_report(args) -> int:
 
     baselines = _parse_baselines(args.baseline)
     runs = load_runs(list(args.runs) + list(baselines.values()))  # an override's baseline joins the report
-    report = build_report(runs, target=args.target, baselines=baselines, split=args.split)
+    report = build_report(runs, target=args.target, baselines=baselines, split=args.split,
+                          diagnostics=not args.no_diagnostics)
     out = Path(args.out) if args.out else default_out(runs)
     plots = write_plots(runs, out, report)
     paths = write_report(report, plots, out)
@@ -64,5 +65,7 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--split", choices=("val", "test"), default="val",
                    help="measure targets and crossings on this split (test: the held-out text; needs evaluation "
                         "snapshots, train.eval_snapshots=true)")
+    p.add_argument("--no-diagnostics", action="store_true",
+                   help="skip the out-of-domain loss and the loss by teacher-difficulty bucket (they load checkpoints)")
     p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table")
     p.set_defaults(func=cmd_report)

@@ -141,6 +141,32 @@ def _clean(obj):
     return obj
 
 
+def diagnostics_section(report: dict) -> list[str]:
+    """Where KD helps (weak-teacher paper; SALT §5.4): OOD vs in-domain loss, loss by teacher-difficulty third."""
+    runs = [r for r in report["runs"] if r.get("diagnostics")]
+    if not runs:
+        return []
+    md = ["## Where KD helps: out-of-domain loss and loss by teacher difficulty", "",
+          "Test tokens are split into thirds by the teacher's loss on them (easy / medium / hard: SALT §5.4). "
+          f"Out-of-domain text: {runs[0]['diagnostics']['ood_source']}. Up to 200k tokens each; Δ = student − "
+          "its classical baseline (negative: the distilled student is better).", ""]
+    rows = []
+    for r in runs:
+        d = r["diagnostics"]["models"]
+        for role in ("teacher", "baseline", "student"):
+            if role not in d:
+                continue
+            m = d[role]
+            cells = [m["test_loss"], m["ood_loss"]] + [m["buckets"][b] for b in ("easy", "medium", "hard")]
+            rows.append([f"{r['name']}: {role}"] + [f"{v:.4f}" for v in cells])
+        if "baseline" in d:
+            s, b = d["student"], d["baseline"]
+            delta = [s["test_loss"] - b["test_loss"], s["ood_loss"] - b["ood_loss"]] + \
+                [s["buckets"][k] - b["buckets"][k] for k in ("easy", "medium", "hard")]
+            rows.append([f"{r['name']}: **Δ**"] + [f"{v:+.4f}" for v in delta])
+    return md + [markdown_table(["Model", "Test loss", "OOD loss", "Easy", "Medium", "Hard"], rows), ""]
+
+
 def render_markdown(report: dict, plots: dict[str, str]) -> str:
     md = ["# bootdistill report: compute to target loss, teacher included", "",
           "## Corpus", "", describe_corpus(report), "",
@@ -168,6 +194,7 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
     md += ["## Runs", "", markdown_table(["Run", "Policy", "Seed", "Status", "Steps", "Params",
                                           "Final val loss (full split)", "Test loss", "Compute (PFLOPs)",
                                           "KD stopped at step", "Baseline", "Teacher"], rows), ""]
+    md += diagnostics_section(report)
     if report["warnings"]:
         md += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
     titles = {"loss_vs_compute": "Validation loss vs compute (Fig. 3)", "loss_vs_step": "Validation loss vs step (Fig. 2)",

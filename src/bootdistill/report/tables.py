@@ -282,6 +282,7 @@ def _run_record(run: Run, res: dict) -> dict:
         "target": res["target"], "crossing": cross, "measured_on": res.get("measured_on"),
         "savings_pct": res["savings"], "savings_exact_pct": res["savings_exact"],
         "data": s.get("data") or {"source": run.cfg("data", "corpus"), "synthetic": None},
+        "diagnostics": res.get("diagnostics"),
     }
 
 
@@ -338,7 +339,7 @@ def _measure(r: Run, b: Run | None, target: float | None, split: str, warn: list
 
 
 def build_report(runs: list[Run], target: float | None = None, baselines: dict[str, str] | None = None,
-                 split: str = "val") -> dict:
+                 split: str = "val", diagnostics: bool = True) -> dict:
     """Everything the report shows, as plain data: `rows` (Table 3), `teachers`, `runs`, `warnings`."""
     if target is not None and not (_finite(target) and target > 0):
         raise BootdistillError(f"--target must be a positive loss, got {target}")
@@ -379,6 +380,14 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
                         f"(best {min((e['val_loss'] for e in r.evals), default=float('nan')):.4f})")
         if b is not None and not b.finished:
             warn.append(f"{r.name}: its baseline {b.name} is unfinished: the target is its latest loss so far")
+
+    if diagnostics:
+        from .diagnostics import cached_diagnostics
+
+        for r in runs:
+            p = per[r.path]
+            if r.policy != "classical" and r.finished and p["teacher"] is not None:
+                p["diagnostics"] = cached_diagnostics(r, p["baseline"], p["teacher"], r.cfg("train", "threads"))
 
     groups = group_runs(runs)
     group_of = {r.path: g for g in groups for r in g.runs}
