@@ -32,7 +32,7 @@ from .errors import ConfigError
 from .model import ModelShape, count_params
 from .train.rundir import _identity
 
-RECIPE_KEYS = {"name", "out_dir", "defaults", "seeds", "runs", "description"}
+RECIPE_KEYS = {"name", "out_dir", "defaults", "seeds", "runs", "description", "planner"}
 RUN_KEYS = {"extends", "grid", "reference"}
 
 
@@ -226,11 +226,36 @@ def print_plan(recipe: dict, order: list[PlannedRun], data_vocab: int) -> list[d
 # ---------------------------------------------------------------- running
 
 
+def _laws_path(recipe: dict) -> str | None:
+    laws = (recipe.get("planner") or {}).get("laws")
+    if laws is not None and not Path(laws).is_file():
+        raise ConfigError(f"planner.laws '{laws}' does not exist: give the scaling_fit.json written by `bootdistill fit`, "
+                          "or remove it to use the paper's Table 6")
+    return laws
+
+
+def _write_prediction(p: PlannedRun, runs: dict, vocab: int, recipe: dict) -> None:
+    """The planner's predicted saving, written once before the run trains (a resumed run keeps the first)."""
+    from .fsutil import atomic_write_json
+    from .prediction import predict_planned_run
+
+    target = p.run_dir / "prediction.json"
+    if target.is_file():
+        return
+    try:
+        pred = predict_planned_run(p, runs, vocab, _laws_path(recipe))
+    except (ConfigError, ValueError) as e:  # outside the laws' range: the run is still worth training
+        pred = {"error": str(e)} if p.teacher else None
+    if pred is not None:
+        atomic_write_json(target, pred)
+
+
 def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bool = False) -> list[Path]:
     from .data.prepare import load_meta, prepare
     from .train.trainer import Trainer
 
     recipe, order = load_recipe(path, overrides)
+    _laws_path(recipe)  # a missing coefficients file is found before any compute
     vocab = order[0].cfg.data.vocab_size
     if dry_run:
         print_plan(recipe, order, vocab)
@@ -253,7 +278,9 @@ def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bo
             eta = f", experiment ETA {remaining / (trained_flops / spent_s) / 60:.1f} min"
         print(f"[{i}/{len(order)}] {p.name}: {'resuming' if resume else 'starting'} ({p.run_dir}){eta}")
         start = time.perf_counter()
-        Trainer(p.cfg, resume=resume).fit()
+        trainer = Trainer(p.cfg, resume=resume)
+        _write_prediction(p, runs, vocab, recipe)
+        trainer.fit()
         spent_s += time.perf_counter() - start
         trained_flops += planned_flops[p.name]
         remaining -= planned_flops[p.name]

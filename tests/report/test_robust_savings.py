@@ -157,3 +157,26 @@ def test_diagnostics_ood_and_teacher_difficulty_buckets(finished):
     # the report evaluates in the run's own precision (bf16 where the CPU has it), the reference above in fp32
     assert student["diagnostics"]["models"]["student"]["buckets"] == pytest.approx(d["models"]["student"]["buckets"],
                                                                                  abs=0.02)
+
+
+def test_prediction_written_before_training_and_reported_beside_the_measurement(finished):
+    from bootdistill.prediction import predict_saving
+
+    runs = {r.name.split("-")[0]: r for r in load_runs([finished / "runs"])}
+    student, teacher = runs["student"], runs["teacher"]
+    pred = json.loads((student.path / "prediction.json").read_text())
+    assert not (runs["classical"].path / "prediction.json").exists()
+    assert pred["laws"] == "Table 6" and pred["extrapolated"]  # 100M-13B laws, applied to a tiny model
+    # the same numbers the planner gives for this student, its token budget and its teacher's whole cost
+    expected = predict_saving(student.summary["n_params"], student.summary["tokens"], teacher.summary["n_params"],
+                              teacher.summary["flops"]["flops_total"], 0.05)
+    assert pred["best_saving_pct"] == pytest.approx(expected["best_saving_pct"], rel=1e-6)
+    assert pred["saving_pct"] == expected["saving_pct"] or pred["saving_pct"] == pytest.approx(expected["saving_pct"])
+    report = build_report(load_runs([finished / "runs"]), diagnostics=False)
+    row = next(r for r in report["runs"] if r["name"] == student.name)
+    measured = row["savings_pct"]
+    assert row["prediction"]["measured_pct"] == measured
+    if pred["saving_pct"] is not None:
+        assert row["prediction"]["error_points"] == pytest.approx(measured - pred["saving_pct"])
+    from bootdistill.report.markdown import render_markdown
+    assert "## Predicted against measured" in render_markdown(report, {})

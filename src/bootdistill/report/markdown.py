@@ -141,6 +141,32 @@ def _clean(obj):
     return obj
 
 
+def prediction_section(report: dict) -> list[str]:
+    """Predicted (before training, by the planner) against measured savings."""
+    runs = [r for r in report["runs"] if r.get("prediction")]
+    if not runs:
+        return []
+
+    def pct(v):
+        return "—" if v is None else f"{v:+.1f}%"
+
+    rows = []
+    for r in runs:
+        p = r["prediction"]
+        if "error" in p:
+            rows.append([r["name"], "—", "—", pct(r["savings_pct"]), f"no prediction: {p['error']}"])
+            continue
+        laws = p["laws"] + (" (extrapolated)" if p.get("extrapolated") else "")
+        err = "—" if p["error_points"] is None else f"{p['error_points']:+.1f} points"
+        rows.append([r["name"], laws, pct(p["saving_pct"]), pct(r["savings_pct"]), err])
+    return ["## Predicted against measured", "",
+            "Before each distilled run trained, `bootdistill plan`'s bootstrapped prediction (switch at the run's "
+            "margin) was written to its prediction.json. Error = measured − predicted. A large error means: do not "
+            "trust the planner at this scale without laws fitted on runs like these (`bootdistill fit`, then "
+            "`planner: {laws: scaling_fit.json}` in the recipe).", "",
+            markdown_table(["Run", "Laws", "Predicted saving", "Measured saving", "Error"], rows), ""]
+
+
 def diagnostics_section(report: dict) -> list[str]:
     """Where KD helps (weak-teacher paper; SALT §5.4): OOD vs in-domain loss, loss by teacher-difficulty third."""
     runs = [r for r in report["runs"] if r.get("diagnostics")]
@@ -194,7 +220,7 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
     md += ["## Runs", "", markdown_table(["Run", "Policy", "Seed", "Status", "Steps", "Params",
                                           "Final val loss (full split)", "Test loss", "Compute (PFLOPs)",
                                           "KD stopped at step", "Baseline", "Teacher"], rows), ""]
-    md += diagnostics_section(report)
+    md += prediction_section(report) + diagnostics_section(report)
     if report["warnings"]:
         md += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
     titles = {"loss_vs_compute": "Validation loss vs compute (Fig. 3)", "loss_vs_step": "Validation loss vs step (Fig. 2)",

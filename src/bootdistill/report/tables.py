@@ -283,7 +283,20 @@ def _run_record(run: Run, res: dict) -> dict:
         "savings_pct": res["savings"], "savings_exact_pct": res["savings_exact"],
         "data": s.get("data") or {"source": run.cfg("data", "corpus"), "synthetic": None},
         "diagnostics": res.get("diagnostics"),
+        "prediction": _prediction(run, res["savings"]),
     }
+
+
+def _prediction(run: Run, measured: float | None) -> dict | None:
+    """The planner's prediction written before the run trained, beside the measured saving."""
+    from ..prediction import read_prediction
+
+    pred = read_prediction(run.path)
+    if pred is None:
+        return None
+    predicted = pred.get("saving_pct")
+    error = measured - predicted if measured is not None and predicted is not None else None
+    return {**pred, "measured_pct": measured, "error_points": error}
 
 
 def _group_row(g: Group, per: dict) -> dict:
