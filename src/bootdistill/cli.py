@@ -27,7 +27,7 @@ def cmd_train(args) -> int:
     from .train.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
-    Trainer(cfg, resume=args.resume).fit()
+    Trainer(cfg, resume=args.resume, allow_change=args.allow_change).fit()
     return 0
 
 
@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--resume", action="store_true",
                    help="continue the run in out_dir from its latest checkpoint (exactly: same final loss as an uninterrupted run)")
+    p.add_argument("--allow-change", action="append", default=[], metavar="KEY",
+                   help="with --resume: accept a changed training setting, e.g. --allow-change train.lr_max "
+                        "train.lr_max=1e-4 (recorded in RUN/history.jsonl); repeat for several")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="loss of a checkpoint on a split (and per 64-token position bucket)")

@@ -65,7 +65,8 @@ class TrainConfig:
     final_eval_batches: int | None = None  # batches for the final val/test losses; None = the whole splits
     log_every: int = 10
     checkpoint_every: int = 500
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # the last K, plus the one with the best validation loss
+    divergence_factor: float | None = 2.0  # stop when loss > this x its recent level (train/guard.py); null: NaN/inf only
     threads: int | None = None  # torch CPU threads; None = torch's default
 
 
@@ -315,6 +316,7 @@ def validate(cfg: RunConfig) -> None:
     _check(t.eval_batches is None or t.eval_batches > 0, "train.eval_batches must be > 0 or null (whole split)")
     _check(t.final_eval_batches is None or t.final_eval_batches > 0, "train.final_eval_batches must be > 0 or null (whole split)")
     _check(t.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
+    _check(t.divergence_factor is None or t.divergence_factor > 1, "train.divergence_factor must be > 1 or null")
     _check(0 <= k.alpha <= 1, f"distill.alpha must be in [0, 1], got {k.alpha}")
     _check(k.temperature > 0, f"distill.temperature must be > 0, got {k.temperature}")
     _check(k.margin >= 0, f"distill.margin must be >= 0, got {k.margin}")
