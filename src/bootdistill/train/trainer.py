@@ -22,7 +22,7 @@ from ..distill.policies import Policy, StepKnobs, build_policy
 from ..errors import CheckpointError, DataError
 from ..fsutil import atomic_write_json
 from ..model import GPT, ModelShape, count_params
-from . import checkpoint as ckpt_io
+from . import checkpoint as ckpt_io, preflight
 from .evaluate import autocast_context, evaluate
 from .guard import DivergenceGuard
 from .lock import RunLock
@@ -56,6 +56,7 @@ class Trainer:
         self.amp_dtype, use_scaler = resolve_precision(t.precision, self.device)
 
         check_run_dir(Path(cfg.out_dir), cfg, resume, allow_change)
+        preflight.check_run(cfg)  # policy, loss, teacher, writable output: before any compute
         self.data_dir = prepare(cfg.data, progress=cfg.log.progress)
         self.data_meta = load_meta(self.data_dir)
         self.synthetic = bool(self.data_meta.get("synthetic"))
@@ -64,6 +65,7 @@ class Trainer:
         self.run_dir = Path(cfg.out_dir)
         self.train_tokens = token_file(self.data_dir, "train")
         self.val_tokens = token_file(self.data_dir, "val")
+        preflight.check_splits(self.data_dir, self.shape.context)
 
         seqs = max(1, round(t.batch_tokens / self.shape.context))
         self.micro = max(d for d in range(1, min(t.micro_batch, seqs) + 1) if seqs % d == 0)
