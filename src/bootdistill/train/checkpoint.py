@@ -58,8 +58,13 @@ def clean_leftovers(run_dir: Path) -> list[str]:
 def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dict, meta: dict, keep: int) -> Path:
     final = Path(run_dir) / "checkpoints" / f"step_{step:08d}"
     with atomic_dir(final) as tmp:
-        save_model(model, str(tmp / "model.safetensors"))
-        torch.save(state, tmp / "state.pt")
+        try:
+            save_model(model, str(tmp / "model.safetensors"))
+            torch.save(state, tmp / "state.pt")
+        except (SafetensorError, RuntimeError) as e:  # a full disk or a file-size limit, reported by Rust / C++
+            raise CheckpointError(f"cannot write checkpoint '{final}' ({str(e).splitlines()[0][:120]}): the disk is "
+                                  "probably full or a file-size limit (ulimit -f) was reached; free space, then "
+                                  "continue with --resume from the last checkpoint, which is intact") from None
         files = {name: _sha256(tmp / name) for name in ("model.safetensors", "state.pt")}
         (tmp / "meta.json").write_text(json.dumps({**meta, "step": step, "files": files}, indent=2))
     found = checkpoint_dirs(run_dir)
