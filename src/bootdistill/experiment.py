@@ -254,13 +254,23 @@ def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bo
     from .data.prepare import load_meta, prepare
     from .train.trainer import Trainer
 
+    from .train import preflight
+
     recipe, order = load_recipe(path, overrides)
     _laws_path(recipe)  # a missing coefficients file is found before any compute
+    for p in order:  # every run's policy and loss, and a writable output, before the first run starts
+        preflight.check_run(p.cfg, teacher_must_exist=p.teacher is None)
     vocab = order[0].cfg.data.vocab_size
     if dry_run:
         print_plan(recipe, order, vocab)
         return [p.run_dir for p in order]
-    vocab = load_meta(prepare(order[0].cfg.data, progress=order[0].cfg.log.progress))["vocab_size"]
+    data_dirs: dict[str, Path] = {}  # every run's data, prepared once and checked before the first step
+    for p in order:
+        key = json.dumps(to_dict(p.cfg.data), sort_keys=True)
+        if key not in data_dirs:
+            data_dirs[key] = prepare(p.cfg.data, progress=p.cfg.log.progress)
+        preflight.check_splits(data_dirs[key], p.cfg.model.context)
+    vocab = load_meta(next(iter(data_dirs.values())))["vocab_size"]
     runs = {p.name: p for p in order}
     planned_flops = {p.name: predicted(p, runs, vocab)["student"] for p in order}
     total_flops = sum(planned_flops.values())

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import BootdistillError
+from ..fsutil import check_writable
 
 
 def _parse_baselines(items: list[str] | None) -> dict[str, str]:
@@ -34,6 +35,7 @@ def cmd_report(args) -> int:
     report = build_report(runs, target=args.target, baselines=baselines, split=args.split,
                           diagnostics=not args.no_diagnostics)
     out = Path(args.out) if args.out else default_out(runs)
+    check_writable(out)
     plots = write_plots(runs, out, report)
     paths = write_report(report, plots, out)
     for w in report["warnings"]:

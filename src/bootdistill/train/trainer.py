@@ -7,7 +7,6 @@ model, optimizer, RNG, data position, policy state and FLOPs ledger, so a killed
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -23,12 +22,14 @@ from ..distill.policies import Policy, StepKnobs, build_policy
 from ..errors import CheckpointError, DataError
 from ..fsutil import atomic_write_json
 from ..model import GPT, ModelShape, count_params
-from . import checkpoint as ckpt_io
+from . import checkpoint as ckpt_io, preflight
 from .evaluate import autocast_context, evaluate
+from .guard import DivergenceGuard
+from .lock import RunLock
 from .metrics import MetricsLogger
 from .optim import build_optimizer
 from .precision import resolve_device, resolve_precision
-from .rundir import check_run_dir, write_run_config
+from .rundir import append_history, check_run_dir, write_run_config
 from .schedule import train_lr
 
 
@@ -53,7 +54,7 @@ def micro_batch_size(t, context: int) -> tuple[int, int]:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, resume: bool = False, teacher_factory=None):
+    def __init__(self, cfg: RunConfig, resume: bool = False, teacher_factory=None, allow_change=()):
         self.cfg = cfg = resolve_model(cfg)
         t = cfg.train
         if t.threads:
@@ -61,7 +62,8 @@ class Trainer:
         self.device = resolve_device(t.device)
         self.amp_dtype, use_scaler = resolve_precision(t.precision, self.device)
 
-        check_run_dir(Path(cfg.out_dir), cfg, resume)
+        check_run_dir(Path(cfg.out_dir), cfg, resume, allow_change)
+        preflight.check_run(cfg)  # policy, loss, teacher, writable output: before any compute
         self.data_dir = prepare(cfg.data, progress=cfg.log.progress)
         self.data_meta = load_meta(self.data_dir)
         self.synthetic = bool(self.data_meta.get("synthetic"))
@@ -70,6 +72,7 @@ class Trainer:
         self.run_dir = Path(cfg.out_dir)
         self.train_tokens = token_file(self.data_dir, "train")
         self.val_tokens = token_file(self.data_dir, "val")
+        preflight.check_splits(self.data_dir, self.shape.context)
 
         self.micro, self.accum = micro_batch_size(t, self.shape.context)
         self.tokens_per_step = self.micro * self.accum * self.shape.context
@@ -91,10 +94,16 @@ class Trainer:
         self.ledger = FlopsLedger()
         if self.teacher is not None:
             self.ledger.teacher_train, self.ledger.teacher_train_exact = self.teacher.train_flops
+        self.guard = DivergenceGuard(t.divergence_factor, self.shape.vocab_size)
         self.step = 0
         self.elapsed_before, self._t0 = 0.0, None  # wall time of earlier sessions of this run, and of this one
+        self.lock = RunLock(self.run_dir)  # from here on, this process alone reads and writes the run directory
+        changes = check_run_dir(self.run_dir, cfg, resume, allow_change)  # again, now that nobody else writes
+        ckpt_io.clean_leftovers(self.run_dir)
         self.resume_step = self._restore() if resume else None
         write_run_config(self.run_dir, cfg)
+        append_history(self.run_dir, {"event": "resume" if resume else "start", "step": self.step,
+                                      "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": changes})
         self.logger = MetricsLogger(self.run_dir, cfg.log, to_dict(cfg), self.resume_step)
 
     # ------------------------------------------------------------ checkpoints
@@ -117,6 +126,7 @@ class Trainer:
             self.ledger = FlopsLedger.from_state(state["ledger"])
             if self.scaler is not None and state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
+            self.guard.load_state_dict(state.get("guard", {}))
             _set_rng_state(state["rng"], self.device)
         except (KeyError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"checkpoint '{ckpt}' does not match this run's state ({e}): it belongs to another run") from None
@@ -124,7 +134,17 @@ class Trainer:
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
         return self.step
 
-    def save(self) -> Path:
+    def _divergence_hint(self) -> str:
+        found = ckpt_io.checkpoint_dirs(self.run_dir)
+        where = f"the last good checkpoint is step {int(found[-1].name[5:])}" if found else "no checkpoint was written"
+        return (f"nothing from the diverged steps was saved and {where}: continue with a lower learning rate, e.g. "
+                f"--resume --allow-change train.lr_max train.lr_max={self.cfg.train.lr_max / 4:.3g}")
+
+    def save(self, val_loss: float | None = None) -> Path:
+        """Write a checkpoint, after checking that its weights are finite and evaluate to a sane loss."""
+        if val_loss is None:
+            val_loss = self.validate()["loss"]
+        self.guard.check_checkpoint(self.step, self.model, val_loss, self._divergence_hint())
         state = {
             "optimizer": self.optimizer.state_dict(),
             "sampler": self.sampler.state_dict(),
@@ -133,6 +153,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": _rng_state(self.device),
             "elapsed_s": self._elapsed(),
+            "guard": self.guard.state_dict(),
         }
         meta = {
             "tokenizer_sha256": self.data_meta["tokenizer_sha256"],
@@ -140,6 +161,7 @@ class Trainer:
             "model": to_dict(self.shape),
             "tokens": self.step * self.tokens_per_step,
             "ledger": self.ledger.state_dict(),
+            "val_loss": val_loss,
         }
         return ckpt_io.save_checkpoint(self.run_dir, self.step, self.model, state, meta, self.cfg.train.keep_checkpoints)
 
@@ -216,8 +238,7 @@ class Trainer:
                 self.teacher.release()
             info = self.train_step()
             window_tokens += self.tokens_per_step
-            if not math.isfinite(info["train_loss"]):
-                raise DataError(f"training diverged at step {self.step} (loss {info['train_loss']}): lower train.lr_max")
+            self.guard.check_step(self.step, info["train_loss"], self._divergence_hint())
             row = {"step": self.step, "tokens": self.step * self.tokens_per_step, **self.ledger.row(), **info}
             is_eval = self.step % t.eval_every == 0 or self.step == self.max_steps
             if self.step % t.log_every == 0 or is_eval:
@@ -248,7 +269,7 @@ class Trainer:
             bar.set_postfix(loss=f"{info['train_loss']:.3f}", val=f"{last_val:.3f}" if last_val else "-",
                             tok_s=f"{last_tps:.0f}" if last_tps else "-", refresh=False)
             if self.step % t.checkpoint_every == 0 or self.step == self.max_steps:
-                self.save()
+                self.save(last_val if is_eval else None)
         bar.close()
         return self.finish()
 
@@ -280,6 +301,7 @@ class Trainer:
         }
         atomic_write_json(self.run_dir / "summary.json", summary)
         self.logger.close()
+        self.lock.release()
         print(f"done: val loss {final_val['loss']:.4f}, test loss {test['loss']:.4f}, "
               f"{summary['flops']['flops_total'] / 1e15:.4f} PFLOPs; results in {self.run_dir}")
         if self.synthetic:
