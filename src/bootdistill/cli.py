@@ -66,6 +66,7 @@ def cmd_experiment(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .data.cli_data import add_subcommands as add_data_commands
+    from .interop.cli import add_subcommands as add_interop_commands
     from .report.cli import add_subcommands as add_report_commands
     from .scaling.cli import add_subcommands as add_scaling_commands
 
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_commands(sub)
     add_scaling_commands(sub)
+    add_interop_commands(sub)
     return parser
 
 
