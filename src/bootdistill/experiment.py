@@ -226,17 +226,23 @@ def print_plan(recipe: dict, order: list[PlannedRun], data_vocab: int) -> list[d
 # ---------------------------------------------------------------- running
 
 
-def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bool = False) -> list[Path]:
+def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bool = False,
+               only: str | None = None) -> list[Path]:
+    """Run the recipe's runs in order; `only`: just that run (its teacher must be finished)."""
     from .data.prepare import load_meta, prepare
     from .train.trainer import Trainer
 
     recipe, order = load_recipe(path, overrides)
+    runs = {p.name: p for p in order}  # all of them: a student's numbers need its teacher's
+    if only is not None and not dry_run:  # a dry run shows the whole plan
+        from .interop.cluster import select_run
+
+        order = select_run(order, only, path, overrides or [])
     vocab = order[0].cfg.data.vocab_size
     if dry_run:
         print_plan(recipe, order, vocab)
         return [p.run_dir for p in order]
     vocab = load_meta(prepare(order[0].cfg.data, progress=order[0].cfg.log.progress))["vocab_size"]
-    runs = {p.name: p for p in order}
     planned_flops = {p.name: predicted(p, runs, vocab)["student"] for p in order}
     total_flops = sum(planned_flops.values())
     remaining = total_flops
