@@ -24,6 +24,7 @@ from ..errors import CheckpointError, DataError
 from ..fsutil import atomic_write_json
 from ..model import GPT, ModelShape, count_params
 from . import checkpoint as ckpt_io
+from .accel import check_compile, set_cpu_threads
 from .evaluate import autocast_context, evaluate
 from .metrics import MetricsLogger
 from .optim import build_optimizer
@@ -49,10 +50,11 @@ class Trainer:
     def __init__(self, cfg: RunConfig, resume: bool = False, teacher_factory=None):
         self.cfg = cfg = resolve_model(cfg)
         t = cfg.train
-        if t.threads:
-            torch.set_num_threads(t.threads)
         self.device = resolve_device(t.device)
+        set_cpu_threads(t.threads, self.device)
         self.amp_dtype, use_scaler = resolve_precision(t.precision, self.device)
+        if t.compile:
+            check_compile(self.device)
 
         check_run_dir(Path(cfg.out_dir), cfg, resume)
         self.data_dir = prepare(cfg.data, progress=cfg.log.progress)
