@@ -35,3 +35,12 @@ def check_compile(device: torch.device) -> None:
         if not has_triton():
             raise ConfigError("train.compile=true on CUDA needs Triton (pip install triton, matching your torch), "
                               "or use train.compile=false")
+
+
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """Regional compilation: each transformer block is compiled, not the whole model. The blocks are identical, so
+    one compiled graph serves them all: the cold compile costs one block instead of n_layers (minutes for the
+    48-layer 150M preset), and the state dict keeps its names. Embeddings and the LM head stay eager."""
+    for block in model.blocks:
+        block.compile()
+    return model

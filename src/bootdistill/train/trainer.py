@@ -24,7 +24,7 @@ from ..errors import CheckpointError, DataError
 from ..fsutil import atomic_write_json
 from ..model import GPT, ModelShape, count_params
 from . import checkpoint as ckpt_io
-from .accel import check_compile, set_cpu_threads
+from .accel import check_compile, compile_model, set_cpu_threads
 from .evaluate import autocast_context, evaluate
 from .metrics import MetricsLogger
 from .optim import build_optimizer
@@ -76,7 +76,7 @@ class Trainer:
         self.model = GPT(self.shape).to(self.device)
         self.optimizer = build_optimizer(self.model, t, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-        self.forward = torch.compile(self.model) if t.compile else self.model
+        self.forward = compile_model(self.model) if t.compile else self.model
         self.sampler = BlockSampler(self.train_tokens, self.shape.context, self.micro, t.seed)
         self.policy: Policy = build_policy(cfg.distill, t)
         self.teacher = None
