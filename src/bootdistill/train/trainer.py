@@ -23,6 +23,7 @@ from ..errors import CheckpointError, DataError
 from ..fsutil import atomic_write_json
 from ..model import GPT, ModelShape, count_params
 from . import checkpoint as ckpt_io, preflight
+from .accel import check_compile, compile_model, set_cpu_threads
 from .evaluate import autocast_context, evaluate
 from .guard import DivergenceGuard
 from .lock import RunLock
@@ -57,10 +58,11 @@ class Trainer:
     def __init__(self, cfg: RunConfig, resume: bool = False, teacher_factory=None, allow_change=()):
         self.cfg = cfg = resolve_model(cfg)
         t = cfg.train
-        if t.threads:
-            torch.set_num_threads(t.threads)
         self.device = resolve_device(t.device)
+        set_cpu_threads(t.threads, self.device)
         self.amp_dtype, use_scaler = resolve_precision(t.precision, self.device)
+        if t.compile:
+            check_compile(self.device)
 
         check_run_dir(Path(cfg.out_dir), cfg, resume, allow_change)
         preflight.check_run(cfg)  # policy, loss, teacher, writable output: before any compute
@@ -82,7 +84,7 @@ class Trainer:
         self.model = GPT(self.shape).to(self.device)
         self.optimizer = build_optimizer(self.model, t, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-        self.forward = torch.compile(self.model) if t.compile else self.model
+        self.forward = compile_model(self.model) if t.compile else self.model
         self.sampler = BlockSampler(self.train_tokens, self.shape.context, self.micro, t.seed)
         self.policy: Policy = build_policy(cfg.distill, t)
         self.teacher = None
