@@ -67,6 +67,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     threads: int | None = None  # torch CPU threads; None = torch's default
+    parallel: str = "auto"  # under torchrun: ddp (replicas) | fsdp (sharded, FSDP2) | none; auto = ddp under torchrun
 
 
 @dataclass
@@ -315,6 +316,7 @@ def validate(cfg: RunConfig) -> None:
     _check(t.eval_batches is None or t.eval_batches > 0, "train.eval_batches must be > 0 or null (whole split)")
     _check(t.final_eval_batches is None or t.final_eval_batches > 0, "train.final_eval_batches must be > 0 or null (whole split)")
     _check(t.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
+    _check(t.parallel in ("auto", "none", "ddp", "fsdp"), f"train.parallel must be auto, none, ddp or fsdp, got '{t.parallel}'")
     _check(0 <= k.alpha <= 1, f"distill.alpha must be in [0, 1], got {k.alpha}")
     _check(k.temperature > 0, f"distill.temperature must be > 0, got {k.temperature}")
     _check(k.margin >= 0, f"distill.margin must be >= 0, got {k.margin}")

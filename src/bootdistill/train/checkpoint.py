@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -39,12 +40,18 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if STEP_DIR.match(p.name) and (p / "meta.json").is_file())
 
 
-def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dict, meta: dict, keep: int) -> Path:
+def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dict, meta: dict, keep: int,
+                    shards: Path | None = None) -> Path:
+    """`shards`: a finished torch.distributed.checkpoint directory (FSDP), moved in as dcp/."""
     final = Path(run_dir) / "checkpoints" / f"step_{step:08d}"
     with atomic_dir(final) as tmp:
         save_model(model, str(tmp / "model.safetensors"))
         torch.save(state, tmp / "state.pt")
-        files = {name: _sha256(tmp / name) for name in ("model.safetensors", "state.pt")}
+        names = ["model.safetensors", "state.pt"]
+        if shards is not None:
+            os.replace(shards, tmp / "dcp")
+            names += sorted(f"dcp/{f.name}" for f in (tmp / "dcp").iterdir())
+        files = {name: _sha256(tmp / name) for name in names}
         (tmp / "meta.json").write_text(json.dumps({**meta, "step": step, "files": files}, indent=2))
     for old in checkpoint_dirs(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

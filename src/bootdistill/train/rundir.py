@@ -13,7 +13,8 @@ from ..fsutil import atomic_write_text, translate_os_errors
 
 # keys that may change between a run and its resume without making it another run
 VOLATILE = {("log",), ("train", "max_steps"), ("train", "threads"), ("train", "device"), ("out_dir",),
-            ("data", "prepared_dir"), ("train", "keep_checkpoints"), ("train", "checkpoint_every")}
+            ("data", "prepared_dir"), ("train", "keep_checkpoints"), ("train", "checkpoint_every"),
+            ("train", "parallel")}  # the same run on more processes: same batches, same curve
 
 
 def _identity(d: dict, prefix=()) -> dict:
