@@ -55,8 +55,10 @@ def cmd_presets(args) -> int:
 def cmd_experiment(args) -> int:
     from .experiment import run_recipe
 
+    from .train.distributed import is_main
+
     run_dirs = run_recipe(args.recipe, args.overrides, dry_run=args.dry_run)
-    if args.report and not args.dry_run:
+    if args.report and not args.dry_run and is_main():
         from .report.cli import cmd_report
 
         out = args.report_out or str(Path(run_dirs[0]).parent / "report")
@@ -119,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except BootdistillError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank hits the same error: rank 0 says it
+            print(f"error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head`: not an error
         sys.stdout = open(os.devnull, "w")

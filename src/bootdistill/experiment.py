@@ -228,14 +228,17 @@ def print_plan(recipe: dict, order: list[PlannedRun], data_vocab: int) -> list[d
 
 def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bool = False) -> list[Path]:
     from .data.prepare import load_meta, prepare
+    from .train import distributed
     from .train.trainer import Trainer
 
     recipe, order = load_recipe(path, overrides)
     vocab = order[0].cfg.data.vocab_size
+    distributed.init()  # under torchrun: every rank runs every run together
     if dry_run:
         print_plan(recipe, order, vocab)
         return [p.run_dir for p in order]
-    vocab = load_meta(prepare(order[0].cfg.data, progress=order[0].cfg.log.progress))["vocab_size"]
+    with distributed.main_first():  # under torchrun: rank 0 prepares the data, the others reuse it
+        vocab = load_meta(prepare(order[0].cfg.data, progress=order[0].cfg.log.progress))["vocab_size"]
     runs = {p.name: p for p in order}
     planned_flops = {p.name: predicted(p, runs, vocab)["student"] for p in order}
     total_flops = sum(planned_flops.values())

@@ -66,12 +66,14 @@ def barrier() -> None:
 
 @contextlib.contextmanager
 def main_first():
-    """Rank 0 runs the block first (e.g. preparing data files), the others after it, reusing its result."""
-    if not is_main():
-        barrier()
-    yield
+    """Rank 0 runs the block first (e.g. preparing data files), the others after it, quietly, reusing its result."""
     if is_main():
+        yield
         barrier()
+        return
+    barrier()
+    with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):  # rank 0 already said it
+        yield
 
 
 def resolve_mode(parallel: str, device: torch.device) -> str:
