@@ -176,7 +176,9 @@ def test_two_processes_resume_after_sigkill_exactly(tiny_corpus, prepared, tmp_p
     deadline = time.time() + 120
     while time.time() < deadline and not list((out / "checkpoints").glob("step_00000015")):
         time.sleep(0.05)
-    for worker in _children(agent.pid):  # the workers run in their own sessions: kill them, then torchrun
+    workers = _children(agent.pid)  # they run in their own sessions: kill them, then torchrun
+    assert len(workers) == 2
+    for worker in workers:
         os.kill(worker, signal.SIGKILL)
     agent.send_signal(signal.SIGKILL)
     agent.wait()
