@@ -33,8 +33,9 @@ def init() -> None:
     """Join torchrun's process group once per process (idempotent); ranks > 0 print nothing to stdout."""
     if not launched() or dist.is_initialized():
         return
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
+    backend = "gloo"
+    if torch.cuda.is_available():  # GPU tensors over NCCL; logged scalars and objects stay on CPU, over gloo
+        backend = "cpu:gloo,cuda:nccl"
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend, timeout=timedelta(minutes=30))
     atexit.register(cleanup)
@@ -76,7 +77,7 @@ def main_first():
         yield
 
 
-def resolve_mode(parallel: str, device: torch.device) -> str:
+def resolve_mode(parallel: str) -> str:
     """train.parallel -> none | ddp | fsdp, checked against how the process was launched."""
     if parallel not in MODES:
         raise ConfigError(f"train.parallel must be one of {', '.join(MODES)}, got '{parallel}'")
@@ -132,26 +133,20 @@ def grad_sync(wrapped: torch.nn.Module, last_micro_step: bool):
     return contextlib.nullcontext()
 
 
-def _comm_device() -> torch.device:
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-
-
 def mean(values: list[float]) -> list[float]:
     """The mean of each value over all ranks (logged losses); unchanged in a world of one."""
     if world() == 1:
         return values
-    t = torch.tensor(values, dtype=torch.float64, device=_comm_device())
+    t = torch.tensor(values, dtype=torch.float64)
     dist.all_reduce(t)
     return (t / world()).tolist()
 
 
 def sum_(t: torch.Tensor) -> torch.Tensor:
     """A CPU tensor summed over all ranks."""
-    if world() == 1:
-        return t
-    t = t.to(_comm_device())
-    dist.all_reduce(t)
-    return t.cpu()
+    if world() > 1:
+        dist.all_reduce(t)
+    return t
 
 
 def gather(obj) -> list:

@@ -57,7 +57,7 @@ class Trainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         self.device = dist.local_device(resolve_device(t.device))
-        self.parallel = dist.resolve_mode(t.parallel, self.device)
+        self.parallel = dist.resolve_mode(t.parallel)
         self.amp_dtype, use_scaler = resolve_precision(t.precision, self.device)
 
         check_run_dir(Path(cfg.out_dir), cfg, resume)
