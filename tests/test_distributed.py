@@ -121,34 +121,32 @@ def test_ddp_two_processes_match_one(tiny_corpus, prepared, one_process, tmp_pat
 FSDP = {**NO_DROPOUT, "train.parallel": "fsdp"}
 
 
-@pytest.fixture(scope="module")
-def fsdp_run(tiny_corpus, prepared, tmp_path_factory):
-    out = tmp_path_factory.mktemp("fsdp") / "run"
+@pytest.mark.slow
+def test_fsdp_two_processes_match_one(tiny_corpus, prepared, one_process, tmp_path):
+    out = tmp_path / "fsdp"
     r = torchrun("train", *tiny_overrides(tiny_corpus, out, prepared, **FSDP))
     assert r.returncode == 0, r.stderr
-    return out
-
-
-@pytest.mark.slow
-def test_fsdp_two_processes_match_one(one_process, fsdp_run):
-    assert_same_curve(one_process, fsdp_run)
-    last = sorted((fsdp_run / "checkpoints").glob("step_*"))[-1]
+    assert_same_curve(one_process, out)
+    last = sorted((out / "checkpoints").glob("step_*"))[-1]
     assert (last / "dcp" / ".metadata").is_file()  # sharded model and optimizer state, by torch.distributed.checkpoint
     meta = json.loads((last / "meta.json").read_text())
     assert any(name.startswith("dcp/") for name in meta["files"])  # hashed like the rest
 
 
 @pytest.mark.slow
-def test_fsdp_resume_is_exact(tiny_corpus, prepared, fsdp_run, tmp_path):
-    split = tmp_path / "split"  # stopped after its step-8 checkpoint, then resumed from it
-    assert torchrun("train", *tiny_overrides(tiny_corpus, split, prepared, **FSDP, **{"train.max_steps": 8})).returncode == 0
-    r = torchrun("train", "--resume", *tiny_overrides(tiny_corpus, split, prepared, **FSDP))
+def test_fsdp_resume_is_exact(tiny_corpus, prepared, tmp_path):
+    fsdp = {"train.parallel": "fsdp"}  # default dropout: each rank's stream must resume where it stopped
+    full, split = tmp_path / "full", tmp_path / "split"
+    assert torchrun("train", *tiny_overrides(tiny_corpus, full, prepared, **fsdp)).returncode == 0
+    # stopped after its step-8 checkpoint, then resumed from it
+    assert torchrun("train", *tiny_overrides(tiny_corpus, split, prepared, **fsdp, **{"train.max_steps": 8})).returncode == 0
+    r = torchrun("train", "--resume", *tiny_overrides(tiny_corpus, split, prepared, **fsdp))
     assert r.returncode == 0, r.stderr
-    wa, wb = last_weights(fsdp_run), last_weights(split)
+    wa, wb = last_weights(full), last_weights(split)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    ra, rb = read_metrics(fsdp_run / "metrics.jsonl"), read_metrics(split / "metrics.jsonl")
+    ra, rb = read_metrics(full / "metrics.jsonl"), read_metrics(split / "metrics.jsonl")
     assert [(x["step"], x["train_loss"]) for x in ra] == [(x["step"], x["train_loss"]) for x in rb]
-    r = run_cli("train", "--resume", *tiny_overrides(tiny_corpus, split, prepared, **NO_DROPOUT, **{"train.max_steps": 16}))
+    r = run_cli("train", "--resume", *tiny_overrides(tiny_corpus, split, prepared, **{"train.max_steps": 16}))
     assert r.returncode == 2 and "with train.parallel=fsdp" in r.stderr.splitlines()[-1]
 
 

@@ -193,6 +193,7 @@ def full_model(model: torch.nn.Module) -> torch.nn.Module | None:
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if not is_main():
         return None
-    plain = GPT(model.shape)
+    with torch.random.fork_rng(devices=[]):  # its throwaway init must not shift rank 0's dropout stream
+        plain = GPT(model.shape)
     plain.load_state_dict(full)
     return plain
