@@ -73,13 +73,15 @@ def cmd_presets(args) -> int:
 def cmd_experiment(args) -> int:
     from .experiment import load_recipe, run_recipe
 
+    from .train.distributed import is_main
+
     if args.list:
         from .interop.cluster import run_commands
 
         print("\n".join(run_commands(args.recipe, args.overrides, load_recipe(args.recipe, args.overrides)[1])))
         return 0
     run_dirs = run_recipe(args.recipe, args.overrides, dry_run=args.dry_run, only=args.only)
-    if args.report and not args.dry_run:
+    if args.report and not args.dry_run and is_main():
         from .report.cli import cmd_report
 
         out = args.report_out or str(Path(run_dirs[0]).parent / "report")
@@ -152,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except BootdistillError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank hits the same error: rank 0 says it
+            print(f"error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head`: not an error
         sys.stdout = open(os.devnull, "w")

@@ -254,6 +254,7 @@ def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bo
                only: str | None = None) -> list[Path]:
     """Run the recipe's runs in order; `only`: just that run (its teacher must be finished)."""
     from .data.prepare import load_meta, prepare
+    from .train import distributed
     from .train.trainer import Trainer
 
     from .train import preflight
@@ -268,15 +269,17 @@ def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bo
     for p in order:  # every run's policy and loss, and a writable output, before the first run starts
         preflight.check_run(p.cfg, teacher_must_exist=p.teacher is None)
     vocab = order[0].cfg.data.vocab_size
+    distributed.init()  # under torchrun: every rank runs every run together
     if dry_run:
         print_plan(recipe, order, vocab)
         return [p.run_dir for p in order]
     data_dirs: dict[str, Path] = {}  # every run's data, prepared once and checked before the first step
-    for p in order:
-        key = json.dumps(to_dict(p.cfg.data), sort_keys=True)
-        if key not in data_dirs:
-            data_dirs[key] = prepare(p.cfg.data, progress=p.cfg.log.progress)
-        preflight.check_splits(data_dirs[key], p.cfg.model.context)
+    with distributed.main_first():  # under torchrun: rank 0 prepares the data, the others reuse it
+        for p in order:
+            key = json.dumps(to_dict(p.cfg.data), sort_keys=True)
+            if key not in data_dirs:
+                data_dirs[key] = prepare(p.cfg.data, progress=p.cfg.log.progress)
+            preflight.check_splits(data_dirs[key], p.cfg.model.context)
     vocab = load_meta(next(iter(data_dirs.values())))["vocab_size"]
     planned_flops = {p.name: predicted(p, runs, vocab)["student"] for p in order}
     total_flops = sum(planned_flops.values())

@@ -3,6 +3,9 @@
 The stream is cut into non-overlapping blocks of `context` tokens (the last short block is dropped); the
 labels of a block are the same tokens shifted by one, read from the stream. Training visits the blocks in a
 fresh seeded permutation each epoch; its position is two integers, so resume is exact.
+
+Data-parallel: every rank walks the same global sequence of batches and keeps only its contiguous slice of
+each one, so which blocks make up a global batch does not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -26,10 +29,16 @@ def _gather(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[torch
 
 
 class BlockSampler:
-    """Random blocks for training, in a per-epoch permutation seeded by (seed, epoch)."""
+    """Random blocks for training, in a per-epoch permutation seeded by (seed, epoch).
 
-    def __init__(self, tokens: np.ndarray, context: int, batch_size: int, seed: int, split: str = "train"):
+    `batch_size` is global; with `world` > 1, next_batch returns rank `rank`'s batch_size / world rows of it.
+    """
+
+    def __init__(self, tokens: np.ndarray, context: int, batch_size: int, seed: int, split: str = "train",
+                 rank: int = 0, world: int = 1):
         self.tokens, self.context, self.batch_size, self.seed = tokens, context, batch_size, seed
+        assert batch_size % world == 0, "the global batch must split evenly over the ranks"
+        self.rank, self.world = rank, world
         self.n_blocks = num_blocks(len(tokens), context)
         if self.n_blocks < 1:
             raise DataError(
@@ -52,7 +61,9 @@ class BlockSampler:
             picked.append(self._order[self.pos : self.pos + take])
             self.pos += take
             count += take
-        return _gather(self.tokens, np.concatenate(picked) * self.context, self.context)
+        per_rank = self.batch_size // self.world
+        mine = np.concatenate(picked)[self.rank * per_rank : (self.rank + 1) * per_rank]
+        return _gather(self.tokens, mine * self.context, self.context)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos}
@@ -74,3 +85,23 @@ def eval_batches(
         if max_batches is not None and i >= max_batches:
             return
         yield _gather(tokens, starts[lo : lo + batch_size], context)
+
+
+def eval_shard(tokens: np.ndarray, context: int, batch_size: int, max_batches: int | None, rank: int, world: int
+               ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """Rank `rank`'s share of the blocks eval_batches would give, as (x, y, real rows) batches of batch_size.
+
+    Every rank yields the same number of equally sized batches (sharded models need every rank in every
+    forward), so a rank short of blocks pads with a repeat of the first block; only the first `real` rows count.
+    """
+    n = num_blocks(len(tokens), context)
+    if n < 1:
+        raise DataError(f"the evaluation split has {len(tokens)} tokens, fewer than one block of context {context} + 1")
+    if max_batches is not None:
+        n = min(n, max_batches * batch_size)
+    mine = np.arange(rank, n, world)
+    per_rank = -(-n // world)
+    padded = np.concatenate([mine, np.zeros(per_rank - len(mine), dtype=mine.dtype)]) * context
+    for lo in range(0, per_rank, batch_size):
+        x, y = _gather(tokens, padded[lo : lo + batch_size], context)
+        yield x, y, max(0, min(len(mine) - lo, batch_size))

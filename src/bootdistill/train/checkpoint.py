@@ -56,7 +56,9 @@ def clean_leftovers(run_dir: Path) -> list[str]:
     return removed
 
 
-def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dict, meta: dict, keep: int) -> Path:
+def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dict, meta: dict, keep: int,
+                    shards: Path | None = None) -> Path:
+    """`shards`: a finished torch.distributed.checkpoint directory (FSDP), moved in as dcp/."""
     final = Path(run_dir) / "checkpoints" / f"step_{step:08d}"
     with atomic_dir(final) as tmp:
         try:
@@ -66,7 +68,11 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dic
             raise CheckpointError(f"cannot write checkpoint '{final}' ({str(e).splitlines()[0][:120]}): the disk is "
                                   "probably full or a file-size limit (ulimit -f) was reached; free space, then "
                                   "continue with --resume from the last checkpoint, which is intact") from None
-        files = {name: _sha256(tmp / name) for name in ("model.safetensors", "state.pt")}
+        names = ["model.safetensors", "state.pt"]
+        if shards is not None:
+            os.replace(shards, tmp / "dcp")
+            names += sorted(f"dcp/{f.name}" for f in (tmp / "dcp").iterdir())
+        files = {name: _sha256(tmp / name) for name in names}
         (tmp / "meta.json").write_text(json.dumps({**meta, "step": step, "files": files}, indent=2))
     found = checkpoint_dirs(run_dir)
     best = min(found, key=_val_loss)  # the best-validation checkpoint stays out of rotation
@@ -89,6 +95,8 @@ def save_snapshot(run_dir: Path, step: int, model: torch.nn.Module) -> Path:
         save_model(model, str(tmp))
         os.replace(tmp, final)
     return final
+
+
 def _val_loss(ckpt: Path) -> float:
     try:
         return float(json.loads((ckpt / "meta.json").read_text()).get("val_loss", math.inf))

@@ -16,7 +16,8 @@ LOCK_NAME = ".lock"  # see lock.py
 
 # keys that may change between a run and its resume without making it another run
 VOLATILE = {("log",), ("train", "max_steps"), ("train", "threads"), ("train", "device"), ("out_dir",),
-            ("data", "prepared_dir"), ("train", "keep_checkpoints"), ("train", "checkpoint_every")}
+            ("data", "prepared_dir"), ("train", "keep_checkpoints"), ("train", "checkpoint_every"),
+            ("train", "parallel")}  # the same run on more processes: same batches, same curve
 
 
 def _identity(d: dict, prefix=()) -> dict:
