@@ -113,8 +113,9 @@ def find_tokenizer(ckpt: Path, tokenizer_sha256: str | None) -> Path:
 
 
 def export_hf(run_or_ckpt: str | Path, out: str | Path, tokenizer: str | Path | None = None) -> Path:
-    """Write `out`: config.json, model.safetensors, tokenizer files; loadable with AutoModelForCausalLM /
-    AutoTokenizer. All of it or nothing: written into a temp dir beside `out`, then renamed."""
+    """Write `out`: config.json, model.safetensors, tokenizer files (loadable with AutoModelForCausalLM /
+    AutoTokenizer) and bootdistill.json (checkpoint, step, tokens, FLOPs ledger). All of it or nothing: written
+    into a temp dir beside `out`, then renamed."""
     from ..train.eval_cli import load_model_from_checkpoint
 
     out = Path(out)
@@ -134,6 +135,8 @@ def export_hf(run_or_ckpt: str | Path, out: str | Path, tokenizer: str | Path | 
         with translate_os_errors(out):
             hf_model.save_pretrained(tmp)
             hf_tok.save_pretrained(tmp)
+            provenance = {"checkpoint": str(ckpt), **{k: meta.get(k) for k in ("step", "tokens", "tokenizer_sha256", "ledger")}}
+            (tmp / "bootdistill.json").write_text(json.dumps(provenance, indent=2) + "\n")  # where it came from
             os.chmod(tmp, 0o755)  # mkdtemp makes 0700; the export is an ordinary directory
             if out.exists():
                 out.rmdir()  # empty (checked above)
