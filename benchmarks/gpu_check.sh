@@ -7,9 +7,11 @@
 #   3. the KD step overhead at the 30M student / 5M teacher shapes (benchmarks/bench_kd_step.py)
 #   4. a mid-scale bootstrapped experiment, configs/gpu-mid.yaml (5M teacher -> 30M student, 101.6M tokens),
 #      one run at a time with `experiment --only`
-# Each phase is bounded with `timeout` by its own cap and by what is left of GPU_CHECK_BUDGET (default 570 s);
-# phases that no longer fit are skipped, in this order of importance: env, tests, MFU eager, KD, mid teacher +
-# bootstrapped student, MFU compile, mid classical student.
+# Each phase is bounded with `timeout` by its own cap and by what is left of GPU_CHECK_BUDGET (default 550 s;
+# with the closing report at most ~590 s in all);
+# phases that no longer fit are skipped, in this order of importance: env, tests, MFU eager, 150M compiled, KD,
+# mid teacher + bootstrapped student, 70M compiled, mid classical student. To resume an interrupted experiment
+# in a second call, give both calls the same GPU_CHECK_WORK.
 # Everything goes under $OUT (default ./gpu_out): summary.txt (one line per phase, then the MFU / KD / experiment
 # figures), <phase>.log, the benchmarks' JSON, and gpu-mid/<run>/{summary.json,metrics.jsonl} + report/.
 # Run directories and prepared data go to $GPU_CHECK_WORK (default a temp dir), so checkpoints stay out of $OUT.
@@ -29,7 +31,7 @@ cd "$ROOT"
 OUT="${OUT:-$ROOT/gpu_out}"
 OUT="$(mkdir -p "$OUT" && cd "$OUT" && pwd)"
 SMOKE="${GPU_CHECK_SMOKE:-0}"
-BUDGET="${GPU_CHECK_BUDGET:-570}"
+BUDGET="${GPU_CHECK_BUDGET:-550}"
 WORK="${GPU_CHECK_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")}"
 mkdir -p "$WORK"
 START=$(date +%s)
@@ -106,14 +108,14 @@ PREP="$WORK/bench-prepared"
 # sizes: the real ones, or seconds-long ones for the smoke run
 if [ "$SMOKE" = 1 ]; then
   BENCH="--device cpu --context 64 --micro 2 --steps 1 --repeats 1 --vocab 500 --train-mb 0.3 --peak-size 256 --peak-seconds 0.05"
-  MFU_PRESETS="1M"; COMPILE_PRESETS="1M"
+  MFU_PRESETS="1M"; BIG="1M"; MID_SIZE="2M"
   KD="--device cpu --student 32,1,2 --teacher 16,1,2 --context 64 --batch 2 --steps 1 --repeats 1 --vocab 500 --train-mb 0.3 --no-memory"
   MID="data.max_train_mb=0.5 data.vocab_size=500 model.d_model=32 model.n_layers=1 model.n_heads=2 model.context=64 \
 train.batch_tokens=128 train.micro_batch=2 train.max_steps=3 train.precision=fp32 train.final_eval_batches=2 train.device=cpu"
   TEST_SEL="tests/test_accel.py tests/test_cuda.py"
 else
   BENCH="--device cuda --micro 32 --steps 5 --repeats 3"
-  MFU_PRESETS="30M 70M 150M"; COMPILE_PRESETS="70M 150M"
+  MFU_PRESETS="30M 70M 150M"; BIG="150M"; MID_SIZE="70M"
   KD="--device cuda --student 512,10,16 --teacher 256,6,8 --context 1024 --batch 16 --steps 3 --repeats 5"
   MID="train.device=cuda"
   TEST_SEL="-m cuda tests"
@@ -124,10 +126,14 @@ MID="$MID log.progress=false ${CORPUS:+data.corpus=$CORPUS}"
 # ------------------------------------------------------------------ 1. CUDA tests
 phase tests 150 "'$PY' -m pytest -q -rs -p no:cacheprovider $TEST_SEL"
 
-# ------------------------------------------------------------------ 2. MFU, eager
+# ------------------------------------------------------------------ 2. MFU: eager, then train.compile=true
 for p in $MFU_PRESETS; do
   phase "mfu_$p" 90 "'$PY' benchmarks/bench_train.py $BENCH $CORPUS_ARG --prepared '$PREP' --presets $p --dtypes bf16 --json '$OUT/mfu_$p.json'"
 done
+mfu_compile() {  # eager and compiled side by side in one process
+  phase "mfu_compile_$1" 120 "'$PY' benchmarks/bench_train.py $BENCH $CORPUS_ARG --prepared '$PREP' --presets $1 --dtypes bf16,bf16+compile --json '$OUT/mfu_compile_$1.json'"
+}
+mfu_compile "$BIG"
 
 # ------------------------------------------------------------------ 3. KD step overhead
 phase kd_step 90 "'$PY' benchmarks/bench_kd_step.py $KD $CORPUS_ARG --prepared '$PREP' --json '$OUT/kd_step.json'"
@@ -137,12 +143,8 @@ RECIPE="$ROOT/configs/gpu-mid.yaml"
 mid() { phase "mid_$1" "$2" "cd '$WORK' && $BD experiment '$RECIPE' $MID --only $1"; }
 mid teacher 150 && mid bootstrapped 200
 
-# ------------------------------------------------------------------ 5. MFU with train.compile=true
-for p in $COMPILE_PRESETS; do
-  phase "mfu_compile_$p" 150 "'$PY' benchmarks/bench_train.py $BENCH $CORPUS_ARG --prepared '$PREP' --presets $p --dtypes bf16,bf16+compile --json '$OUT/mfu_compile_$p.json'"
-done
-
-# ------------------------------------------------------------------ 6. the classical baseline, if time is left
+# ------------------------------------------------------------------ 5. what is left: 70M compiled, the classical baseline
+mfu_compile "$MID_SIZE"
 mid classical 200
 
 # ------------------------------------------------------------------ results
@@ -155,7 +157,7 @@ for run in "$WORK"/runs/gpu-mid/*/; do
 done
 finished=$(ls "$WORK"/runs/gpu-mid/*/summary.json 2>/dev/null | xargs -r -n1 dirname | tr '\n' ' ')
 if [ -n "$finished" ]; then
-  (cd "$WORK" && timeout 60 bash -c "$BD report $finished --out '$OUT/gpu-mid/report'" > "$OUT/report.log" 2>&1) \
+  (cd "$WORK" && timeout 25 bash -c "$BD report $finished --out '$OUT/gpu-mid/report'" > "$OUT/report.log" 2>&1) \
     || note "report: FAILED (see report.log)"
 fi
 "$PY" - "$OUT" 2>&1 <<'PYEOF' | tee -a "$OUT/summary.txt"

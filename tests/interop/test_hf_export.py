@@ -51,6 +51,8 @@ def test_export_loads_in_transformers_with_equal_logits_and_ids(trained, real_co
     r = run_cli("export", str(trained), str(out))
     assert r.returncode == 0, r.stderr
     assert str(out) in r.stdout
+    provenance = json.loads((out / "bootdistill.json").read_text())
+    assert provenance["step"] == 8 and provenance["checkpoint"].endswith("step_00000008")
 
     hf = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
     tok = transformers.AutoTokenizer.from_pretrained(out)

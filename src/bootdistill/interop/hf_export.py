@@ -10,14 +10,16 @@ layers store weights as (in, out), the transpose of nn.Linear's. The tokenizer i
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import torch
+import yaml
 
-from ..data.tokenizer import SEP_ID, SPECIAL_TOKENS
+from ..data.tokenizer import SEP_ID, SPECIAL_TOKENS, file_sha256
 from ..errors import BootdistillError, CheckpointError, DataError
 from ..fsutil import translate_os_errors
 from ..model import GPT, ModelShape
@@ -90,13 +92,7 @@ def hf_tokenizer(tokenizer_json: str | Path, context: int):
 
 def find_tokenizer(ckpt: Path, tokenizer_sha256: str | None) -> Path:
     """The tokenizer.json a checkpoint was trained with: from the run's summary.json or config.yaml, checked
-    against the sha256 the checkpoint recorded."""
-    import json
-
-    import yaml
-
-    from ..data.tokenizer import file_sha256
-
+    against the sha256 the checkpoint recorded (relative paths: from the working directory, as in training)."""
     run = ckpt.parent.parent
     candidates = []
     try:
@@ -117,8 +113,9 @@ def find_tokenizer(ckpt: Path, tokenizer_sha256: str | None) -> Path:
 
 
 def export_hf(run_or_ckpt: str | Path, out: str | Path, tokenizer: str | Path | None = None) -> Path:
-    """Write `out`: config.json, model.safetensors, tokenizer files; loadable with AutoModelForCausalLM /
-    AutoTokenizer. All of it or nothing: written into a temp dir beside `out`, then renamed."""
+    """Write `out`: config.json, model.safetensors, tokenizer files (loadable with AutoModelForCausalLM /
+    AutoTokenizer) and bootdistill.json (checkpoint, step, tokens, FLOPs ledger). All of it or nothing: written
+    into a temp dir beside `out`, then renamed."""
     from ..train.eval_cli import load_model_from_checkpoint
 
     out = Path(out)
@@ -138,6 +135,8 @@ def export_hf(run_or_ckpt: str | Path, out: str | Path, tokenizer: str | Path | 
         with translate_os_errors(out):
             hf_model.save_pretrained(tmp)
             hf_tok.save_pretrained(tmp)
+            provenance = {"checkpoint": str(ckpt), **{k: meta.get(k) for k in ("step", "tokens", "tokenizer_sha256", "ledger")}}
+            (tmp / "bootdistill.json").write_text(json.dumps(provenance, indent=2) + "\n")  # where it came from
             os.chmod(tmp, 0o755)  # mkdtemp makes 0700; the export is an ordinary directory
             if out.exists():
                 out.rmdir()  # empty (checked above)
@@ -151,8 +150,6 @@ def export_hf(run_or_ckpt: str | Path, out: str | Path, tokenizer: str | Path | 
 
 
 def _tokenizer_path(ckpt: Path, want_sha: str | None, given: str | Path | None) -> Path:
-    from ..data.tokenizer import file_sha256
-
     if given is None:
         return find_tokenizer(ckpt, want_sha)
     path = Path(given) / "tokenizer.json" if Path(given).is_dir() else Path(given)
