@@ -3,6 +3,7 @@ default precision, the MFU probe running): stopped by SIGKILL, Ctrl-C or train.m
 bootstrapped."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -93,3 +94,48 @@ def test_killed_bootstrapped_run_resumes_bitwise(tiny_corpus, prepared, referenc
     r = run_cli("train", "--resume", *args)
     assert r.returncode == 0, r.stderr
     assert_same_run(ref, out)
+
+
+def test_fault_injection_kills_at_random_moments(tiny_corpus, prepared, tmp_path):
+    """SIGKILL a real run 10 times at random moments, every other time while a checkpoint is being written
+    (checkpoint_every=1), resuming each time; the result is the uninterrupted run, bit for bit."""
+    import random
+
+    from bootdistill.train import checkpoint as ckpt_io
+
+    from bootdistill.config import load_config
+    from bootdistill.train.trainer import Trainer
+
+    extra = {**EXTRA, "train.total_steps": 40, "train.eval_every": 10}
+    ref = tmp_path / "ref"
+    Trainer(load_config(None, tiny_overrides(tiny_corpus, ref, prepared, **extra))).fit()  # in-process: same code
+    rng = random.Random(0)
+    out = tmp_path / "run"
+    ckpts = out / "checkpoints"
+    args = ["train", "--resume", *tiny_overrides(tiny_corpus, out, prepared, **{**extra, "train.checkpoint_every": 1})]
+    in_write = 0
+    for kill in range(10):
+        before = len(ckpt_io.checkpoint_dirs(out))
+        proc = start(args)
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            if kill % 2 == 0:  # inside a checkpoint write: the moment its temp dir exists
+                if any(n.endswith(".tmp") for n in (os.listdir(ckpts) if ckpts.is_dir() else [])):
+                    in_write += 1
+                    break
+                if len(ckpt_io.checkpoint_dirs(out)) > before + 5:
+                    break  # missed one: kill here instead
+            elif len(ckpt_io.checkpoint_dirs(out)) > before:  # anywhere, once the run has made progress
+                time.sleep(rng.uniform(0, 0.05))
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (out / "summary.json").exists(), f"the run finished before kill {kill + 1}"
+        for ckpt in ckpt_io.checkpoint_dirs(out):  # whatever the moment, no visible checkpoint is corrupt
+            ckpt_io.verify_checkpoint(ckpt)
+    assert in_write >= 2, "too few kills landed inside checkpoint writes"
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert_same_run(ref, out)
+    assert not [p.name for p in ckpts.iterdir() if not p.name.startswith("step_")]
+    assert not list(out.glob(".*.tmp"))
