@@ -63,7 +63,7 @@ def test_defaults_are_what_a_user_gets(tiny_corpus, prepared, tmp_path):
     assert cfg.model.dropout == 0.1 and cfg.train.precision == "auto"
 
 
-@pytest.mark.parametrize("how", ["sigkill", "ctrl-c", "max_steps"])
+@pytest.mark.parametrize("how", ["ctrl-c", "max_steps"])  # SIGKILL: the fault-injection test below
 def test_stopped_classical_run_resumes_bitwise(tiny_corpus, prepared, reference, tmp_path, how):
     out = tmp_path / "run"
     args = tiny_overrides(tiny_corpus, out, prepared, **EXTRA)
@@ -72,8 +72,8 @@ def test_stopped_classical_run_resumes_bitwise(tiny_corpus, prepared, reference,
         assert r.returncode == 0, r.stderr
     else:
         proc = start(["train", *args])
-        stop_after(proc, out / "checkpoints" / "step_00000009", signal.SIGKILL if how == "sigkill" else signal.SIGINT)
-        assert proc.returncode == (-signal.SIGKILL if how == "sigkill" else 130)
+        stop_after(proc, out / "checkpoints" / "step_00000009", signal.SIGINT)
+        assert proc.returncode == 130
         assert not (out / "summary.json").exists(), "the run finished before it could be stopped"
     r = run_cli("train", "--resume", *args)
     assert r.returncode == 0, r.stderr
@@ -113,9 +113,13 @@ def test_fault_injection_kills_at_random_moments(tiny_corpus, prepared, tmp_path
     out = tmp_path / "run"
     ckpts = out / "checkpoints"
     args = ["train", "--resume", *tiny_overrides(tiny_corpus, out, prepared, **{**extra, "train.checkpoint_every": 1})]
+    def latest() -> int:
+        found = ckpt_io.checkpoint_dirs(out)
+        return int(found[-1].name[5:]) if found else 0
+
     in_write = 0
     for kill in range(10):
-        before = len(ckpt_io.checkpoint_dirs(out))
+        before = latest()
         proc = start(args)
         deadline = time.time() + 60
         while time.time() < deadline and proc.poll() is None:
@@ -123,9 +127,9 @@ def test_fault_injection_kills_at_random_moments(tiny_corpus, prepared, tmp_path
                 if any(n.endswith(".tmp") for n in (os.listdir(ckpts) if ckpts.is_dir() else [])):
                     in_write += 1
                     break
-                if len(ckpt_io.checkpoint_dirs(out)) > before + 5:
+                if latest() > before + 2:
                     break  # missed one: kill here instead
-            elif len(ckpt_io.checkpoint_dirs(out)) > before:  # anywhere, once the run has made progress
+            elif latest() > before:  # anywhere, once the run has made progress
                 time.sleep(rng.uniform(0, 0.05))
                 break
         proc.send_signal(signal.SIGKILL)

@@ -38,11 +38,6 @@ def config_differences(old: dict, new: dict) -> dict[str, list]:
     return {key: [a.get(key), b.get(key)] for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
 
 
-def config_difference(old: dict, new: dict) -> str | None:
-    diffs = config_differences(old, new)
-    return next((f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diffs.items()), None)
-
-
 def check_allow_change(keys, resume: bool) -> None:
     if keys and not resume:
         raise BootdistillError("--allow-change continues an existing run: use it together with --resume")
