@@ -42,11 +42,14 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 
 
 def clean_leftovers(run_dir: Path) -> list[str]:
-    """Remove what a kill can leave behind: a checkpoint being written (.step_*.tmp), one being deleted
+    """Remove what a kill can leave behind: a file being written atomically (.NAME.*.tmp), a checkpoint being written (.step_*.tmp), one being deleted
     (.step_*.del), a step_* directory without meta.json. A replaced one (.step_*.old) whose successor never
     arrived is put back. Returns the names removed."""
     root = Path(run_dir) / "checkpoints"
     removed = []
+    for p in Path(run_dir).glob(".*.tmp"):  # an atomic write of config.yaml, metrics or summary, killed
+        p.unlink(missing_ok=True)
+        removed.append(p.name)
     for p in sorted(root.iterdir()) if root.is_dir() else []:
         if p.name.startswith(".step_") and p.name.endswith(".old") and not (root / p.name[1:-4]).exists():
             p.rename(root / p.name[1:-4])

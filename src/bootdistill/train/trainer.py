@@ -172,7 +172,8 @@ class Trainer:
         found = ckpt_io.checkpoint_dirs(self.run_dir)
         where = f"the last good checkpoint is step {int(found[-1].name[5:])}" if found else "no checkpoint was written"
         return (f"nothing from the diverged steps was saved and {where}: continue with a lower learning rate, e.g. "
-                f"--resume --allow-change train.lr_max train.lr_max={self.cfg.train.lr_max / 4:.3g}")
+                f"--resume --allow-change train.lr_max train.lr_max={self.cfg.train.lr_max / 4:.3g} "
+                "(in an experiment: lower it in the recipe)")
 
     def save(self, val_loss: float | None = None) -> Path | None:
         """Write a checkpoint, after checking that its weights are finite and evaluate to a sane loss. Every rank
