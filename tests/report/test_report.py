@@ -144,7 +144,7 @@ def test_plots_are_written(pair, tmp_path):
     root, teacher, c, d = pair
     runs = load_runs([teacher, c, d])
     plots = write_plots(runs, tmp_path / "plots", build_report(runs))
-    assert set(plots) == {"loss_vs_compute", "loss_vs_step", "lr_vs_loss", "positional_loss"}
+    assert set(plots) == {"loss_vs_compute", "loss_vs_step", "lr_vs_loss", "positional_loss", "savings"}
     for file in plots.values():
         data = (tmp_path / "plots" / file).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 1000

@@ -245,6 +245,7 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
     titles = {"loss_vs_compute": "Validation loss vs compute (Fig. 3)", "loss_vs_step": "Validation loss vs step (Fig. 2)",
               "lr_vs_loss": "Learning rate vs validation loss (Fig. 7)",
               "positional_loss": "Test loss per 64-token position bucket (Figs. 4-5)",
+              "savings": "Savings by configuration, teacher included",
               "switch": "Around the KD switch: train loss, gradient norm, validation entropy"}
     if plots:
         md += ["## Plots", ""]

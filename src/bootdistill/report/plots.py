@@ -15,7 +15,7 @@ from ..fsutil import atomic_write_bytes  # noqa: E402
 from .tables import PFLOP, Run, find_teacher, group_runs  # noqa: E402
 
 FILES = {"loss_vs_compute": "loss_vs_compute.png", "loss_vs_step": "loss_vs_step.png",
-         "lr_vs_loss": "lr_vs_loss.png", "positional_loss": "positional_loss.png"}
+         "lr_vs_loss": "lr_vs_loss.png", "positional_loss": "positional_loss.png", "savings": "savings.png"}
 
 
 def _save(fig, path: Path) -> None:
@@ -70,7 +70,8 @@ def _finish(ax, fig, path, xlabel, ylabel, title, drew) -> bool:
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     _save(fig, path)
     return True
 
@@ -123,6 +124,23 @@ def write_plots(runs: list[Run], out: Path, report: dict | None = None) -> dict[
     if _finish(ax, fig, out / FILES["positional_loss"], "position bucket (upper bound, tokens)", "test loss",
                "Loss per 64-token position bucket (cf. paper Figs. 4-5)", drew):
         written["positional_loss"] = FILES["positional_loss"]
+
+    rows = [r for r in (report or {}).get("rows", []) if r.get("savings_pct")]
+    if rows:
+        fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
+        names = [r["configuration"] for r in rows]
+        means = [r["savings_pct"]["mean"] if r["savings_pct"]["mean"] is not None else 0.0 for r in rows]
+        errs = [r["savings_pct"]["std"] or 0.0 for r in rows]
+        colours = ["tab:green" if m > 0 else "tab:red" for m in means]
+        ax.barh(names, means, xerr=errs, color=colours, alpha=0.8)
+        for y, r in enumerate(rows):
+            if r["savings_pct"]["mean"] is None:
+                ax.annotate("target not reached", (0, y), fontsize=7, va="center")
+        ax.axvline(0, color="black", lw=0.8)
+        ax.invert_yaxis()
+        if _finish(ax, fig, out / FILES["savings"], "saving to reach the classical target, teacher included (%)", "",
+                   "Compute saved by each configuration (± std over seeds)", True):
+            written["savings"] = FILES["savings"]
 
     from .switch_plot import write_switch_plot
 
