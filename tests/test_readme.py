@@ -3,7 +3,6 @@ and every path it names exists. Only the two long commands (demo.sh, test.sh) ar
 
 import os
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
