@@ -140,7 +140,7 @@ class Trainer:
         """Write a checkpoint, after checking that its weights are finite and evaluate to a sane loss."""
         if val_loss is None:
             val_loss = self.validate()["loss"]
-        self.guard.check_checkpoint(self.step, self.model, val_loss, self._divergence_hint())
+        self.guard.check_checkpoint(self.step, self.model, val_loss, self._divergence_hint)
         state = {
             "optimizer": self.optimizer.state_dict(),
             "sampler": self.sampler.state_dict(),
@@ -234,7 +234,7 @@ class Trainer:
                 self.teacher.release()
             info = self.train_step()
             window_tokens += self.tokens_per_step
-            self.guard.check_step(self.step, info["train_loss"], self._divergence_hint())
+            self.guard.check_step(self.step, info["train_loss"], self._divergence_hint)
             row = {"step": self.step, "tokens": self.step * self.tokens_per_step, **self.ledger.row(), **info}
             is_eval = self.step % t.eval_every == 0 or self.step == self.max_steps
             if self.step % t.log_every == 0 or is_eval:
