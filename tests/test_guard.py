@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from conftest import run_cli, tiny_overrides
+from conftest import run_cli, run_main, tiny_overrides
 from bootdistill.config import load_config, resolve_model
 from bootdistill.errors import BootdistillError
 from bootdistill.train import checkpoint as ckpt_io
@@ -85,5 +85,5 @@ def test_divergence_keeps_good_checkpoints_and_resumes_with_lower_lr(tiny_corpus
 
 def test_allow_change_is_limited_to_training_settings(tiny_corpus, tmp_path):
     args = tiny_overrides(tiny_corpus, tmp_path / "run", tmp_path / "prep")
-    assert "with --resume" in _error_line(run_cli("train", "--allow-change", "train.lr_max", *args))
-    assert "only training settings" in _error_line(run_cli("train", "--resume", "--allow-change", "model.d_model", *args))
+    assert "with --resume" in _error_line(run_main("train", "--allow-change", "train.lr_max", *args))
+    assert "only training settings" in _error_line(run_main("train", "--resume", "--allow-change", "model.d_model", *args))
