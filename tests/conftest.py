@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import random
 import subprocess
@@ -58,3 +60,17 @@ def tiny_overrides(corpus: Path, out: Path, prepared: Path, **extra) -> list[str
 def run_cli(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bootdistill.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO)
+
+
+def run_main(*args: str) -> subprocess.CompletedProcess:
+    """`bootdistill ARGS` through the CLI's main() in this process: the user's code path without the cost of
+    a new interpreter (for commands that fail or finish fast)."""
+    from bootdistill.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main(list(args))
+        except SystemExit as e:  # argparse errors
+            rc = e.code
+    return subprocess.CompletedProcess(list(args), rc, out.getvalue(), err.getvalue())

@@ -1,6 +1,5 @@
 """Bad input on the command line: one clear line and exit 2, never a traceback or a silent exit 0."""
 
-import os
 import resource
 import signal
 import subprocess
@@ -9,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import REPO, run_cli, tiny_overrides, write_wikitext
+from conftest import REPO, run_cli, run_main, tiny_overrides, write_wikitext
 from test_experiment import write_recipe
 
 
@@ -37,15 +36,15 @@ def run(tiny_corpus, tmp_path_factory):
     (["--bucket", "0"], "--bucket must be a positive integer"),
 ])
 def test_eval_bad_numbers(run, args, message):
-    assert message in error_line(run_cli("eval", str(run), *args))
+    assert message in error_line(run_main("eval", str(run), *args))
 
 
 def test_bad_numbers_elsewhere(tiny_corpus, tmp_path):
-    assert "--margin" in error_line(run_cli("plan", "--student", "150e6", "--budget", "1e20", "--margin", "-1"))
-    assert "--vocab-size" in error_line(run_cli("presets", "--vocab-size", "0"))
-    line = error_line(run_cli("train", *tiny_overrides(tiny_corpus, tmp_path / "r", tmp_path / "p"), "train.lr_max=1e39"))
+    assert "--margin" in error_line(run_main("plan", "--student", "150e6", "--budget", "1e20", "--margin", "-1"))
+    assert "--vocab-size" in error_line(run_main("presets", "--vocab-size", "0"))
+    line = error_line(run_main("train", *tiny_overrides(tiny_corpus, tmp_path / "r", tmp_path / "p"), "train.lr_max=1e39"))
     assert "train.lr_max must fit a float32" in line
-    assert "finite" in error_line(run_cli("train", *tiny_overrides(tiny_corpus, tmp_path / "r", tmp_path / "p"), "train.lr_max=inf"))
+    assert "finite" in error_line(run_main("train", *tiny_overrides(tiny_corpus, tmp_path / "r", tmp_path / "p"), "train.lr_max=inf"))
     assert not (tmp_path / "r").exists()
 
 
@@ -59,20 +58,20 @@ def test_unwritable_outputs(run, tiny_corpus, tmp_path):
                  ["plan", "--student", "150e6", "--budget", "1e20", "--out", bad],
                  ["fit", str(run), "--out", bad],
                  ["train", *tiny_overrides(tiny_corpus, blocker / "run", tmp_path / "prep")]):
-        assert "is a file, not a directory" in error_line(run_cli(*args)), args
+        assert "is a file, not a directory" in error_line(run_main(*args)), args
 
 
 def test_overrides_anywhere_on_the_line(tiny_corpus, tmp_path):
     recipe = write_recipe(tmp_path / "r.yaml", tiny_corpus, tmp_path / "out", tmp_path / "prep")
     for args in (["--report", "train.threads=1", "--dry-run"], ["train.threads=1", "--dry-run", "--report"]):
-        r = run_cli("experiment", str(recipe), *args)
+        r = run_main("experiment", str(recipe), *args)
         assert r.returncode == 0 and "boot" in r.stdout, r.stderr
 
 
 def test_yaml_error_names_file_line_and_column(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  d_model: 32\ntrain: {lr_max: 1e-3\n")
-    line = error_line(run_cli("train", "-c", str(bad)))
+    line = error_line(run_main("train", "-c", str(bad)))
     assert str(bad) in line and "line 4, column 1" in line
 
 
@@ -105,5 +104,6 @@ def test_file_size_limit_while_checkpointing(run, tiny_corpus, tmp_path, limit_k
     r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, preexec_fn=limit)
     assert "cannot write checkpoint" in error_line(r) and "--resume" in error_line(r)
     assert not list((out / "checkpoints").iterdir())  # no half-written checkpoint, no temp dir
-    r = run_cli("train", "--resume", *tiny_overrides(tiny_corpus, out, prepared))
-    assert r.returncode == 0, r.stderr
+    if limit_kb == 100:  # and the run continues once there is room
+        r = run_cli("train", "--resume", *tiny_overrides(tiny_corpus, out, prepared))
+        assert r.returncode == 0, r.stderr

@@ -7,8 +7,11 @@ import math
 import pytest
 import torch
 
-from conftest import run_cli, tiny_overrides
+from conftest import run_cli, run_main, tiny_overrides
+from bootdistill.config import load_config, resolve_model
+from bootdistill.errors import BootdistillError
 from bootdistill.train import checkpoint as ckpt_io
+from bootdistill.train.rundir import check_run_dir
 from bootdistill.train.eval_cli import evaluate_checkpoint
 from bootdistill.train.guard import DivergenceError, DivergenceGuard
 
@@ -67,8 +70,8 @@ def test_divergence_keeps_good_checkpoints_and_resumes_with_lower_lr(tiny_corpus
     assert not list((out / "checkpoints").glob(".*"))  # no temporary leftovers
 
     lower = {**extra, "train.lr_max": 3e-3, "train.warmup_steps": 2}
-    line = _error_line(run_cli("train", "--resume", *tiny_overrides(tiny_corpus, out, prepared, **lower)))
-    assert "another run" in line and "--allow-change train.lr_max" in line
+    with pytest.raises(BootdistillError, match="another run.*--allow-change train.lr_max"):  # not without asking
+        check_run_dir(out, resolve_model(load_config(None, tiny_overrides(tiny_corpus, out, prepared, **lower))), True)
     r = run_cli("train", "--resume", "--allow-change", "train.lr_max", "--allow-change", "train.warmup_steps",
                 *tiny_overrides(tiny_corpus, out, prepared, **lower))
     assert r.returncode == 0, r.stderr
@@ -82,5 +85,5 @@ def test_divergence_keeps_good_checkpoints_and_resumes_with_lower_lr(tiny_corpus
 
 def test_allow_change_is_limited_to_training_settings(tiny_corpus, tmp_path):
     args = tiny_overrides(tiny_corpus, tmp_path / "run", tmp_path / "prep")
-    assert "with --resume" in _error_line(run_cli("train", "--allow-change", "train.lr_max", *args))
-    assert "only training settings" in _error_line(run_cli("train", "--resume", "--allow-change", "model.d_model", *args))
+    assert "with --resume" in _error_line(run_main("train", "--allow-change", "train.lr_max", *args))
+    assert "only training settings" in _error_line(run_main("train", "--resume", "--allow-change", "model.d_model", *args))

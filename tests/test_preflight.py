@@ -4,7 +4,7 @@ run's first step."""
 import pytest
 import yaml
 
-from conftest import run_cli, tiny_overrides, write_wikitext
+from conftest import run_main, tiny_overrides, write_wikitext
 from test_experiment import write_recipe
 
 
@@ -39,9 +39,9 @@ def test_dry_run_catches_what_a_real_run_would(tiny_corpus, tmp_path, distill, m
     out = tmp_path / "out"
     recipe = write_recipe(tmp_path / "r.yaml", tiny_corpus, out, tmp_path / "prep",
                           bad={"extends": "boot", "distill": distill})
-    assert message in error_line(run_cli("experiment", str(recipe), "--dry-run"))
+    assert message in error_line(run_main("experiment", str(recipe), "--dry-run"))
     if distill.get("loss") == "topk_kl":  # the real run fails as early: before the teacher trains
-        assert message in error_line(run_cli("experiment", str(recipe)))
+        assert message in error_line(run_main("experiment", str(recipe)))
     assert not out.exists() and not (tmp_path / "prep").exists()
 
 
@@ -49,7 +49,7 @@ def test_bad_loss_in_train_claims_nothing(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     args = tiny_overrides(tiny_corpus, out, tmp_path / "prep", **{"distill.policy": "kd", "distill.teacher": str(tmp_path),
                                                                    "distill.loss": "topk_kl"})
-    assert "topk_kl" in error_line(run_cli("train", *args))
+    assert "topk_kl" in error_line(run_main("train", *args))
     assert not out.exists()
 
 
@@ -60,7 +60,7 @@ def test_unfinished_or_missing_teacher(tiny_corpus, tmp_path):
     for teacher, message in ((half, "has not finished"), (tmp_path / "ghost", "does not exist")):
         out = tmp_path / "student"
         args = tiny_overrides(tiny_corpus, out, tmp_path / "prep", **{"distill.policy": "kd", "distill.teacher": str(teacher)})
-        assert message in error_line(run_cli("train", *args))
+        assert message in error_line(run_main("train", *args))
         assert not out.exists() and not (tmp_path / "prep").exists()
 
 
@@ -71,20 +71,20 @@ def test_short_validation_split_is_found_before_training(tmp_path):
     (corpus / "wiki.valid.raw").write_text(" \n = Tiny = \n \n a few words only . \n")
     write_wikitext(corpus / "wiki.test.raw", 12, seed=3)
     out = tmp_path / "run"
-    line = error_line(run_cli("train", *tiny_overrides(corpus, out, tmp_path / "prep")))
+    line = error_line(run_main("train", *tiny_overrides(corpus, out, tmp_path / "prep")))
     assert "val split" in line and "model.context 32" in line
     assert not out.exists()
     recipe = write_recipe(tmp_path / "r.yaml", corpus, tmp_path / "out", tmp_path / "prep")
-    assert "val split" in error_line(run_cli("experiment", str(recipe)))
+    assert "val split" in error_line(run_main("experiment", str(recipe)))
     assert not (tmp_path / "out").exists()
 
 
 def test_unwritable_output_is_found_before_data_is_prepared(tiny_corpus, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    line = error_line(run_cli("train", *tiny_overrides(tiny_corpus, blocker / "run", tmp_path / "prep")))
+    line = error_line(run_main("train", *tiny_overrides(tiny_corpus, blocker / "run", tmp_path / "prep")))
     assert "is a file" in line
     assert not (tmp_path / "prep").exists()
     recipe = yaml.safe_load(write_recipe(tmp_path / "r.yaml", tiny_corpus, blocker / "out", tmp_path / "prep").read_text())
     assert recipe["out_dir"].endswith("file/out")
-    assert "is a file" in error_line(run_cli("experiment", str(tmp_path / "r.yaml"), "--dry-run"))
+    assert "is a file" in error_line(run_main("experiment", str(tmp_path / "r.yaml"), "--dry-run"))

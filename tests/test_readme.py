@@ -4,7 +4,6 @@ machine) and the torchrun examples (8 processes each; tests/test_distributed.py 
 
 import os
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path

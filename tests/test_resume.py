@@ -132,6 +132,7 @@ def test_fault_injection_kills_at_random_moments(tiny_corpus, prepared, tmp_path
             elif latest() > before:  # anywhere, once the run has made progress
                 time.sleep(rng.uniform(0, 0.05))
                 break
+            time.sleep(0.001)  # poll without taking a core from the run
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert not (out / "summary.json").exists(), f"the run finished before kill {kill + 1}"

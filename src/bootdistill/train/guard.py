@@ -22,6 +22,10 @@ class DivergenceError(BootdistillError):
     """Training diverged: nothing from the diverged steps was saved."""
 
 
+def _text(hint) -> str:
+    return hint() if callable(hint) else hint
+
+
 class DivergenceGuard:
     def __init__(self, factor: float | None, vocab_size: int):
         self.factor = factor  # None or 0: only non-finite losses stop the run
@@ -39,20 +43,21 @@ class DivergenceGuard:
             return f"loss {loss:.4g} > {self.factor:g} x its recent level {self.reference():.4g}"
         return None
 
-    def check_step(self, step: int, loss: float, hint: str) -> None:
-        """After each optimizer step: raise on divergence, else remember the loss."""
+    def check_step(self, step: int, loss: float, hint) -> None:
+        """After each optimizer step: raise on divergence, else remember the loss. `hint`: what to do (a
+        string, or a function that says it, called only when needed)."""
         why = self.problem(loss)
         if why:
-            raise DivergenceError(f"training diverged at step {step} ({why}); {hint}")
+            raise DivergenceError(f"training diverged at step {step} ({why}); {_text(hint)}")
         self.recent = (self.recent + [loss])[-WINDOW:]
 
-    def check_checkpoint(self, step: int, model: torch.nn.Module, val_loss: float, hint: str) -> None:
+    def check_checkpoint(self, step: int, model: torch.nn.Module, val_loss: float, hint) -> None:
         """Before a checkpoint is written: its weights and its validation loss must be sane."""
         if not all(torch.isfinite(p).all() for p in model.parameters()):
-            raise DivergenceError(f"training diverged at step {step} (non-finite weights); {hint}")
+            raise DivergenceError(f"training diverged at step {step} (non-finite weights); {_text(hint)}")
         why = self.problem(val_loss)
         if why:
-            raise DivergenceError(f"training diverged at step {step} (validation {why}); {hint}")
+            raise DivergenceError(f"training diverged at step {step} (validation {why}); {_text(hint)}")
 
     def state_dict(self) -> dict:
         return {"recent": list(self.recent)}

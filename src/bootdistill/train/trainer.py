@@ -180,7 +180,7 @@ class Trainer:
         takes part; rank 0 writes (under FSDP every rank writes its shard with DCP)."""
         if val_loss is None:
             val_loss = self.validate()["loss"]
-        self.guard.check_checkpoint(self.step, self.model, val_loss, self._divergence_hint())
+        self.guard.check_checkpoint(self.step, self.model, val_loss, self._divergence_hint)
         state = {
             "sampler": self.sampler.state_dict(),
             "policy": self.policy.state_dict(),
@@ -291,7 +291,7 @@ class Trainer:
                 self.teacher.release()
             info = self.train_step()
             window_tokens += self.tokens_per_step
-            self.guard.check_step(self.step, info["train_loss"], self._divergence_hint())
+            self.guard.check_step(self.step, info["train_loss"], self._divergence_hint)
             row = {"step": self.step, "tokens": self.step * self.tokens_per_step, **self.ledger.row(), **info}
             is_eval = self.step % t.eval_every == 0 or self.step == self.max_steps
             if self.step % t.log_every == 0 or is_eval:
