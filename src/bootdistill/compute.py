@@ -63,6 +63,10 @@ class FlopsLedger:
         self.teacher_inference += tokens * flops_per_token(shape, training=False)
         self.teacher_inference_exact += tokens * flops_per_token(shape, training=False, exact=True)
 
+    def add_teacher_flops(self, proxy: float, exact: float) -> None:
+        self.teacher_inference += proxy
+        self.teacher_inference_exact += exact
+
     def row(self) -> dict:
         """The cumulative compute columns of a metrics row."""
         return {

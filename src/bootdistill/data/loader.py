@@ -38,6 +38,7 @@ class BlockSampler:
             )
         self.epoch, self.pos = 0, 0
         self._order = self._permutation(0)
+        self.last_starts: np.ndarray | None = None  # token offsets of the last batch's blocks (teacher caches)
 
     def _permutation(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch]).permutation(self.n_blocks)
@@ -52,7 +53,23 @@ class BlockSampler:
             picked.append(self._order[self.pos : self.pos + take])
             self.pos += take
             count += take
-        return _gather(self.tokens, np.concatenate(picked) * self.context, self.context)
+        self.last_starts = np.concatenate(picked) * self.context
+        return _gather(self.tokens, self.last_starts, self.context)
+
+    def preview_starts(self, n_batches: int) -> np.ndarray:
+        """Token offsets of the blocks of the next `n_batches` batches, without moving the sampler."""
+        epoch, pos, out, left = self.epoch, self.pos, [], n_batches * self.batch_size
+        order = self._order
+        while left > 0:
+            if pos >= self.n_blocks:
+                epoch, pos = epoch + 1, 0
+                order = self._permutation(epoch)
+                if left >= self.n_blocks:  # a whole epoch still to come: every block
+                    return np.arange(self.n_blocks) * self.context
+            take = min(left, self.n_blocks - pos)
+            out.append(order[pos:pos + take])
+            pos, left = pos + take, left - take
+        return np.concatenate(out) * self.context if out else np.zeros(0, np.int64)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos}

@@ -18,7 +18,7 @@ from ..compute import FlopsLedger, flops_per_token, peak_flops
 from ..config import RunConfig, resolve_model, to_dict
 from ..data.loader import BlockSampler
 from ..data.prepare import load_meta, prepare, token_file
-from ..distill.objective import student_loss
+from ..distill.objective import kd_loss_of, student_loss
 from ..distill.policies import Policy, StepKnobs, build_policy
 from ..errors import CheckpointError, DataError
 from ..fsutil import atomic_write_json
@@ -77,20 +77,43 @@ class Trainer:
         self.forward = torch.compile(self.model) if t.compile else self.model
         self.sampler = BlockSampler(self.train_tokens, self.shape.context, self.micro, t.seed)
         self.policy: Policy = build_policy(cfg.distill, t)
+        self.kd_loss = kd_loss_of(cfg.distill)
         self.teacher = None
         if self.policy.needs_teacher:
             from ..distill.teacher import load_teacher  # the distillation engine
 
             with torch.random.fork_rng(devices=[]):  # building the teacher must not shift the student's RNG stream
-                self.teacher = (teacher_factory or load_teacher)(cfg.distill.teacher, self)
+                self.teacher = (teacher_factory or load_teacher)(cfg.distill.teacher, self.student_side())
         self.ledger = FlopsLedger()
         if self.teacher is not None:
             self.ledger.teacher_train, self.ledger.teacher_train_exact = self.teacher.train_flops
+            # inference spent once for every student (writing a cache): charged in full
+            self.ledger.teacher_inference, self.ledger.teacher_inference_exact = self.teacher.upfront_flops
+        self.logit_saver = None
         self.step = 0
         self.elapsed_before, self._t0 = 0.0, None  # wall time of earlier sessions of this run, and of this one
         self.resume_step = self._restore() if resume else None
+        if self.teacher is not None and hasattr(self.teacher, "check_coverage"):  # a cache: fail now, not mid-run
+            stop = self.policy.stop_step()
+            kd_steps = max(0, min(self.max_steps, stop if stop is not None else self.max_steps) - self.step)
+            self.teacher.check_coverage(self.sampler.preview_starts(kd_steps * self.accum))
+        if t.save_logits:
+            from ..distill.cache_write import OnlineLogitSaver
+
+            self.logit_saver = OnlineLogitSaver(self.run_dir, self.data_meta, self.data_dir, len(self.train_tokens),
+                                                self.shape.context, t.save_logits_top_p, t.save_logits_top_k,
+                                                t.save_logits_from_step, resume=self.resume_step is not None)
         write_run_config(self.run_dir, cfg)
         self.logger = MetricsLogger(self.run_dir, cfg.log, to_dict(cfg), self.resume_step)
+
+    def student_side(self):
+        from ..distill.teacher import StudentSide
+
+        c = self.cfg
+        return StudentSide(self.device, self.amp_dtype, self.shape.vocab_size, self.shape.context,
+                           self.data_meta["tokenizer_sha256"], str(self.data_dir), self.data_meta.get("key"),
+                           len(self.train_tokens), self.val_tokens, self.micro, c.train.eval_batches,
+                           c.distill.diag_batches, c.distill.teacher_train_flops)
 
     # ------------------------------------------------------------ checkpoints
 
@@ -140,11 +163,13 @@ class Trainer:
 
     # ------------------------------------------------------------ one step
 
-    def _micro_step(self, x, y, knobs: StepKnobs) -> tuple[float, dict]:
+    def _micro_step(self, x, y, knobs: StepKnobs, starts=None) -> tuple[float, dict]:
         with autocast_context(self.device, self.amp_dtype):
             logits = self.forward(x)
-        teacher_logits = self.teacher.logits(x) if knobs.kd_on and self.teacher is not None else None
-        loss, ce, extra = student_loss(logits, y, teacher_logits, knobs, self.cfg.distill)
+        if self.logit_saver is not None:
+            self.logit_saver.save(self.step, starts, logits)
+        signal = self.teacher.signal(x, starts) if knobs.kd_on and self.teacher is not None else None
+        loss, ce, extra = student_loss(logits, y, signal, knobs, self.cfg.distill, self.kd_loss)
         (loss / self.accum).backward() if self.scaler is None else self.scaler.scale(loss / self.accum).backward()
         return ce, extra
 
@@ -156,7 +181,7 @@ class Trainer:
         ce_sum, extras = 0.0, {}
         for _ in range(self.accum):
             x, y = self.sampler.next_batch()
-            ce, extra = self._micro_step(x.to(self.device), y.to(self.device), knobs)
+            ce, extra = self._micro_step(x.to(self.device), y.to(self.device), knobs, self.sampler.last_starts)
             ce_sum += ce
             for k, v in extra.items():
                 extras[k] = extras.get(k, 0.0) + v / self.accum
@@ -172,7 +197,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.ledger.add_student(self.shape, self.tokens_per_step)
         if knobs.kd_on and self.teacher is not None:
-            self.ledger.add_teacher_inference(self.teacher.shape, self.tokens_per_step)
+            self.ledger.add_teacher_flops(*self.teacher.inference_flops(self.tokens_per_step))
         self.step += 1
         return {"lr": lr, "train_loss": ce_sum / self.accum, "alpha": knobs.alpha, "kd_on": knobs.kd_on,
                 "temperature": knobs.temperature, **extras}
@@ -225,7 +250,7 @@ class Trainer:
                 row["val_loss"] = last_val
                 if teacher_val is not None:
                     row["teacher_val_loss"] = teacher_val
-                    row.update(self.teacher.diagnostics(self))
+                    row.update(self.teacher.diagnostics(self.model))
                 # only scheduled evaluations steer the policy: an extra one at an early max_steps must not
                 # change what a resumed run would have done
                 on_schedule = self.step % t.eval_every == 0
@@ -245,6 +270,11 @@ class Trainer:
         return self.finish()
 
     def finish(self) -> dict:
+        if self.logit_saver is not None:
+            last = ckpt_io.checkpoint_dirs(self.run_dir)[-1]
+            saved = self.logit_saver.finish(self.model, self.val_tokens, self.micro, self.device, self.amp_dtype, last,
+                                            ckpt_io.verify_checkpoint(last), self.step)
+            print(f"saved the teacher's top-{saved['k']} logits of {saved['covered_blocks']} blocks to {self.run_dir / 'logits'}")
         n_final = self.cfg.train.final_eval_batches
         final_val = self.validate(max_batches=n_final)
         test = self.validate(tokens=token_file(self.data_dir, "test"), max_batches=n_final, bucket=64)
