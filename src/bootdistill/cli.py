@@ -68,7 +68,8 @@ def cmd_teacher_cache(args) -> int:
     from .distill.cache_write import format_storage, write_teacher_cache
 
     meta = write_teacher_cache(args.teacher, args.out, top_p=args.top_p, top_k=args.top_k, data_dir=args.data,
-                               context=args.context, batch=args.batch, max_tokens=args.max_tokens, values=args.values)
+                               context=args.context, batch=args.batch, max_tokens=args.max_tokens, values=args.values,
+                               device=args.device, precision=args.precision)
     print(f"teacher cache {args.out}: top-p {meta['top_p']} then top-{meta['k']} of {meta['tokens_covered']:,} tokens "
           f"(context {meta['context']}); {format_storage(meta['storage'])}; teacher inference "
           f"{meta['inference_flops']:.3e} FLOPs (6N proxy), charged in full to each student that trains from it")
@@ -117,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8, help="sequences per teacher forward (default 8)")
     p.add_argument("--max-tokens", type=int, help="cover only the first N tokens of the stream (default: all)")
     p.add_argument("--values", choices=["fp16", "fp32"], default="fp16", help="dtype of the stored log-probabilities (default fp16)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+                   help="teacher autocast, as train.precision (default auto); use the students' for live-equal signals")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.set_defaults(func=cmd_teacher_cache)
 
     p = sub.add_parser("presets", help="the model presets of the paper's Table 1 with parameter and FLOP counts")

@@ -97,7 +97,8 @@ def write_meta(root: Path, meta: dict) -> None:
 
 
 def is_cache(path) -> bool:
-    return (Path(path) / META).is_file()
+    """A cache directory, finished or not (an unfinished one is refused by LogitCache with a clear line)."""
+    return (Path(path) / META).is_file() or (Path(path) / "covered.u8").is_file()
 
 
 class LogitCache:

@@ -53,6 +53,8 @@ def _model_meta(shape) -> dict:
 
 
 class LiveTeacher:
+    sparse = False
+
     def __init__(self, path: str, side: StudentSide):
         from ..train.eval_cli import load_model_from_checkpoint
 
@@ -132,6 +134,8 @@ class CachedTeacher:
     """A logit cache as a teacher. Its teacher inference was spent once, when the cache was written: each
     student trained from it is charged that whole cost (`upfront_flops`, in the ledger); the summary also shows
     this student's share, the inference its own tokens needed (what a live teacher would have cost it)."""
+
+    sparse = True
 
     def __init__(self, path: str, side: StudentSide):
         self.cache = c = LogitCache(path)

@@ -20,7 +20,7 @@ from ..data.loader import BlockSampler
 from ..data.prepare import load_meta, prepare, token_file
 from ..distill.objective import kd_loss_of, student_loss
 from ..distill.policies import Policy, StepKnobs, build_policy
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, ConfigError, DataError
 from ..fsutil import atomic_write_json
 from ..model import GPT, ModelShape, count_params
 from . import checkpoint as ckpt_io
@@ -84,6 +84,9 @@ class Trainer:
 
             with torch.random.fork_rng(devices=[]):  # building the teacher must not shift the student's RNG stream
                 self.teacher = (teacher_factory or load_teacher)(cfg.distill.teacher, self.student_side())
+            if getattr(self.teacher, "sparse", False) and self.kd_loss.needs_logits:
+                raise ConfigError(f"loss '{self.kd_loss.name}' needs the teacher's raw logits; a cached (top-k) teacher "
+                                  "stores log-probabilities: use kl, soft_ce, topk_kl, reverse_kl, jsd or mse_probs")
         self.ledger = FlopsLedger()
         if self.teacher is not None:
             self.ledger.teacher_train, self.ledger.teacher_train_exact = self.teacher.train_flops
