@@ -97,6 +97,8 @@ class DistillConfig:
     post_kd_lr: str = "scale"  # after KD: scale (schedule x post_kd_lr_factor) | cosine (drop to post_kd_lr_factor x
     #                            the LR at the stop, then cosine to lr_min at train.total_steps)
     diag_batches: int = 4  # validation batches used for KD diagnostics (KL, entropies, agreement)
+    select_with: str | None = None  # SALT_DS: early teacher checkpoint that picks the KD phase's sequences (policy fixed)
+    select_k: int = 10  # SALT_DS: tokens whose true next token is outside the scorer's top-k count as 0 (eq. 10)
 
 
 @dataclass
@@ -337,6 +339,10 @@ def validate(cfg: RunConfig) -> None:
     from .distill.losses import get_loss
 
     get_loss(k.loss, k.loss_params)  # unknown loss or parameter: one line with a did-you-mean
+    _check(k.select_k >= 1, f"distill.select_k must be >= 1, got {k.select_k}")
+    if k.select_with and (k.policy != "fixed" or k.kd_steps is None):
+        raise ConfigError("distill.select_with (SALT_DS) selects the data of a KD phase of known length: "
+                          "use distill.policy=fixed with distill.kd_steps")
     _check(t.save_logits_from_step >= 0, f"train.save_logits_from_step must be >= 0, got {t.save_logits_from_step}")
     _check(0 < t.save_logits_top_p <= 1, f"train.save_logits_top_p must be in (0, 1], got {t.save_logits_top_p}")
     _check(t.save_logits_top_k >= 1, f"train.save_logits_top_k must be >= 1, got {t.save_logits_top_k}")

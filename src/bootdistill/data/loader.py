@@ -19,6 +19,13 @@ def num_blocks(n_tokens: int, context: int) -> int:
     return max(0, (n_tokens - 1) // context)  # the +1 label token must exist
 
 
+def batch_layout(batch_tokens: int, context: int, micro_batch: int) -> tuple[int, int]:
+    """(sequences per forward, accumulation steps) of a step of batch_tokens: micro divides the step's sequences."""
+    seqs = max(1, round(batch_tokens / context))
+    micro = max(d for d in range(1, min(micro_batch, seqs) + 1) if seqs % d == 0)
+    return micro, seqs // micro
+
+
 def _gather(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:
     rows = np.stack([np.asarray(tokens[s : s + context + 1], dtype=np.int64) for s in starts])
     data = torch.from_numpy(rows)
@@ -91,3 +98,39 @@ def eval_batches(
         if max_batches is not None and i >= max_batches:
             return
         yield _gather(tokens, starts[lo : lo + batch_size], context)
+
+
+class SelectionSampler:
+    """SALT_DS: the first `first_batches` batches read the selected blocks (in a seeded order), then `rest` takes
+    over from its own start. Resumable: its position is one counter plus the rest's state."""
+
+    def __init__(self, tokens: np.ndarray, context: int, batch_size: int, seed: int, starts: np.ndarray,
+                 first_batches: int, rest: BlockSampler):
+        self.tokens, self.context, self.batch_size = tokens, context, batch_size
+        self.order = np.asarray(starts)[np.random.default_rng([seed, 1 << 20]).permutation(len(starts))]
+        self.first_batches, self.rest, self.done = first_batches, rest, 0
+        self.last_starts: np.ndarray | None = None
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.done >= self.first_batches:
+            self.done += 1
+            out = self.rest.next_batch()
+            self.last_starts = self.rest.last_starts
+            return out
+        i = self.done * self.batch_size
+        self.last_starts = np.take(self.order, np.arange(i, i + self.batch_size), mode="wrap")
+        self.done += 1
+        return _gather(self.tokens, self.last_starts, self.context)
+
+    def preview_starts(self, n_batches: int) -> np.ndarray:
+        first = min(n_batches, max(0, self.first_batches - self.done))
+        i = self.done * self.batch_size
+        head = np.take(self.order, np.arange(i, i + first * self.batch_size), mode="wrap")
+        return np.concatenate([head, self.rest.preview_starts(n_batches - first)])
+
+    def state_dict(self) -> dict:
+        return {"done": self.done, "rest": self.rest.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.done = int(state["done"])
+        self.rest.load_state_dict(state["rest"])

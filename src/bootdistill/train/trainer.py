@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..compute import FlopsLedger, flops_per_token, peak_flops
 from ..config import RunConfig, resolve_model, to_dict
-from ..data.loader import BlockSampler
+from ..data.loader import BlockSampler, SelectionSampler, batch_layout
 from ..data.prepare import load_meta, prepare, token_file
 from ..distill.objective import kd_loss_of, student_loss
 from ..distill.policies import Policy, StepKnobs, build_policy
@@ -64,10 +64,8 @@ class Trainer:
         self.train_tokens = token_file(self.data_dir, "train")
         self.val_tokens = token_file(self.data_dir, "val")
 
-        seqs = max(1, round(t.batch_tokens / self.shape.context))
-        self.micro = max(d for d in range(1, min(t.micro_batch, seqs) + 1) if seqs % d == 0)
-        self.accum = seqs // self.micro
-        self.tokens_per_step = seqs * self.shape.context
+        self.micro, self.accum = batch_layout(t.batch_tokens, self.shape.context, t.micro_batch)
+        self.tokens_per_step = self.micro * self.accum * self.shape.context
         self.max_steps = t.max_steps or t.total_steps
 
         torch.manual_seed(t.seed)
@@ -77,6 +75,17 @@ class Trainer:
         self.forward = torch.compile(self.model) if t.compile else self.model
         self.sampler = BlockSampler(self.train_tokens, self.shape.context, self.micro, t.seed)
         self.policy: Policy = build_policy(cfg.distill, t)
+        self.selection = None
+        if cfg.distill.select_with:  # SALT_DS: the KD phase reads sequences chosen by an early teacher checkpoint
+            from ..distill.selection import salt_selection
+
+            kd_batches = cfg.distill.kd_steps * self.accum
+            with torch.random.fork_rng(devices=[]):
+                self.selection = salt_selection(cfg.distill.select_with, cfg.distill.select_k, self.run_dir, self.data_dir,
+                                                self.data_meta, self.train_tokens, self.shape.context,
+                                                kd_batches * self.micro, self.micro, self.device, self.amp_dtype, resume)
+            self.sampler = SelectionSampler(self.train_tokens, self.shape.context, self.micro, t.seed,
+                                            self.selection["starts"], kd_batches, self.sampler)
         self.kd_loss = kd_loss_of(cfg.distill)
         self.teacher = None
         if self.policy.needs_teacher:
@@ -92,6 +101,8 @@ class Trainer:
             self.ledger.teacher_train, self.ledger.teacher_train_exact = self.teacher.train_flops
             # inference spent once for every student (writing a cache): charged in full
             self.ledger.teacher_inference, self.ledger.teacher_inference_exact = self.teacher.upfront_flops
+        if self.selection is not None:  # SALT_DS scoring passes
+            self.ledger.add_teacher_flops(self.selection["scoring_flops"], self.selection["scoring_flops_exact"])
         self.logit_saver = None
         self.step = 0
         self.elapsed_before, self._t0 = 0.0, None  # wall time of earlier sessions of this run, and of this one
@@ -100,13 +111,17 @@ class Trainer:
             stop = self.policy.stop_step()
             kd_steps = max(0, min(self.max_steps, stop if stop is not None else self.max_steps) - self.step)
             self.teacher.check_coverage(self.sampler.preview_starts(kd_steps * self.accum))
+        write_run_config(self.run_dir, cfg)
         if t.save_logits:
             from ..distill.cache_write import OnlineLogitSaver
 
             self.logit_saver = OnlineLogitSaver(self.run_dir, self.data_meta, self.data_dir, len(self.train_tokens),
                                                 self.shape.context, t.save_logits_top_p, t.save_logits_top_k,
                                                 t.save_logits_from_step, resume=self.resume_step is not None)
-        write_run_config(self.run_dir, cfg)
+        if self.selection is not None:
+            from ..distill.selection import write_record
+
+            write_record(self.run_dir, self.selection)
         self.logger = MetricsLogger(self.run_dir, cfg.log, to_dict(cfg), self.resume_step)
 
     def student_side(self):
@@ -297,6 +312,7 @@ class Trainer:
                       "note": "flops_* columns use the 6N proxy (2N for teacher inference); flops_total_exact adds attention"},
             "policy": self.policy.summary(),
             "teacher": self.teacher.summary() if self.teacher is not None else None,
+            "selection": {k: v for k, v in self.selection.items() if k != "starts"} if self.selection else None,
             "data": {"dir": str(self.data_dir), "source": self.data_meta.get("source"), "synthetic": self.synthetic,
                      "tokenizer_sha256": self.data_meta["tokenizer_sha256"]},
             "precision": str(self.amp_dtype or torch.float32).replace("torch.", ""),
