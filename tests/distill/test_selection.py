@@ -91,3 +91,16 @@ def test_selection_run_charges_scoring_and_resumes(tiny_corpus, prepared, teache
     with pytest.raises(BootdistillError, match="needs 32768 sequences"):
         Trainer(load_config(None, tiny_overrides(tiny_corpus, tmp_path / "y", prepared, **{**kd, "distill.kd_steps": 4096,
                                                                                               "train.total_steps": 5000})))
+
+
+def test_salt_ds_recipe_resolves_the_scoring_checkpoint(tmp_path):
+    from conftest import REPO
+    from bootdistill.experiment import load_recipe
+
+    _, order = load_recipe(REPO / "configs" / "ablations" / "salt-ds.yaml", [f"data.corpus={tmp_path}"])
+    by = {p.name: p for p in order}
+    names = [p.name for p in order]
+    assert names.index("teacher-17M") < names.index("salt-ds")
+    assert by["salt-ds"].cfg.distill.select_with == str(by["teacher-17M"].run_dir / "checkpoints" / "step_00001500")
+    assert by["salt"].cfg.distill.select_with is None and by["salt-ds"].cfg.distill.kd_steps == 2000
+    assert by["teacher-17M"].cfg.train.keep_checkpoints >= 10800 // 500 + 1  # the step-1500 checkpoint survives
