@@ -237,6 +237,9 @@ class Trainer:
         if self.synthetic:
             print("WARNING: training on SYNTHETIC text (no real corpus was found): the numbers mean nothing "
                   "about language modelling. Set data.corpus or BOOTDISTILL_CORPUS to real text.")
+        if self.teacher is not None and getattr(self.teacher, "train_flops_known", True) is False:
+            print("note: the teacher's training compute is unknown (a Hugging Face model): the FLOPs totals count no "
+                  "teacher training; set distill.teacher_train_flops to include it")
         n = count_params(self.shape)
         print(f"run {self.run_dir}: model {n['total'] / 1e6:.2f}M params, {self.tokens_per_step} tokens/step "
               f"({self.micro} x {self.shape.context} x {self.accum} accum), {self.max_steps} steps, "
