@@ -71,7 +71,8 @@ def cmd_teacher_cache(args) -> int:
                                context=args.context, batch=args.batch, max_tokens=args.max_tokens, values=args.values,
                                device=args.device, precision=args.precision)
     print(f"teacher cache {args.out}: top-p {meta['top_p']} then top-{meta['k']} of {meta['tokens_covered']:,} tokens "
-          f"(context {meta['context']}); {format_storage(meta['storage'])}; teacher inference "
+          f"(context {meta['context']}), keeping {meta['kept_mass_mean']:.1%} of the teacher's mass on average "
+          f"(KL truncated||full {meta['kl_truncated_to_full_mean']:.4f} nats/token); {format_storage(meta['storage'])}; teacher inference "
           f"{meta['inference_flops']:.3e} FLOPs (6N proxy), charged in full to each student that trains from it")
     return 0
 

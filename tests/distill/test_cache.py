@@ -73,6 +73,20 @@ def test_cache_round_trip_and_storage(full_cache, teacher, prepared):
     assert m["inference_flops"] == pytest.approx(n_blocks * 32 * flops_per_token(model.shape, training=False))
 
 
+def test_kept_mass_is_measured_over_the_whole_stream(k50_cache, full_cache, teacher, prepared):
+    meta, full = (json.loads((c / "cache.json").read_text()) for c in (k50_cache, full_cache))
+    assert full["kept_mass_mean"] == pytest.approx(1.0, abs=1e-6) and abs(full["kl_truncated_to_full_mean"]) < 1e-6
+    model, _, _ = load_model_from_checkpoint(teacher)
+    tokens = token_file(prepared, "train")
+    n = (len(tokens) - 1) // 32
+    x = torch.from_numpy(np.asarray(tokens[: n * 32], dtype=np.int64)).view(n, 32)
+    with torch.no_grad():
+        p = torch.cat([torch.softmax(model(b).double(), -1) for b in x.split(512)])
+    kept = p.topk(50, -1).values.sum(-1)
+    assert meta["kept_mass_mean"] == pytest.approx(float(kept.mean()), rel=1e-5)
+    assert meta["kl_truncated_to_full_mean"] == pytest.approx(float(-kept.log().mean()), rel=1e-5)
+
+
 def test_cached_full_vocabulary_matches_the_live_teacher(tiny_corpus, prepared, teacher, full_cache, tmp_path):
     _, live = train(tiny_corpus, prepared, tmp_path / "live", **KD, **{"distill.teacher": teacher})
     _, cached = train(tiny_corpus, prepared, tmp_path / "cached", **KD, **{"distill.teacher": full_cache})

@@ -42,6 +42,7 @@ def test_sparsify_is_top_p_then_top_k_renormalised():
         assert int(kept.sum()) == n
         assert set(sig.indices[r][kept].tolist()) == set(order[:n].tolist())
         ref = torch.log(p[order[:n]] / p[order[:n]].sum())
+        assert float(sig.log_kept_mass[r]) == pytest.approx(math.log(float(p[order[:n]].sum())), abs=1e-6)
         torch.testing.assert_close(sig.logprobs[r][kept].double().sort().values, ref.sort().values.float().double(),
                                    atol=1e-6, rtol=0)
 

@@ -88,6 +88,7 @@ def write_teacher_cache(teacher: str, out: str, top_p: float = 0.95, top_k: int 
     if todo < 1:
         raise ConfigError(f"--max-tokens {max_tokens} is less than one block of {ctx} tokens")
     val = C.val_block_losses(model, token_file(data_dir, "val"), ctx, batch, dev, amp)
+    mass = neg_log_mass = 0.0  # how much of the teacher the truncation kept (and KL(truncated || full) per token)
     with atomic_dir(Path(out)) as tmp:
         arrays = C.CacheArrays(tmp, n_blocks, ctx, k, values, create=True)
         for lo in range(0, todo, batch):
@@ -95,14 +96,18 @@ def write_teacher_cache(teacher: str, out: str, top_p: float = 0.95, top_k: int 
             x = torch.from_numpy(np.stack([np.asarray(tokens[b * ctx:(b + 1) * ctx], dtype=np.int64) for b in blocks]))
             with autocast_context(dev, amp):
                 logits = model(x.to(dev))
-            arrays.write(blocks, sparsify(logits.float(), top_p, k))
+            sig = sparsify(logits.float(), top_p, k)
+            arrays.write(blocks, sig)
+            mass += sig.log_kept_mass.double().exp().sum().item()
+            neg_log_mass -= sig.log_kept_mass.double().sum().item()
         arrays.flush()
         C.write_val_losses(tmp, val)
         info = teacher_info(ckpt, meta, model.shape)
         n_tok = todo * ctx
         flops = (n_tok * info["inference_flops_per_token"], n_tok * info["inference_flops_per_token_exact"])
         result = cache_meta("offline", info, data_meta, data_dir, ctx, top_p, top_k, k, values, n_blocks,
-                            np.asarray(arrays.covered), len(val), flops)
+                            np.asarray(arrays.covered), len(val), flops, kept_mass_mean=mass / n_tok,
+                            kl_truncated_to_full_mean=neg_log_mass / n_tok)
         del arrays
         C.write_meta(tmp, result)
     return result

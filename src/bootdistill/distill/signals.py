@@ -34,6 +34,7 @@ class DenseSignal:
 class SparseSignal:
     indices: torch.Tensor  # (..., K) int64
     logprobs: torch.Tensor  # (..., K) log q over the kept set; -inf in padding slots
+    log_kept_mass: torch.Tensor | None = None  # (...,) log of the teacher mass the truncation kept (when known)
 
     sparse = True
 
@@ -61,6 +62,8 @@ def sparsify(logits: torch.Tensor, top_p: float, top_k: int) -> SparseSignal:
     thr = keep_threshold(z, top_p, K if K < V else None)
     if thr is not None:
         vals = vals.masked_fill(vals < thr.unsqueeze(-1), float("-inf"))
-    lp = torch.log_softmax(vals, -1)
+    lse_kept = torch.logsumexp(vals, -1, keepdim=True)
+    lp = vals - lse_kept
     shape = logits.shape[:-1] + (K,)
-    return SparseSignal(idx.reshape(shape), lp.reshape(shape))
+    kept = (lse_kept.squeeze(-1) - torch.logsumexp(z, -1)).reshape(logits.shape[:-1])
+    return SparseSignal(idx.reshape(shape), lp.reshape(shape), kept)
