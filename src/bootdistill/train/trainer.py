@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..compute import FlopsLedger, flops_per_token, peak_flops
 from ..config import RunConfig, resolve_model, to_dict
-from ..data.loader import BlockSampler, SelectionSampler, batch_layout
+from ..data.loader import BlockSampler, SelectionSampler
 from ..data.prepare import load_meta, prepare, token_file
 from ..distill.objective import kd_loss_of, student_loss
 from ..distill.policies import Policy, StepKnobs, build_policy
@@ -64,8 +64,10 @@ class Trainer:
         self.train_tokens = token_file(self.data_dir, "train")
         self.val_tokens = token_file(self.data_dir, "val")
 
-        self.micro, self.accum = batch_layout(t.batch_tokens, self.shape.context, t.micro_batch)
-        self.tokens_per_step = self.micro * self.accum * self.shape.context
+        seqs = max(1, round(t.batch_tokens / self.shape.context))
+        self.micro = max(d for d in range(1, min(t.micro_batch, seqs) + 1) if seqs % d == 0)
+        self.accum = seqs // self.micro
+        self.tokens_per_step = seqs * self.shape.context
         self.max_steps = t.max_steps or t.total_steps
 
         torch.manual_seed(t.seed)
