@@ -121,7 +121,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[d
         d, reference = copy.deepcopy(expanded[run_name][0]), expanded[run_name][1]
         teacher = (d.get("distill") or {}).get("teacher")
         teacher_name = teacher_step = None
-        if teacher is not None and (d.get("distill") or {}).get("policy", "classical") != "classical":
+        external = str(teacher).startswith("hf:")  # a Hugging Face teacher: no run of the recipe trains it
+        if teacher is not None and not external and (d.get("distill") or {}).get("policy", "classical") != "classical":
             teacher, _, at_step = str(teacher).partition("@")  # NAME@STEP: an earlier checkpoint (weak teacher)
             teacher_name = _teacher_name(teacher, run_name, expanded)
             teacher_run = plan(teacher_name, stack + (run_name,))

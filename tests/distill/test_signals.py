@@ -117,3 +117,26 @@ def test_jsd_beta_is_a_parameter_of_the_loss_object():
 def test_bad_loss_params_are_one_clear_line(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, overrides)
+
+
+def test_recipes_grid_over_a_loss_parameter(tmp_path):
+    from conftest import REPO
+    from bootdistill.experiment import load_recipe
+
+    _, order = load_recipe(REPO / "configs" / "ablations" / "loss-truncation.yaml", [f"data.corpus={tmp_path}"])
+    by = {p.name: p for p in order}
+    assert by["jsd-beta-beta0.1"].cfg.distill.loss_params == {"beta": 0.1}
+    assert by["jsd-beta-beta0.9"].cfg.distill.loss == "jsd"
+    assert by["jsd-beta-beta0.1"].run_dir != by["jsd-beta-beta0.9"].run_dir
+
+
+def test_recipes_take_a_hugging_face_teacher_as_it_is(tmp_path):
+    import yaml
+
+    from bootdistill.experiment import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "hf", "out_dir": str(tmp_path / "out"), "runs": {
+        "student": {"model": {"preset": "1M"}, "distill": {"policy": "kd", "teacher": "hf:/models/gpt2-tiny"}}}}))
+    _, order = load_recipe(recipe)
+    assert order[0].cfg.distill.teacher == "hf:/models/gpt2-tiny" and order[0].teacher is None
