@@ -134,6 +134,9 @@ def test_bad_caches_are_refused_with_one_line(tiny_corpus, prepared, teacher, k5
             train(tiny_corpus, prep, tmp_path / "s", **{"distill.policy": "kd", "distill.teacher": cache, **kw})
         assert "\n" not in str(e.value) and not (tmp_path / "s" / "config.yaml").exists()
 
+    with pytest.raises(BootdistillError, match="is not a teacher cache: choose another --out"):
+        write_teacher_cache(str(teacher), str(teacher), max_tokens=2000)  # never replaces a run directory
+    assert (teacher / "summary.json").is_file()
     broken = tmp_path / "broken"  # a truncated file
     write_teacher_cache(str(teacher), str(broken), max_tokens=2000)
     f = broken / "logprobs.fp16"
