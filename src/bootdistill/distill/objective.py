@@ -14,7 +14,7 @@ def kd_loss_of(cfg) -> KDLoss:
     return get_loss(cfg.loss, cfg.loss_params)
 
 
-def student_loss(logits: torch.Tensor, labels: torch.Tensor, signal: DenseSignal | SparseSignal | None,
+def student_loss(logits: torch.Tensor, labels: torch.Tensor, signal: DenseSignal | SparseSignal | torch.Tensor | None,
                  knobs: StepKnobs, cfg, kd: KDLoss | None = None) -> tuple[torch.Tensor, float, dict]:
     """(loss to backpropagate, CE value, extra numbers to log). signal None = a classical step.
 
@@ -26,8 +26,10 @@ def student_loss(logits: torch.Tensor, labels: torch.Tensor, signal: DenseSignal
     teacher, sparse = None, False
     if isinstance(signal, SparseSignal):
         teacher, sparse = signal.dense_view(V).to(logits.device), True
-    elif signal is not None:
+    elif isinstance(signal, DenseSignal):
         teacher = signal.logits.reshape(-1, V)
+    elif signal is not None:  # plain teacher logits
+        teacher = signal.reshape(-1, V)
     out = ce_and_kd(logits.reshape(-1, V), labels.reshape(-1), teacher,
                     loss=knobs.loss, temperature=knobs.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                     z_loss=cfg.z_loss > 0, teacher_temperature=cfg.teacher_temperature,
