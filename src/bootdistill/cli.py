@@ -17,6 +17,22 @@ CONFIG_HELP = "YAML config file (sections data:, model:, train:, distill:, log:;
 OVERRIDES_HELP = "dotted overrides applied after --config, e.g. model.preset=5M train.lr_max=1e-3 train.max_steps=200"
 
 
+class IntermixedParser(argparse.ArgumentParser):
+    """Options and KEY=VALUE overrides in any order: `experiment RECIPE --report train.threads=1`."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        if getattr(self, "_intermixing", False):  # parse_known_intermixed_args calls back in here
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
+TRAINING_INTERRUPTED = "interrupted: the last checkpoint is intact; continue with --resume"
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", help=CONFIG_HELP)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
@@ -27,7 +43,7 @@ def cmd_train(args) -> int:
     from .train.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
-    Trainer(cfg, resume=args.resume).fit()
+    Trainer(cfg, resume=args.resume, allow_change=args.allow_change).fit()
     return 0
 
 
@@ -44,6 +60,8 @@ def cmd_eval(args) -> int:
 def cmd_presets(args) -> int:
     from .presets_table import presets_rows, print_presets
 
+    if not 1 <= args.vocab_size <= 65535:
+        raise BootdistillError(f"--vocab-size must be between 1 and 65535 (token files are uint16), got {args.vocab_size}")
     rows = presets_rows(vocab_size=args.vocab_size)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -86,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bootdistill",
         description="Pre-train GPT-style LMs for less compute by distilling from small teachers; every FLOP counted.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=IntermixedParser)
     add_data_commands(sub)
 
     p = sub.add_parser("train", help="train one model (classical or distilled, as the config's distill.policy says)",
@@ -94,7 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--resume", action="store_true",
                    help="continue the run in out_dir from its latest checkpoint (exactly: same final loss as an uninterrupted run)")
-    p.set_defaults(func=cmd_train)
+    p.add_argument("--allow-change", action="append", default=[], metavar="KEY",
+                   help="with --resume: accept a changed training setting, e.g. --allow-change train.lr_max "
+                        "train.lr_max=1e-4 (recorded in RUN/history.jsonl); repeat for several")
+    p.set_defaults(func=cmd_train, interrupted=TRAINING_INTERRUPTED)
 
     p = sub.add_parser("eval", help="loss of a checkpoint on a split (and per 64-token position bucket)")
     p.add_argument("checkpoint", help="a run directory (its latest checkpoint) or a checkpoints/step_* directory")
@@ -137,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true", help="when all runs are done, report on exactly this recipe's runs")
     p.add_argument("--report-out", metavar="DIR", help="where the report goes (default: <recipe out_dir>/report)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides applied to every run, e.g. train.threads=2")
-    p.set_defaults(func=cmd_experiment)
+    p.set_defaults(func=cmd_experiment, interrupted="interrupted: finished runs and the last checkpoint of the "
+                                                 "current one are intact; run the same command to continue")
 
     add_report_commands(sub)
     add_scaling_commands(sub)
@@ -155,8 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head`: not an error
         sys.stdout = open(os.devnull, "w")
         return 0
+    except OSError as e:  # anything not translated where it happened: still one line
+        where = f" '{e.filename}'" if e.filename else ""
+        print(f"error: cannot access{where}: {e.strerror or e}; check the path, its permissions and free space",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("interrupted: the last checkpoint is intact; continue with --resume", file=sys.stderr)
+        message = getattr(args, "interrupted", "interrupted: nothing half-written was left; run the command again")
+        print(message, file=sys.stderr)
         return 130
 
 

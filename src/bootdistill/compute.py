@@ -10,6 +10,7 @@ Per token, for a GPT with N parameters, L layers, width d, context T and vocabul
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -99,10 +100,15 @@ def cpu_has_fast_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def measure_matmul_peak(dtype: torch.dtype, device: str = "cpu", size: int = 1024, seconds: float = 0.5) -> float:
-    """FLOP/s of a square matmul in `dtype` on this machine: the CPU's MFU denominator."""
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
+@functools.lru_cache(maxsize=None)  # one probe per process, dtype and device
+def measure_matmul_peak(dtype: torch.dtype, device: str = "cpu", size: int = 1024, seconds: float = 0.3) -> float:
+    """FLOP/s of a square matmul in `dtype` on this machine: the CPU's MFU denominator.
+
+    The operands come from a private generator: drawing from the global one would shift a resumed run's
+    dropout masks (its RNG state was restored just before this runs)."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, device=device, generator=gen).to(dtype)
+    b = torch.randn(size, size, device=device, generator=gen).to(dtype)
     for _ in range(2):
         a @ b
     n, start = 0, time.perf_counter()

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -47,7 +48,7 @@ class TrainConfig:
     micro_batch: int = 16  # sequences per forward; gradient accumulation fills batch_tokens
     lr_max: float | None = None
     lr_min: float | None = None
-    lr_schedule: str = "cosine"  # cosine | wsd | constant
+    lr_schedule: Literal["cosine", "wsd", "constant"] = "cosine"
     warmup_steps: int = 2000
     total_steps: int = 10800  # length of the LR schedule
     max_steps: int | None = None  # stop earlier than total_steps (the schedule is unchanged)
@@ -56,7 +57,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
-    precision: str = "auto"  # auto | bf16 | fp16 | fp32 (auto: bf16 on CUDA and on CPUs with native bf16)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # (auto: bf16 on CUDA and on CPUs with native bf16)
     compile: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 1337
@@ -65,7 +66,10 @@ class TrainConfig:
     final_eval_batches: int | None = None  # batches for the final val/test losses; None = the whole splits
     log_every: int = 10
     checkpoint_every: int = 500
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # the last K, plus the one with the best validation loss
+    divergence_factor: float | None = 2.0  # stop when loss > this x its recent level (train/guard.py); null: NaN/inf only
+    eval_snapshots: bool = False  # keep the weights of every scheduled evaluation (evals/): the report then
+    #                               locates a target crossing on the whole validation split
     threads: int | None = None  # torch CPU threads; None = torch's default
     save_logits: bool = False  # keep this run's own top-k distributions in RUN/logits (online teacher logits)
     save_logits_from_step: int = 0  # ... from this step on (early logits hurt students: design space §3.5)
@@ -77,11 +81,13 @@ class TrainConfig:
 class DistillConfig:
     teacher: str | None = None  # run/checkpoint dir of a bootdistill model, a teacher cache dir, or hf:PATH
     teacher_train_flops: float | None = None  # training FLOPs of a teacher without a ledger (hf:); None = unknown
-    policy: str = "classical"  # classical | kd (throughout, RKD) | fixed (KD for kd_steps) | bootstrapped
-    loss: str = "kl"  # kl | reverse_kl | soft_ce | mse_logits | mse_probs | jsd | topk_kl
+    policy: Literal["classical", "kd", "fixed", "bootstrapped"] = "classical"  # kd: throughout (RKD); fixed: KD for kd_steps
+    loss: Literal["kl", "reverse_kl", "soft_ce", "mse_logits", "mse_probs", "jsd", "topk_kl"] = "kl"
     loss_params: dict = field(default_factory=dict)  # the loss's own parameters, e.g. jsd: {beta: 0.5}
     alpha: float = 1.0  # KD weight (peak of alpha_schedule)
-    combine: str = "normalized"  # normalized: CE + alpha*KD rescaled to CE's batch mean (paper eq. 1-2) | mix: (1-a) CE + a KD
+    combine: Literal["normalized", "normalized_mean", "mix"] = "normalized"  # normalized: CE + alpha*KD rescaled to
+    #   CE's batch mean (paper eq. 1-2) | mix: (1-a) CE + a KD | normalized_mean: the normalized sum divided by
+    #   (1 + alpha), so the gradient scale does not jump when KD stops
     temperature: float = 2.0  # tau on both sides (KL scaled by tau^2)
     teacher_temperature: float | None = None  # teacher-only temperature (SALT rho = 1/this); None = temperature
     top_p: float = 1.0  # teacher truncation: top-p, then top-k, renormalised
@@ -89,12 +95,13 @@ class DistillConfig:
     z_loss: float = 0.0  # weight of the student's Z-loss (log Z)^2
     margin: float = 0.05  # bootstrapped: stop KD for good once student val <= (1 + margin) * teacher val
     kd_steps: int | None = None  # fixed: KD for the first kd_steps steps; also where decay schedules reach 0
-    alpha_schedule: str = "constant"  # constant | step | linear_decay | ratio_decay | linear_increase | linear_decrease | wsd
+    alpha_schedule: Literal["constant", "step", "linear_decay", "ratio_decay", "linear_increase", "linear_decrease",
+                            "wsd"] = "constant"
     alpha_window: int = 0  # linear_decay / ratio_decay: steps of the transition, ending at kd_steps
     kd_lr_factor: float = 1.0  # KD-aware LR: multiplier of the LR schedule while KD is on
     post_kd_lr_factor: float = 1.0  # ... and once KD has stopped (a sharp drop: < 1)
     lr_drop_steps: int = 0  # steps over which the LR factor moves from kd_lr_factor to post_kd_lr_factor
-    post_kd_lr: str = "scale"  # after KD: scale (schedule x post_kd_lr_factor) | cosine (drop to post_kd_lr_factor x
+    post_kd_lr: Literal["scale", "cosine"] = "scale"  # after KD: scale (schedule x post_kd_lr_factor) | cosine (drop to post_kd_lr_factor x
     #                            the LR at the stop, then cosine to lr_min at train.total_steps)
     diag_batches: int = 4  # validation batches used for KD diagnostics (KL, entropies, agreement)
     select_with: str | None = None  # SALT_DS: early teacher checkpoint that picks the KD phase's sequences (policy fixed)
@@ -106,7 +113,7 @@ class LogConfig:
     tensorboard: bool = True  # when the tensorboard package is installed
     wandb: bool = False
     wandb_project: str = "bootdistill"
-    wandb_mode: str = "offline"  # offline | online
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
     progress: bool = True
 
 
@@ -131,6 +138,13 @@ def _closest(name: str, options: list[str]) -> str:
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Check `value` against a type hint; YAML/CLI strings like '1e-3' become numbers."""
     origin = typing.get_origin(hint)
+    if origin is Literal:  # an enumerated option: checked here, when the config loads
+        options = [str(o) for o in typing.get_args(hint)]
+        if isinstance(value, str) and value in options:
+            return value
+        match = difflib.get_close_matches(str(value), options, n=1, cutoff=0.5)
+        hint_text = f"did you mean '{match[0]}'? " if match else ""
+        raise ConfigError(f"{where} '{value}' is unknown ({hint_text}valid: {', '.join(options)})")
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
         if value is None and type(None) in args:
@@ -166,14 +180,17 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 pass
         raise ConfigError(f"{where} must be an integer, got {value!r}")
     if hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where} must be a number, got {value!r}")
+        if number is None or not math.isfinite(number):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
+        return number
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -236,7 +253,10 @@ def load_yaml(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config file '{path}' is not valid YAML{where}: {what}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping of sections (data:, model:, train: ...)")
     return data
@@ -310,7 +330,7 @@ def validate(cfg: RunConfig) -> None:
     for name in ("lr_max", "lr_min"):
         v = getattr(t, name)
         _check(v is None or v >= 0, f"train.{name} must be >= 0, got {v}")
-    _check(t.lr_schedule in ("cosine", "wsd", "constant"), f"train.lr_schedule must be cosine, wsd or constant, got '{t.lr_schedule}'")
+        _check(v is None or v < 3.4e38, f"train.{name} must fit a float32 (< 3.4e38), got {v}")
     _check(t.warmup_steps >= 0, f"train.warmup_steps must be >= 0, got {t.warmup_steps}")
     _check(t.total_steps > 0, f"train.total_steps must be > 0, got {t.total_steps}")
     _check(t.max_steps is None or t.max_steps > 0, f"train.max_steps must be > 0, got {t.max_steps}")
@@ -318,18 +338,17 @@ def validate(cfg: RunConfig) -> None:
     _check(t.weight_decay >= 0, f"train.weight_decay must be >= 0, got {t.weight_decay}")
     _check(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, "train.beta1 and train.beta2 must be in [0, 1)")
     _check(t.grad_clip >= 0, f"train.grad_clip must be >= 0 (0 disables), got {t.grad_clip}")
-    _check(t.precision in ("auto", "bf16", "fp16", "fp32"), f"train.precision must be auto, bf16, fp16 or fp32, got '{t.precision}'")
     _check(t.eval_every > 0 and t.log_every > 0 and t.checkpoint_every > 0, "train.eval_every, log_every and checkpoint_every must be > 0")
     _check(t.eval_batches is None or t.eval_batches > 0, "train.eval_batches must be > 0 or null (whole split)")
     _check(t.final_eval_batches is None or t.final_eval_batches > 0, "train.final_eval_batches must be > 0 or null (whole split)")
     _check(t.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
+    _check(t.divergence_factor is None or t.divergence_factor > 1, "train.divergence_factor must be > 1 or null")
     _check(0 <= k.alpha <= 1, f"distill.alpha must be in [0, 1], got {k.alpha}")
     _check(k.temperature > 0, f"distill.temperature must be > 0, got {k.temperature}")
     _check(k.margin >= 0, f"distill.margin must be >= 0, got {k.margin}")
     _check(0 < k.top_p <= 1, f"distill.top_p must be in (0, 1], got {k.top_p}")
     _check(k.top_k is None or k.top_k >= 1, f"distill.top_k must be >= 1, got {k.top_k}")
     _check(k.kd_steps is None or k.kd_steps >= 0, f"distill.kd_steps must be >= 0, got {k.kd_steps}")
-    _check(k.combine in ("normalized", "mix"), f"distill.combine must be normalized or mix, got '{k.combine}'")
     _check(k.teacher_temperature is None or k.teacher_temperature > 0, f"distill.teacher_temperature must be > 0, got {k.teacher_temperature}")
     _check(k.z_loss >= 0, f"distill.z_loss must be >= 0, got {k.z_loss}")
     _check(k.alpha_window >= 0 and k.lr_drop_steps >= 0, "distill.alpha_window and distill.lr_drop_steps must be >= 0")
@@ -346,4 +365,3 @@ def validate(cfg: RunConfig) -> None:
     _check(t.save_logits_from_step >= 0, f"train.save_logits_from_step must be >= 0, got {t.save_logits_from_step}")
     _check(0 < t.save_logits_top_p <= 1, f"train.save_logits_top_p must be in (0, 1], got {t.save_logits_top_p}")
     _check(t.save_logits_top_k >= 1, f"train.save_logits_top_k must be >= 1, got {t.save_logits_top_k}")
-    _check(cfg.log.wandb_mode in ("offline", "online", "disabled"), "log.wandb_mode must be offline, online or disabled")

@@ -32,7 +32,7 @@ from .errors import ConfigError
 from .model import ModelShape, count_params
 from .train.rundir import _identity
 
-RECIPE_KEYS = {"name", "out_dir", "defaults", "seeds", "runs", "description"}
+RECIPE_KEYS = {"name", "out_dir", "defaults", "seeds", "runs", "description", "planner"}
 RUN_KEYS = {"extends", "grid", "reference"}
 
 
@@ -244,16 +244,51 @@ def print_plan(recipe: dict, order: list[PlannedRun], data_vocab: int) -> list[d
 # ---------------------------------------------------------------- running
 
 
+def _laws_path(recipe: dict) -> str | None:
+    laws = (recipe.get("planner") or {}).get("laws")
+    if laws is not None and not Path(laws).is_file():
+        raise ConfigError(f"planner.laws '{laws}' does not exist: give the scaling_fit.json written by `bootdistill fit`, "
+                          "or remove it to use the paper's Table 6")
+    return laws
+
+
+def _write_prediction(p: PlannedRun, runs: dict, vocab: int, recipe: dict) -> None:
+    """The planner's predicted saving, written once before the run trains (a resumed run keeps the first)."""
+    from .fsutil import atomic_write_json
+    from .prediction import predict_planned_run
+
+    target = p.run_dir / "prediction.json"
+    if target.is_file():
+        return
+    try:
+        pred = predict_planned_run(p, runs, vocab, _laws_path(recipe))
+    except (ConfigError, ValueError) as e:  # outside the laws' range: the run is still worth training
+        pred = {"error": str(e)} if p.teacher else None
+    if pred is not None:
+        atomic_write_json(target, pred)
+
+
 def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bool = False) -> list[Path]:
     from .data.prepare import load_meta, prepare
     from .train.trainer import Trainer
 
+    from .train import preflight
+
     recipe, order = load_recipe(path, overrides)
+    _laws_path(recipe)  # a missing coefficients file is found before any compute
+    for p in order:  # every run's policy and loss, and a writable output, before the first run starts
+        preflight.check_run(p.cfg, teacher_must_exist=p.teacher is None)
     vocab = order[0].cfg.data.vocab_size
     if dry_run:
         print_plan(recipe, order, vocab)
         return [p.run_dir for p in order]
-    vocab = load_meta(prepare(order[0].cfg.data, progress=order[0].cfg.log.progress))["vocab_size"]
+    data_dirs: dict[str, Path] = {}  # every run's data, prepared once and checked before the first step
+    for p in order:
+        key = json.dumps(to_dict(p.cfg.data), sort_keys=True)
+        if key not in data_dirs:
+            data_dirs[key] = prepare(p.cfg.data, progress=p.cfg.log.progress)
+        preflight.check_splits(data_dirs[key], p.cfg.model.context)
+    vocab = load_meta(next(iter(data_dirs.values())))["vocab_size"]
     runs = {p.name: p for p in order}
     planned_flops = {p.name: predicted(p, runs, vocab)["student"] for p in order}
     total_flops = sum(planned_flops.values())
@@ -271,7 +306,9 @@ def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bo
             eta = f", experiment ETA {remaining / (trained_flops / spent_s) / 60:.1f} min"
         print(f"[{i}/{len(order)}] {p.name}: {'resuming' if resume else 'starting'} ({p.run_dir}){eta}")
         start = time.perf_counter()
-        Trainer(p.cfg, resume=resume).fit()
+        trainer = Trainer(p.cfg, resume=resume)
+        _write_prediction(p, runs, vocab, recipe)
+        trainer.fit()
         spent_s += time.perf_counter() - start
         trained_flops += planned_flops[p.name]
         remaining -= planned_flops[p.name]

@@ -25,9 +25,22 @@ def translate_os_errors(path: Path | str):
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise disk_full_error(path) from None
-        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        if e.errno == errno.EFBIG:
+            raise BootdistillError(f"cannot write '{path}': the file-size limit (ulimit -f) was reached; raise it or "
+                                   "write less") from None
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR):
             raise BootdistillError(f"cannot write '{path}': {e.strerror}; choose a writable output directory") from None
         raise
+
+
+def check_writable(path: Path | str) -> None:
+    """Fail now, not after the work, if `path` (a directory, existing or to be made) cannot be written."""
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise BootdistillError(f"cannot write '{path}': '{existing}' is a file, not a directory; choose another output path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BootdistillError(f"cannot write '{path}': '{existing}' is not writable; choose a writable output path")
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:

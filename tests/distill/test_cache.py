@@ -18,7 +18,9 @@ from bootdistill.train.metrics import read_metrics
 from bootdistill.train.trainer import Trainer
 
 STUDENT = {"model.d_model": 48, "model.n_layers": 2, "model.n_heads": 2}
-KD = {"distill.policy": "kd", "distill.alpha": 0.5, "distill.combine": "mix", "distill.temperature": 2.0}
+# fp32 runs and caches: these tests compare numbers to float32 references and to each other
+KD = {"distill.policy": "kd", "distill.alpha": 0.5, "distill.combine": "mix", "distill.temperature": 2.0,
+      "train.precision": "fp32"}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,8 @@ def prepared(tmp_path_factory):
 @pytest.fixture(scope="module")
 def teacher(tiny_corpus, prepared, tmp_path_factory):
     out = tmp_path_factory.mktemp("cteacher") / "run"
-    Trainer(load_config(None, tiny_overrides(tiny_corpus, out, prepared, **{"model.d_model": 24, "train.total_steps": 30}))).fit()
+    Trainer(load_config(None, tiny_overrides(tiny_corpus, out, prepared, **{"model.d_model": 24, "train.total_steps": 30,
+                                                                                   "train.precision": "fp32"}))).fit()
     return out
 
 

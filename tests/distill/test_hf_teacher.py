@@ -12,7 +12,9 @@ from bootdistill.train.trainer import Trainer
 
 transformers = pytest.importorskip("transformers")  # the [hf] extra
 
-STUDENT = {"model.d_model": 48, "model.n_layers": 2, "model.n_heads": 2, "distill.policy": "kd", "distill.alpha": 0.5}
+# fp32: the teacher's signal and val loss are compared with the HF model's own float32 forward
+STUDENT = {"model.d_model": 48, "model.n_layers": 2, "model.n_heads": 2, "distill.policy": "kd", "distill.alpha": 0.5,
+           "train.precision": "fp32"}
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from bootdistill.train.eval_cli import load_model_from_checkpoint
 from bootdistill.train.trainer import Trainer
 
 TEACHER = {"model.d_model": 24, "model.dropout": 0.0, "train.save_logits": True, "train.save_logits_top_k": 20,
-           "train.save_logits_top_p": 1.0, "train.keep_checkpoints": 5}
+           "train.save_logits_top_p": 1.0, "train.keep_checkpoints": 5,
+           "train.precision": "fp32"}  # the saved distributions are compared with a float32 forward
 
 
 @pytest.fixture(scope="module")

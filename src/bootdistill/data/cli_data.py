@@ -59,7 +59,10 @@ def _run_vocab_sweep(args) -> int:
     from ..errors import DataError
     from .vocab_sweep import vocab_sweep
 
+    from ..fsutil import check_writable
+
     data_cfg = _data_config(args, [])
+    check_writable(args.out)
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     except ValueError:

@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DataError
+from ..fsutil import check_writable
 from . import sources as _sources
 from .sources import Corpus, resolve_corpus
 from .synthetic import SYNTHETIC_WARNING
@@ -253,6 +254,7 @@ def prepare(data_cfg, progress: bool = True) -> Path:
         _log(SYNTHETIC_WARNING)
     key = dataset_key(corpus, data_cfg)
     out = Path(data_cfg.prepared_dir) if data_cfg.prepared_dir else default_prepared_dir(key)
+    check_writable(out)
     if _is_complete(out, key):
         _log(f"prepared data reused: {out} (same corpus and settings, key {key})")
         return out

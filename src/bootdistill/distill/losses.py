@@ -564,11 +564,14 @@ def combine(ce_mean: torch.Tensor, kd_mean: torch.Tensor | None, alpha: float, m
       gradient flow through the ratio would make the KD term identically equal to CE (gradient 2·∇CE, no
       teacher signal at all), so the ratio must be a constant. A KD mean <= 0 (student equals teacher) gives
       ratio 0 instead of a division blow-up.
+    normalized_mean: the normalized sum divided by (1 + α). Both terms have CE's magnitude, so the plain sum
+      doubles the gradient while KD is on and halves it at the switch, where Adam's second moment lags by
+      about 1 / (1 − β2) steps; dividing keeps the gradient's scale continuous across the switch.
     mix (SALT eq. 4, design space eq. 1, scaling laws eq. 7): (1 − α) CE + α KD.
     α = 0 returns ce_mean itself (KD may be None: the caller skips the teacher).
     """
-    if mode not in ("normalized", "mix"):
-        raise ConfigError(f"combine mode must be 'normalized' or 'mix', got '{mode}'")
+    if mode not in ("normalized", "normalized_mean", "mix"):
+        raise ConfigError(f"combine mode must be 'normalized', 'normalized_mean' or 'mix', got '{mode}'")
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
     if alpha == 0:
@@ -579,4 +582,5 @@ def combine(ce_mean: torch.Tensor, kd_mean: torch.Tensor | None, alpha: float, m
         return kd_mean if alpha == 1 else (1 - alpha) * ce_mean + alpha * kd_mean
     kd_d, ce_d = kd_mean.detach(), ce_mean.detach()
     ratio = torch.where(kd_d > 0, ce_d / torch.where(kd_d > 0, kd_d, torch.ones_like(kd_d)), torch.zeros_like(kd_d))
-    return ce_mean + (alpha * ratio) * kd_mean
+    total = ce_mean + (alpha * ratio) * kd_mean
+    return total / (1 + alpha) if mode == "normalized_mean" else total

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import BootdistillError
+from ..fsutil import check_writable
 
 
 def _parse_baselines(items: list[str] | None) -> dict[str, str]:
@@ -31,8 +32,10 @@ def cmd_report(args) -> int:
 
     baselines = _parse_baselines(args.baseline)
     runs = load_runs(list(args.runs) + list(baselines.values()))  # an override's baseline joins the report
-    report = build_report(runs, target=args.target, baselines=baselines)
+    report = build_report(runs, target=args.target, baselines=baselines, split=args.split,
+                          diagnostics=not args.no_diagnostics)
     out = Path(args.out) if args.out else default_out(runs)
+    check_writable(out)
     plots = write_plots(runs, out, report)
     paths = write_report(report, plots, out)
     for w in report["warnings"]:
@@ -61,5 +64,10 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--baseline", action="append", metavar="NAME=RUN_DIR",
                    help="use RUN_DIR as the classical baseline of the student run named NAME (repeatable; "
                         "default: the classical run with the same model shape and train.total_steps, same seed preferred)")
+    p.add_argument("--split", choices=("val", "test"), default="val",
+                   help="measure targets and crossings on this split (test: the held-out text; needs evaluation "
+                        "snapshots, train.eval_snapshots=true)")
+    p.add_argument("--no-diagnostics", action="store_true",
+                   help="skip the out-of-domain loss and the loss by teacher-difficulty bucket (they load checkpoints)")
     p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table")
     p.set_defaults(func=cmd_report)

@@ -141,13 +141,66 @@ def _clean(obj):
     return obj
 
 
+def prediction_section(report: dict) -> list[str]:
+    """Predicted (before training, by the planner) against measured savings."""
+    runs = [r for r in report["runs"] if r.get("prediction")]
+    if not runs:
+        return []
+
+    def pct(v):
+        return "—" if v is None else f"{v:+.1f}%"
+
+    rows = []
+    for r in runs:
+        p = r["prediction"]
+        if "error" in p:
+            rows.append([r["name"], "—", "—", pct(r["savings_pct"]), f"no prediction: {p['error']}"])
+            continue
+        laws = p["laws"] + (" (extrapolated)" if p.get("extrapolated") else "")
+        err = "—" if p["error_points"] is None else f"{p['error_points']:+.1f} points"
+        rows.append([r["name"], laws, pct(p["saving_pct"]), pct(r["savings_pct"]), err])
+    return ["## Predicted against measured", "",
+            "Before each distilled run trained, `bootdistill plan`'s bootstrapped prediction (switch at the run's "
+            "margin) was written to its prediction.json. Error = measured − predicted. A large error means: do not "
+            "trust the planner at this scale without laws fitted on runs like these (`bootdistill fit`, then "
+            "`planner: {laws: scaling_fit.json}` in the recipe).", "",
+            markdown_table(["Run", "Laws", "Predicted saving", "Measured saving", "Error"], rows), ""]
+
+
+def diagnostics_section(report: dict) -> list[str]:
+    """Where KD helps (weak-teacher paper; SALT §5.4): OOD vs in-domain loss, loss by teacher-difficulty third."""
+    runs = [r for r in report["runs"] if r.get("diagnostics")]
+    if not runs:
+        return []
+    md = ["## Where KD helps: out-of-domain loss and loss by teacher difficulty", "",
+          "Test tokens are split into thirds by the teacher's loss on them (easy / medium / hard: SALT §5.4). "
+          f"Out-of-domain text: {runs[0]['diagnostics']['ood_source']}. Up to 200k tokens each; Δ = student − "
+          "its classical baseline (negative: the distilled student is better).", ""]
+    rows = []
+    for r in runs:
+        d = r["diagnostics"]["models"]
+        for role in ("teacher", "baseline", "student"):
+            if role not in d:
+                continue
+            m = d[role]
+            cells = [m["test_loss"], m["ood_loss"]] + [m["buckets"][b] for b in ("easy", "medium", "hard")]
+            rows.append([f"{r['name']}: {role}"] + [f"{v:.4f}" for v in cells])
+        if "baseline" in d:
+            s, b = d["student"], d["baseline"]
+            delta = [s["test_loss"] - b["test_loss"], s["ood_loss"] - b["ood_loss"]] + \
+                [s["buckets"][k] - b["buckets"][k] for k in ("easy", "medium", "hard")]
+            rows.append([f"{r['name']}: **Δ**"] + [f"{v:+.4f}" for v in delta])
+    return md + [markdown_table(["Model", "Test loss", "OOD loss", "Easy", "Medium", "Hard"], rows), ""]
+
+
 def render_markdown(report: dict, plots: dict[str, str]) -> str:
     md = ["# bootdistill report: compute to target loss, teacher included", "",
           "## Corpus", "", describe_corpus(report), "",
           "## Savings (cf. paper Table 3)", "",
           f"Target loss: {report['target_rule']}" + ("" if report["target"] is not None else
           " (its validation batches are those of the curves below; the full-split final loss is in the runs table)")
-          + ".", "", markdown_table(HEADERS, [table_cells(r) for r in report["rows"]]), "", METHOD, "", PAPER, ""]
+          + ".", "", markdown_table(HEADERS, [table_cells(r) for r in report["rows"]]), "",
+          "**How the saving is measured.** " + report.get("measurement", ""), "", METHOD, "", PAPER, ""]
     if report["teachers"]:
         rows = [[t["name"], size_label(t.get("n_params")),
                  _steps(t["steps"]) if t.get("steps") is not None else "?",
@@ -167,6 +220,7 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
     md += ["## Runs", "", markdown_table(["Run", "Policy", "Seed", "Status", "Steps", "Params",
                                           "Final val loss (full split)", "Test loss", "Compute (PFLOPs)",
                                           "KD stopped at step", "Baseline", "Teacher"], rows), ""]
+    md += prediction_section(report) + diagnostics_section(report)
     if report["warnings"]:
         md += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
     titles = {"loss_vs_compute": "Validation loss vs compute (Fig. 3)", "loss_vs_step": "Validation loss vs step (Fig. 2)",

@@ -15,6 +15,7 @@ import yaml
 
 from ..errors import BootdistillError
 from ..train.metrics import read_metrics
+from .crossing import final_loss, robust_crossing, snapshot_steps, whole_run
 
 PFLOP = 1e15
 # columns interpolated at the crossing; flops_teacher_train is constant, so it interpolates to itself
@@ -154,6 +155,14 @@ def load_runs(paths: list) -> list[Run]:
     return runs
 
 
+CROSSING_DEFINITION = (
+    "C_classical is the classical run's whole scheduled compute; the target is its final loss on the final "
+    "evaluation set (the whole split unless train.final_eval_batches limits it); C_distilled is where the "
+    "distilled run first reaches the target on that same set, located by re-evaluating its evaluation "
+    "snapshots around the crossing and interpolating compute linearly between the two snapshots around it. "
+    "Runs without snapshots fall back to the in-training validation subset (flagged).")
+
+
 def first_crossing(evals: list[dict], target: float) -> dict | None:
     """Step, tokens and compute at which the validation loss first reaches `target`, linearly interpolated
     between the evaluation before (above target) and the one at or below it. None when never reached.
@@ -270,10 +279,24 @@ def _run_record(run: Run, res: dict) -> dict:
         "kd_stopped_step": (s.get("policy") or {}).get("kd_stopped_step"),
         "teacher": res["teacher"].name if res["teacher"] else None,
         "baseline": res["baseline"].name if res["baseline"] else None,
-        "target": res["target"], "crossing": cross,
+        "target": res["target"], "crossing": cross, "measured_on": res.get("measured_on"),
         "savings_pct": res["savings"], "savings_exact_pct": res["savings_exact"],
         "data": s.get("data") or {"source": run.cfg("data", "corpus"), "synthetic": None},
+        "diagnostics": res.get("diagnostics"),
+        "prediction": _prediction(run, res["savings"]),
     }
+
+
+def _prediction(run: Run, measured: float | None) -> dict | None:
+    """The planner's prediction written before the run trained, beside the measured saving."""
+    from ..prediction import read_prediction
+
+    pred = read_prediction(run.path)
+    if pred is None:
+        return None
+    predicted = pred.get("saving_pct")
+    error = measured - predicted if measured is not None and predicted is not None else None
+    return {**pred, "measured_pct": measured, "error_points": error}
 
 
 def _group_row(g: Group, per: dict) -> dict:
@@ -302,7 +325,34 @@ def _group_row(g: Group, per: dict) -> dict:
     }
 
 
-def build_report(runs: list[Run], target: float | None = None, baselines: dict[str, str] | None = None) -> dict:
+def _measure(r: Run, b: Run | None, target: float | None, split: str, warn: list) -> dict:
+    """Target and crossing of one run: on the final evaluation set when the runs allow it (report/crossing.py),
+    else on the in-training validation subset (noisier; said in a warning)."""
+    own_target = r.policy == "classical" and b is None
+    ref = r if own_target else b
+    if target is None and ref is not None and ref.finished and final_loss(ref, split) is not None \
+            and snapshot_steps(r.path):
+        tgt = final_loss(ref, split)
+        if own_target:
+            return {"target": tgt, "crossing": whole_run(r, CROSS_KEYS), "measured_on": f"final {split} set"}
+        if r.finished:
+            subset = first_crossing(r.evals, b.final_eval_loss) if b.final_eval_loss is not None else None
+            return {"target": tgt, "crossing": robust_crossing(r, tgt, subset, split, CROSS_KEYS),
+                    "measured_on": f"final {split} set"}
+    if split != "val":
+        raise BootdistillError(f"--split {split} needs finished runs whose students kept evaluation snapshots "
+                               "(train.eval_snapshots=true): rerun them with it")
+    if r.policy != "classical":
+        warn.append(f"{r.name}: crossing read off the in-training validation subset (noisy): train with "
+                    "train.eval_snapshots=true and final_eval_batches=null for the robust measurement")
+    tgt = target if target is not None else (r.final_eval_loss if own_target
+                                             else b.final_eval_loss if b is not None else None)
+    return {"target": tgt, "crossing": first_crossing(r.evals, tgt) if tgt is not None else None,
+            "measured_on": "in-training validation subset"}
+
+
+def build_report(runs: list[Run], target: float | None = None, baselines: dict[str, str] | None = None,
+                 split: str = "val", diagnostics: bool = True) -> dict:
     """Everything the report shows, as plain data: `rows` (Table 3), `teachers`, `runs`, `warnings`."""
     if target is not None and not (_finite(target) and target > 0):
         raise BootdistillError(f"--target must be a positive loss, got {target}")
@@ -330,10 +380,7 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
         if b is not None and (r.summary or {}).get("data", {}).get("tokenizer_sha256") != \
                 (b.summary or {}).get("data", {}).get("tokenizer_sha256") and r.finished and b.finished:
             warn.append(f"{r.name}: its baseline {b.name} used another tokenizer: losses are not comparable")
-        tgt = target if target is not None else (r.final_eval_loss if b is None and r.policy == "classical"
-                                                 else b.final_eval_loss if b is not None else None)
-        per[r.path] = {"target": tgt, "baseline": b, "teacher": find_teacher(r, runs),
-                       "crossing": first_crossing(r.evals, tgt) if tgt is not None else None}
+        per[r.path] = {"baseline": b, "teacher": find_teacher(r, runs), **_measure(r, b, target, split, warn)}
     for r in runs:
         p, b = per[r.path], per[r.path]["baseline"]
         base_cross = per[b.path]["crossing"] if b is not None else None
@@ -346,6 +393,14 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
                         f"(best {min((e['val_loss'] for e in r.evals), default=float('nan')):.4f})")
         if b is not None and not b.finished:
             warn.append(f"{r.name}: its baseline {b.name} is unfinished: the target is its latest loss so far")
+
+    if diagnostics:
+        from .diagnostics import cached_diagnostics
+
+        for r in runs:
+            p = per[r.path]
+            if r.policy != "classical" and r.finished and p["teacher"] is not None:
+                p["diagnostics"] = cached_diagnostics(r, p["baseline"], p["teacher"], r.cfg("train", "threads"))
 
     groups = group_runs(runs)
     group_of = {r.path: g for g in groups for r in g.runs}
@@ -383,7 +438,9 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
                              "note": "run directory not given: from the student's summary.json"})
     return {
         "target_rule": (f"given: {target}" if target is not None else
-                        "the classical baseline's validation loss at its last evaluation"),
+                        f"the classical baseline's final {split} loss; its compute is its whole scheduled run"),
+        "split": split,
+        "measurement": CROSSING_DEFINITION,
         "target": target,
         "rows": [_group_row(g, per) for g in ordered],
         "teachers": teachers,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BootdistillError, ConfigError, DataError
+from ..fsutil import check_writable
 
 SUFFIX = {"k": 1e3, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15}
 
@@ -144,6 +145,7 @@ def cmd_fit(args) -> int:
 
     if args.bootstrap < 0 or args.top_k < 0 or (args.workers is not None and args.workers < 1):
         raise ConfigError("--bootstrap and --top-k must be >= 0 and --workers >= 1")
+    check_writable(Path(args.out))  # before the fit, not after it
     pts = collect(args.inputs, every_eval=args.every_eval,
                   params="total" if args.params == "total" else "non_embedding")
     if pts.skipped:
@@ -216,6 +218,10 @@ def _print_fit(out: dict) -> None:
 def cmd_plan(args) -> int:
     from . import plan as P
 
+    if not args.margin >= 0:
+        raise ConfigError(f"--margin is the switch margin, a fraction >= 0 (0.05 = 5%); got {args.margin:g}")
+    if args.out:
+        check_writable(Path(args.out))
     lw = P.load_laws(args.coefficients, args.flops)
     rng = tuple(args.range)
     if not rng[0] < rng[1]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import re
 import shutil
 from pathlib import Path
@@ -18,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from ..errors import CheckpointError
-from ..fsutil import atomic_dir
+from ..fsutil import atomic_dir, translate_os_errors
 
 STEP_DIR = re.compile(r"^step_(\d{8})$")
 
@@ -39,16 +41,68 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if STEP_DIR.match(p.name) and (p / "meta.json").is_file())
 
 
+def clean_leftovers(run_dir: Path) -> list[str]:
+    """Remove what a kill can leave behind: a checkpoint being written (.step_*.tmp), one being deleted
+    (.step_*.del), a step_* directory without meta.json. A replaced one (.step_*.old) whose successor never
+    arrived is put back. Returns the names removed."""
+    root = Path(run_dir) / "checkpoints"
+    removed = []
+    for p in sorted(root.iterdir()) if root.is_dir() else []:
+        if p.name.startswith(".step_") and p.name.endswith(".old") and not (root / p.name[1:-4]).exists():
+            p.rename(root / p.name[1:-4])
+        elif p.name.startswith(".step_") or (STEP_DIR.match(p.name) and not (p / "meta.json").is_file()):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p.name)
+    return removed
+
+
 def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dict, meta: dict, keep: int) -> Path:
     final = Path(run_dir) / "checkpoints" / f"step_{step:08d}"
     with atomic_dir(final) as tmp:
-        save_model(model, str(tmp / "model.safetensors"))
-        torch.save(state, tmp / "state.pt")
+        try:
+            save_model(model, str(tmp / "model.safetensors"))
+            torch.save(state, tmp / "state.pt")
+        except (SafetensorError, RuntimeError) as e:  # a full disk or a file-size limit, reported by Rust / C++
+            raise CheckpointError(f"cannot write checkpoint '{final}' ({str(e).splitlines()[0][:120]}): the disk is "
+                                  "probably full or a file-size limit (ulimit -f) was reached; free space, then "
+                                  "continue with --resume from the last checkpoint, which is intact") from None
         files = {name: _sha256(tmp / name) for name in ("model.safetensors", "state.pt")}
         (tmp / "meta.json").write_text(json.dumps({**meta, "step": step, "files": files}, indent=2))
-    for old in checkpoint_dirs(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    found = checkpoint_dirs(run_dir)
+    best = min(found, key=_val_loss)  # the best-validation checkpoint stays out of rotation
+    for old in found[:-keep]:
+        if old != best:
+            remove_checkpoint(old)
     return final
+
+
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "evals" / f"step_{step:08d}.safetensors"
+
+
+def save_snapshot(run_dir: Path, step: int, model: torch.nn.Module) -> Path:
+    """The weights alone at a scheduled evaluation, so the report can re-evaluate any of them later."""
+    final = snapshot_path(run_dir, step)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp")
+    with translate_os_errors(final):
+        save_model(model, str(tmp))
+        os.replace(tmp, final)
+    return final
+def _val_loss(ckpt: Path) -> float:
+    try:
+        return float(json.loads((ckpt / "meta.json").read_text()).get("val_loss", math.inf))
+    except (OSError, ValueError, TypeError):
+        return math.inf
+
+
+def remove_checkpoint(ckpt: Path) -> None:
+    """Rename, then delete: a kill midway leaves a hidden leftover (cleaned on the next start), never a
+    step_* directory with some of its files gone."""
+    trash = ckpt.with_name(f".{ckpt.name}.del")
+    shutil.rmtree(trash, ignore_errors=True)
+    ckpt.rename(trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def resolve_checkpoint(path: Path) -> Path:

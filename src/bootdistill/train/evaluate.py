@@ -20,21 +20,24 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
 @torch.no_grad()
 def evaluate(model, tokens: np.ndarray, context: int, batch_size: int, device: torch.device,
              amp_dtype: torch.dtype | None, max_batches: int | None = None, bucket: int | None = None) -> dict:
-    """Mean token cross-entropy over the split's first blocks; with `bucket`, also per-position means."""
+    """Mean token cross-entropy (and the model's mean predictive entropy) over the split's first blocks; with
+    `bucket`, also per-position means."""
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    total, entropy, count = 0.0, 0.0, 0
     pos_sum = torch.zeros(context, dtype=torch.float64)
     for x, y in eval_batches(tokens, context, batch_size, max_batches):
         x, y = x.to(device), y.to(device)
         with autocast_context(device, amp_dtype):
             logits = model(x)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+        logp = F.log_softmax(logits.float(), -1)
+        loss = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
         total += loss.sum().item()
+        entropy += -(logp.exp() * logp).sum().item()
         count += loss.numel()
         pos_sum += loss.sum(0).double().cpu()
     model.train(was_training)
-    out = {"loss": total / count, "tokens": count}
+    out = {"loss": total / count, "entropy": entropy / count, "tokens": count}
     if bucket:
         n_seq = count // context
         per_pos = pos_sum / n_seq

@@ -3,13 +3,16 @@ is refused, so nothing a user already has is overwritten."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 
-from ..config import RunConfig, from_dict, to_dict
+from ..config import RunConfig, TrainConfig, from_dict, to_dict
 from ..errors import BootdistillError
 from ..fsutil import atomic_write_text, translate_os_errors
+
+LOCK_NAME = ".lock"  # see lock.py
 
 # keys that may change between a run and its resume without making it another run
 VOLATILE = {("log",), ("train", "max_steps"), ("train", "threads"), ("train", "device"), ("out_dir",),
@@ -29,19 +32,34 @@ def _identity(d: dict, prefix=()) -> dict:
     return out
 
 
-def config_difference(old: dict, new: dict) -> str | None:
+def config_differences(old: dict, new: dict) -> dict[str, list]:
+    """{dotted key: [value there, value now]} for every setting that makes a run another run."""
     a, b = _identity(old), _identity(new)
-    for key in sorted(set(a) | set(b)):
-        if a.get(key) != b.get(key):
-            return f"{key}: {a.get(key)!r} there, {b.get(key)!r} now"
-    return None
+    return {key: [a.get(key), b.get(key)] for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
 
 
-def check_run_dir(out: Path, cfg, resume: bool) -> None:
-    """Refuse a directory that holds something else; writes nothing (so it runs before any slow work)."""
+def config_difference(old: dict, new: dict) -> str | None:
+    diffs = config_differences(old, new)
+    return next((f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diffs.items()), None)
+
+
+def check_allow_change(keys, resume: bool) -> None:
+    if keys and not resume:
+        raise BootdistillError("--allow-change continues an existing run: use it together with --resume")
+    for key in keys:
+        if not key.startswith("train.") or key.split(".", 1)[1] not in TrainConfig.__dataclass_fields__:
+            raise BootdistillError(f"--allow-change {key}: only training settings (train.KEY) may change on resume; "
+                                   "model, data and distill settings make another run")
+
+
+def check_run_dir(out: Path, cfg, resume: bool, allow_change=()) -> dict[str, list]:
+    """Refuse a directory that holds something else; writes nothing (so it runs before any slow work).
+
+    Returns the settings changed on purpose (`allow_change`, with --resume), to be recorded in the history."""
+    check_allow_change(allow_change, resume)
     resolved = to_dict(cfg)
     config_path = out / "config.yaml"
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         if not config_path.is_file():
             raise BootdistillError(f"output directory '{out}' already holds other files and is not a bootdistill run: choose another out_dir")
         old = yaml.safe_load(config_path.read_text()) or {}
@@ -49,11 +67,24 @@ def check_run_dir(out: Path, cfg, resume: bool) -> None:
             old = to_dict(from_dict(RunConfig, old))
         except BootdistillError:
             pass  # a key removed since: compare as written
-        diff = config_difference(old, resolved)
-        if diff:
-            raise BootdistillError(f"output directory '{out}' already holds another run ({diff}): choose another out_dir or delete it")
+        diffs = config_differences(old, resolved)
+        allow_change = set(allow_change) | ({"train.lr_min"} if "train.lr_max" in allow_change else set())  # lr_min defaults to lr_max / 10
+        for key, (there, now) in diffs.items():
+            if key in allow_change and resume:
+                continue
+            hint = f"; to continue it with the new value: --resume --allow-change {key}" if key.startswith("train.") else ""
+            raise BootdistillError(f"output directory '{out}' already holds another run ({key}: {there!r} there, "
+                                   f"{now!r} now): choose another out_dir or delete it{hint}")
         if not resume:
             raise BootdistillError(f"output directory '{out}' already holds this run: pass --resume to continue it, or delete it to start over")
+        return {k: v for k, v in diffs.items() if k in allow_change}
+    return {}
+
+
+def append_history(out: Path, row: dict) -> None:
+    """RUN/history.jsonl: one row per session of the run (start, resume, settings changed on resume)."""
+    with translate_os_errors(out), open(out / "history.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def write_run_config(out: Path, cfg) -> Path:

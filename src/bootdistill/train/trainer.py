@@ -7,7 +7,6 @@ model, optimizer, RNG, data position, policy state and FLOPs ledger, so a killed
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -23,12 +22,14 @@ from ..distill.policies import Policy, StepKnobs, build_policy
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fsutil import atomic_write_json
 from ..model import GPT, ModelShape, count_params
-from . import checkpoint as ckpt_io
+from . import checkpoint as ckpt_io, preflight
 from .evaluate import autocast_context, evaluate
+from .guard import DivergenceGuard
+from .lock import RunLock
 from .metrics import MetricsLogger
 from .optim import build_optimizer
 from .precision import resolve_device, resolve_precision
-from .rundir import check_run_dir, write_run_config
+from .rundir import append_history, check_run_dir, write_run_config
 from .schedule import train_lr
 
 
@@ -45,8 +46,15 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def micro_batch_size(t, context: int) -> tuple[int, int]:
+    """(sequences per forward, accumulation steps): the largest divisor of the step's sequences <= micro_batch."""
+    seqs = max(1, round(t.batch_tokens / context))
+    micro = max(d for d in range(1, min(t.micro_batch, seqs) + 1) if seqs % d == 0)
+    return micro, seqs // micro
+
+
 class Trainer:
-    def __init__(self, cfg: RunConfig, resume: bool = False, teacher_factory=None):
+    def __init__(self, cfg: RunConfig, resume: bool = False, teacher_factory=None, allow_change=()):
         self.cfg = cfg = resolve_model(cfg)
         t = cfg.train
         if t.threads:
@@ -54,7 +62,8 @@ class Trainer:
         self.device = resolve_device(t.device)
         self.amp_dtype, use_scaler = resolve_precision(t.precision, self.device)
 
-        check_run_dir(Path(cfg.out_dir), cfg, resume)
+        check_run_dir(Path(cfg.out_dir), cfg, resume, allow_change)
+        preflight.check_run(cfg)  # policy, loss, teacher, writable output: before any compute
         self.data_dir = prepare(cfg.data, progress=cfg.log.progress)
         self.data_meta = load_meta(self.data_dir)
         self.synthetic = bool(self.data_meta.get("synthetic"))
@@ -63,11 +72,10 @@ class Trainer:
         self.run_dir = Path(cfg.out_dir)
         self.train_tokens = token_file(self.data_dir, "train")
         self.val_tokens = token_file(self.data_dir, "val")
+        preflight.check_splits(self.data_dir, self.shape.context)
 
-        seqs = max(1, round(t.batch_tokens / self.shape.context))
-        self.micro = max(d for d in range(1, min(t.micro_batch, seqs) + 1) if seqs % d == 0)
-        self.accum = seqs // self.micro
-        self.tokens_per_step = seqs * self.shape.context
+        self.micro, self.accum = micro_batch_size(t, self.shape.context)
+        self.tokens_per_step = self.micro * self.accum * self.shape.context
         self.max_steps = t.max_steps or t.total_steps
 
         torch.manual_seed(t.seed)
@@ -106,14 +114,20 @@ class Trainer:
         if self.selection is not None:  # SALT_DS scoring passes
             self.ledger.add_teacher_flops(self.selection["scoring_flops"], self.selection["scoring_flops_exact"])
         self.logit_saver = None
+        self.guard = DivergenceGuard(t.divergence_factor, self.shape.vocab_size)
         self.step = 0
         self.elapsed_before, self._t0 = 0.0, None  # wall time of earlier sessions of this run, and of this one
+        self.lock = RunLock(self.run_dir)  # from here on, this process alone reads and writes the run directory
+        changes = check_run_dir(self.run_dir, cfg, resume, allow_change)  # again, now that nobody else writes
+        ckpt_io.clean_leftovers(self.run_dir)
         self.resume_step = self._restore() if resume else None
         if self.teacher is not None and hasattr(self.teacher, "check_coverage"):  # a cache: fail now, not mid-run
             stop = self.policy.stop_step()
             kd_steps = max(0, min(self.max_steps, stop if stop is not None else self.max_steps) - self.step)
             self.teacher.check_coverage(self.sampler.preview_starts(kd_steps * self.accum))
         write_run_config(self.run_dir, cfg)
+        append_history(self.run_dir, {"event": "resume" if resume else "start", "step": self.step,
+                                      "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": changes})
         if t.save_logits:
             from ..distill.cache_write import OnlineLogitSaver
 
@@ -155,6 +169,7 @@ class Trainer:
             self.ledger = FlopsLedger.from_state(state["ledger"])
             if self.scaler is not None and state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
+            self.guard.load_state_dict(state.get("guard", {}))
             _set_rng_state(state["rng"], self.device)
         except (KeyError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"checkpoint '{ckpt}' does not match this run's state ({e}): it belongs to another run") from None
@@ -162,7 +177,17 @@ class Trainer:
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
         return self.step
 
-    def save(self) -> Path:
+    def _divergence_hint(self) -> str:
+        found = ckpt_io.checkpoint_dirs(self.run_dir)
+        where = f"the last good checkpoint is step {int(found[-1].name[5:])}" if found else "no checkpoint was written"
+        return (f"nothing from the diverged steps was saved and {where}: continue with a lower learning rate, e.g. "
+                f"--resume --allow-change train.lr_max train.lr_max={self.cfg.train.lr_max / 4:.3g}")
+
+    def save(self, val_loss: float | None = None) -> Path:
+        """Write a checkpoint, after checking that its weights are finite and evaluate to a sane loss."""
+        if val_loss is None:
+            val_loss = self.validate()["loss"]
+        self.guard.check_checkpoint(self.step, self.model, val_loss, self._divergence_hint())
         state = {
             "optimizer": self.optimizer.state_dict(),
             "sampler": self.sampler.state_dict(),
@@ -171,6 +196,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": _rng_state(self.device),
             "elapsed_s": self._elapsed(),
+            "guard": self.guard.state_dict(),
         }
         meta = {
             "tokenizer_sha256": self.data_meta["tokenizer_sha256"],
@@ -178,6 +204,7 @@ class Trainer:
             "model": to_dict(self.shape),
             "tokens": self.step * self.tokens_per_step,
             "ledger": self.ledger.state_dict(),
+            "val_loss": val_loss,
         }
         return ckpt_io.save_checkpoint(self.run_dir, self.step, self.model, state, meta, self.cfg.train.keep_checkpoints)
 
@@ -207,8 +234,8 @@ class Trainer:
                 extras[k] = extras.get(k, 0.0) + v / self.accum
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        if self.cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        # the norm is logged (before clipping): it shows how the gradient's scale moves at a KD switch
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip or math.inf).item()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -219,7 +246,7 @@ class Trainer:
         if knobs.kd_on and self.teacher is not None:
             self.ledger.add_teacher_flops(*self.teacher.inference_flops(self.tokens_per_step))
         self.step += 1
-        return {"lr": lr, "train_loss": ce_sum / self.accum, "alpha": knobs.alpha, "kd_on": knobs.kd_on,
+        return {"lr": lr, "train_loss": ce_sum / self.accum, "grad_norm": grad_norm, "alpha": knobs.alpha, "kd_on": knobs.kd_on,
                 "temperature": knobs.temperature, **extras}
 
     # ------------------------------------------------------------ evaluation
@@ -259,8 +286,7 @@ class Trainer:
                 self.teacher.release()
             info = self.train_step()
             window_tokens += self.tokens_per_step
-            if not math.isfinite(info["train_loss"]):
-                raise DataError(f"training diverged at step {self.step} (loss {info['train_loss']}): lower train.lr_max")
+            self.guard.check_step(self.step, info["train_loss"], self._divergence_hint())
             row = {"step": self.step, "tokens": self.step * self.tokens_per_step, **self.ledger.row(), **info}
             is_eval = self.step % t.eval_every == 0 or self.step == self.max_steps
             if self.step % t.log_every == 0 or is_eval:
@@ -269,8 +295,11 @@ class Trainer:
                 row.update(tokens_per_s=tps, mfu=tps * exact_per_token / peak)
                 window_t, window_tokens = now, 0
             if is_eval:
-                last_val = self.validate()["loss"]
-                row["val_loss"] = last_val
+                val = self.validate()
+                last_val = row["val_loss"] = val["loss"]
+                row["val_entropy"] = val["entropy"]
+                if t.eval_snapshots and self.step % t.eval_every == 0:
+                    ckpt_io.save_snapshot(self.run_dir, self.step, self.model)
                 if teacher_val is not None:
                     row["teacher_val_loss"] = teacher_val
                     row.update(self.teacher.diagnostics(self.model))
@@ -288,7 +317,7 @@ class Trainer:
             bar.set_postfix(loss=f"{info['train_loss']:.3f}", val=f"{last_val:.3f}" if last_val else "-",
                             tok_s=f"{last_tps:.0f}" if last_tps else "-", refresh=False)
             if self.step % t.checkpoint_every == 0 or self.step == self.max_steps:
-                self.save()
+                self.save(last_val if is_eval else None)
         bar.close()
         return self.finish()
 
@@ -326,6 +355,7 @@ class Trainer:
         }
         atomic_write_json(self.run_dir / "summary.json", summary)
         self.logger.close()
+        self.lock.release()
         print(f"done: val loss {final_val['loss']:.4f}, test loss {test['loss']:.4f}, "
               f"{summary['flops']['flops_total'] / 1e15:.4f} PFLOPs; results in {self.run_dir}")
         if self.synthetic:

@@ -1,0 +1,141 @@
+"""Where KD helps: out-of-domain loss beside in-domain, and loss by teacher-difficulty bucket (SALT §5.4).
+
+Out-of-domain text: the Python Language Reference topics that ship with every CPython (`pydoc_data.topics`,
+the text behind `help("assert")` etc.; PSF licence): technical English with code, unlike Wikipedia. It is
+tokenized with the run's own tokenizer and cached beside the prepared data (`ood-pydoc.npy`).
+
+Difficulty buckets: every test token is scored by the teacher's loss on it; the teacher's tertiles split the
+tokens into easy / medium / hard thirds, and each model's mean loss is reported per third.
+
+Results are cached per run in RUN/evals/diagnostics.json, keyed by the checkpoint they came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..fsutil import atomic_write_json
+
+BUCKETS = ("easy", "medium", "hard")
+MAX_TOKENS = 200_000  # per evaluation set: enough for 3 decimals, a few seconds per model on a CPU
+
+
+def ood_text() -> tuple[str, str]:
+    """(text, description) of the out-of-domain source."""
+    import sys
+
+    from pydoc_data.topics import topics
+
+    text = "\n\n".join(topics[k] for k in sorted(topics))
+    return text, f"Python {sys.version_info.major}.{sys.version_info.minor} reference topics (pydoc_data)"
+
+
+def ood_tokens(prepared_dir: Path | str) -> tuple[np.ndarray, str]:
+    """The OOD text as token ids of this prepared data's tokenizer (cached as ood-pydoc.npy)."""
+    from tokenizers import Tokenizer
+
+    from ..fsutil import atomic_write_bytes
+
+    text, desc = ood_text()
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    cache = Path(prepared_dir) / f"ood-pydoc-{digest}.npy"
+    if cache.is_file():
+        return np.load(cache), desc
+    tok = Tokenizer.from_file(str(Path(prepared_dir) / "tokenizer.json"))
+    ids = np.asarray(tok.encode(text).ids, dtype=np.uint16)
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, ids)
+    try:
+        atomic_write_bytes(cache, buf.getvalue())
+    except Exception:  # a read-only data dir: the tokens are still right, only not cached
+        pass
+    return ids, desc
+
+
+def _per_token_losses(model, tokens: np.ndarray, context: int, amp, max_tokens: int) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    from ..data.loader import eval_batches
+    from ..train.evaluate import autocast_context
+
+    out = []
+    device = torch.device("cpu")
+    batches = max(1, max_tokens // (context * 8))
+    with torch.no_grad():
+        for x, y in eval_batches(tokens, context, 8, batches):
+            with autocast_context(device, amp):
+                logits = model(x)
+            out.append(F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").numpy())
+    return np.concatenate(out)
+
+
+def run_diagnostics(student_path: Path, baseline_path: Path | None, teacher_path: Path, data_dir: Path | str,
+                    amp_name: str = "float32", max_tokens: int = MAX_TOKENS) -> dict:
+    """OOD and test loss, and test loss per teacher-difficulty third, for a student, its baseline and teacher."""
+    import torch
+
+    from ..data.prepare import token_file
+    from ..train.eval_cli import load_model_from_checkpoint
+
+    amp = None if amp_name == "float32" else getattr(torch, amp_name)
+    models = {"teacher": teacher_path, "student": student_path}
+    if baseline_path is not None:
+        models["baseline"] = baseline_path
+    loaded = {k: load_model_from_checkpoint(p) for k, p in models.items()}
+    context = min(m.shape.context for m, _, _ in loaded.values())
+    test = token_file(data_dir, "test")
+    ood, ood_desc = ood_tokens(data_dir)
+    losses = {k: _per_token_losses(m, test, context, amp, max_tokens) for k, (m, _, _) in loaded.items()}
+    edges = np.quantile(losses["teacher"], [1 / 3, 2 / 3])
+    which = np.digitize(losses["teacher"], edges)  # 0 easy, 1 medium, 2 hard
+    out = {"ood_source": ood_desc, "context": context, "test_tokens": int(len(losses["teacher"])),
+           "teacher_loss_edges": [float(e) for e in edges], "models": {}}
+    for k, (m, _, ckpt) in loaded.items():
+        out["models"][k] = {
+            "checkpoint": str(ckpt),
+            "test_loss": float(losses[k].mean()),
+            "ood_loss": float(_per_token_losses(m, ood, context, amp, max_tokens).mean()),
+            "buckets": {b: float(losses[k][which == i].mean()) for i, b in enumerate(BUCKETS)},
+        }
+    return out
+
+
+def cached_diagnostics(student, baseline, teacher, threads: int | None = None) -> dict | None:
+    """run_diagnostics for report Run objects, cached in the student's evals/diagnostics.json; None when a
+    checkpoint is missing (hand-made or deleted runs)."""
+    from ..train.checkpoint import checkpoint_dirs
+
+    paths = [r.path for r in (student, baseline, teacher) if r is not None]
+    if teacher is None or any(not checkpoint_dirs(p) for p in paths):
+        return None
+    key = "|".join(str(checkpoint_dirs(p)[-1]) for p in paths)
+    cache = student.path / "evals" / "diagnostics.json"
+    try:
+        cached = json.loads(cache.read_text()) if cache.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        cached = {}
+    if cached.get("key") == key:
+        return cached["result"]
+    import torch
+
+    s = student.summary or {}
+    prev = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        result = run_diagnostics(student.path, baseline.path if baseline else None, teacher.path,
+                                 s["data"]["dir"], s.get("precision", "float32"))
+    finally:
+        torch.set_num_threads(prev)
+    try:
+        atomic_write_json(cache, {"key": key, "result": result})
+    except Exception:
+        pass
+    return result

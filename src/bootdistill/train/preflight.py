@@ -1,0 +1,65 @@
+"""Checks that run before any compute is spent: everything a run would otherwise find out only after
+preparing data, training a teacher or taking its first steps. `experiment --dry-run` runs them too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.loader import num_blocks
+from ..distill.objective import student_loss
+from ..distill.policies import build_policy
+from ..errors import CheckpointError, DataError
+from ..fsutil import check_writable
+
+
+def check_policy_and_loss(cfg) -> None:
+    """Build the run's policy and evaluate its loss once on a tiny batch, as the first KD step would."""
+    policy = build_policy(cfg.distill, cfg.train)
+    if not policy.needs_teacher:
+        return
+    knobs = policy.knobs(0)
+    if not knobs.kd_on:
+        knobs = type(knobs)(alpha=cfg.distill.alpha or 1.0, temperature=knobs.temperature, loss=knobs.loss)
+    V = cfg.data.vocab_size
+    logits = torch.arange(2 * V, dtype=torch.float32).view(1, 2, V).sin()  # no RNG: a run's stream stays put
+    with torch.no_grad():
+        student_loss(logits, torch.zeros(1, 2, dtype=torch.long), logits.cos(), knobs, cfg.distill)
+
+
+def check_teacher_exists(cfg) -> None:
+    """A distilled run needs a finished teacher run (or one of its checkpoints) before it starts."""
+    from ..distill.cache import is_cache
+
+    teacher = cfg.distill.teacher
+    if cfg.distill.policy == "classical" or teacher is None or str(teacher).startswith("hf:"):
+        return  # an hf: teacher is checked when it loads
+    path = Path(teacher)
+    if (path / "meta.json").is_file() or is_cache(path):
+        return  # a checkpoints/step_* directory, or a teacher cache (checked in full when it opens)
+    if not path.exists():
+        raise CheckpointError(f"teacher '{teacher}' does not exist: train the teacher first or fix distill.teacher")
+    if not (path / "summary.json").is_file():
+        raise CheckpointError(f"teacher run '{teacher}' has not finished (no summary.json): finish it with "
+                              "`bootdistill train ... --resume`, or name one of its checkpoints/step_* directories")
+
+
+def check_splits(data_dir: Path, context: int) -> None:
+    """Validation and test splits must hold at least one block of `context` + 1 tokens."""
+    from ..data.prepare import token_file
+
+    for split in ("val", "test"):
+        tokens: np.ndarray = token_file(Path(data_dir), split)
+        if num_blocks(len(tokens), context) < 1:
+            raise DataError(f"the {split} split of '{data_dir}' has {len(tokens)} tokens, fewer than one block of "
+                            f"model.context {context} + 1: use a longer {split} text or a shorter model.context")
+
+
+def check_run(cfg, teacher_must_exist: bool = True) -> None:
+    """Everything about one run that needs neither data nor compute."""
+    check_policy_and_loss(cfg)
+    if teacher_must_exist:
+        check_teacher_exists(cfg)
+    check_writable(Path(cfg.out_dir))

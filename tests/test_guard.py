@@ -1,0 +1,86 @@
+"""The divergence guard: a diverging run stops with one line, keeps only good checkpoints, and continues with
+a lower learning rate through --resume --allow-change."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import run_cli, tiny_overrides
+from bootdistill.train import checkpoint as ckpt_io
+from bootdistill.train.eval_cli import evaluate_checkpoint
+from bootdistill.train.guard import DivergenceError, DivergenceGuard
+
+
+def test_guard_reference_is_recent_median_capped_at_uniform():
+    g = DivergenceGuard(2.0, vocab_size=300)
+    assert g.reference() == pytest.approx(math.log(300))  # nothing seen yet: uniform guessing
+    for loss in [4.0, 3.0, 3.2, 5.0, 3.1]:  # one noisy step does not move the median
+        g.check_step(1, loss, "")
+    assert g.reference() == pytest.approx(3.2)
+    assert g.problem(6.3) is None  # < 2 x 3.2
+    with pytest.raises(DivergenceError, match=r"step 3 \(loss 6.5 > 2 x its recent level"):
+        g.check_step(3, 6.5, "hint")
+    with pytest.raises(DivergenceError, match="loss nan"):
+        g.check_step(4, float("nan"), "hint")
+    slow = DivergenceGuard(2.0, vocab_size=300)
+    slow.recent = [20.0] * 20  # a loss that crept up is still measured against ln V
+    assert slow.problem(12.0) and not DivergenceGuard(None, 300).problem(1e9)
+
+
+def test_guard_rejects_non_finite_weights():
+    model = torch.nn.Linear(2, 2)
+    DivergenceGuard(2.0, 300).check_checkpoint(1, model, 3.0, "")
+    with torch.no_grad():
+        model.weight[0, 0] = float("inf")
+    with pytest.raises(DivergenceError, match="non-finite weights"):
+        DivergenceGuard(2.0, 300).check_checkpoint(1, model, 3.0, "")
+
+
+def test_rotation_keeps_the_best_validation_checkpoint(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    for step, val in [(1, 3.0), (2, 2.0), (3, 2.5), (4, 2.6), (5, 2.7)]:
+        ckpt_io.save_checkpoint(tmp_path, step, model, {}, {"val_loss": val}, keep=2)
+    assert [p.name for p in ckpt_io.checkpoint_dirs(tmp_path)] == ["step_00000002", "step_00000004", "step_00000005"]
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+def _error_line(r):
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and "Traceback" not in r.stderr, r.stderr
+    return lines[-1]
+
+
+@pytest.mark.parametrize("lr, warmup", [(100, 1000), (10, 2)])  # a slow warmup: good steps come first
+def test_divergence_keeps_good_checkpoints_and_resumes_with_lower_lr(tiny_corpus, tmp_path, lr, warmup):
+    out, prepared = tmp_path / "run", tmp_path / "prep"
+    extra = {"train.lr_max": lr, "train.checkpoint_every": 1, "train.total_steps": 30, "train.warmup_steps": warmup}
+    line = _error_line(run_cli("train", *tiny_overrides(tiny_corpus, out, prepared, **extra)))
+    assert "diverged" in line and "--resume --allow-change train.lr_max" in line
+    assert not (out / "summary.json").exists()
+    if warmup > 2:
+        assert ckpt_io.checkpoint_dirs(out), "the good steps before the divergence were checkpointed"
+    for ckpt in ckpt_io.checkpoint_dirs(out):  # every kept checkpoint evaluates to a sane loss
+        assert evaluate_checkpoint(ckpt, max_batches=2)["loss"] < 2 * math.log(300)
+    assert not list((out / "checkpoints").glob(".*"))  # no temporary leftovers
+
+    lower = {**extra, "train.lr_max": 3e-3, "train.warmup_steps": 2}
+    line = _error_line(run_cli("train", "--resume", *tiny_overrides(tiny_corpus, out, prepared, **lower)))
+    assert "another run" in line and "--allow-change train.lr_max" in line
+    r = run_cli("train", "--resume", "--allow-change", "train.lr_max", "--allow-change", "train.warmup_steps",
+                *tiny_overrides(tiny_corpus, out, prepared, **lower))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final_val_loss"] < math.log(300)
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert history[0]["event"] == "start" and history[-1]["event"] == "resume"
+    changed = history[-1]["changed"]
+    assert changed["train.lr_max"] == [lr, 3e-3] and changed["train.lr_min"] == [lr / 10, 3e-3 / 10]
+
+
+def test_allow_change_is_limited_to_training_settings(tiny_corpus, tmp_path):
+    args = tiny_overrides(tiny_corpus, tmp_path / "run", tmp_path / "prep")
+    assert "with --resume" in _error_line(run_cli("train", "--allow-change", "train.lr_max", *args))
+    assert "only training settings" in _error_line(run_cli("train", "--resume", "--allow-change", "model.d_model", *args))

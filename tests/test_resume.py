@@ -1,0 +1,95 @@
+"""Stopped and resumed runs end bitwise where an uninterrupted run ends, at the default settings (dropout 0.1,
+default precision, the MFU probe running): stopped by SIGKILL, Ctrl-C or train.max_steps, classical and
+bootstrapped."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import REPO, run_cli, tiny_overrides
+
+EXTRA = {"train.total_steps": 24, "train.checkpoint_every": 3, "train.eval_every": 6}
+
+
+def final_weights(run: Path) -> dict:
+    last = sorted((run / "checkpoints").glob("step_*"))[-1]
+    return load_file(last / "model.safetensors")
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    wa, wb = final_weights(a), final_weights(b)
+    assert wa.keys() == wb.keys() and all(wa[k].equal(wb[k]) for k in wa), "final weights differ"
+    sa, sb = (json.loads((r / "summary.json").read_text()) for r in (a, b))
+    assert (sa["final_val_loss"], sa["test_loss"]) == (sb["final_val_loss"], sb["test_loss"])
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bootdistill.cli", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_after(proc: subprocess.Popen, ckpt: Path, sig: int) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and not ckpt.exists() and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return tmp_path_factory.mktemp("prepared") / "data"
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_corpus, prepared, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    r = run_cli("train", *tiny_overrides(tiny_corpus, out, prepared, **EXTRA))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_defaults_are_what_a_user_gets(tiny_corpus, prepared, tmp_path):
+    from bootdistill.config import load_config
+
+    cfg = load_config(None, tiny_overrides(tiny_corpus, tmp_path, prepared, **EXTRA))
+    assert cfg.model.dropout == 0.1 and cfg.train.precision == "auto"
+
+
+@pytest.mark.parametrize("how", ["sigkill", "ctrl-c", "max_steps"])
+def test_stopped_classical_run_resumes_bitwise(tiny_corpus, prepared, reference, tmp_path, how):
+    out = tmp_path / "run"
+    args = tiny_overrides(tiny_corpus, out, prepared, **EXTRA)
+    if how == "max_steps":
+        r = run_cli("train", *args, "train.max_steps=9")
+        assert r.returncode == 0, r.stderr
+    else:
+        proc = start(["train", *args])
+        stop_after(proc, out / "checkpoints" / "step_00000009", signal.SIGKILL if how == "sigkill" else signal.SIGINT)
+        assert proc.returncode == (-signal.SIGKILL if how == "sigkill" else 130)
+        assert not (out / "summary.json").exists(), "the run finished before it could be stopped"
+    r = run_cli("train", "--resume", *args)
+    assert r.returncode == 0, r.stderr
+    assert_same_run(reference, out)
+
+
+def test_killed_bootstrapped_run_resumes_bitwise(tiny_corpus, prepared, reference, tmp_path):
+    extra = {**EXTRA, "distill.policy": "bootstrapped", "distill.teacher": str(reference), "distill.margin": 0.5,
+             "model.d_model": 48}
+    ref = tmp_path / "ref"
+    r = run_cli("train", *tiny_overrides(tiny_corpus, ref, prepared, **extra))
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "killed"
+    args = tiny_overrides(tiny_corpus, out, prepared, **extra)
+    proc = start(["train", *args])
+    stop_after(proc, out / "checkpoints" / "step_00000009", signal.SIGKILL)
+    assert not (out / "summary.json").exists()
+    r = run_cli("train", "--resume", *args)
+    assert r.returncode == 0, r.stderr
+    assert_same_run(ref, out)
