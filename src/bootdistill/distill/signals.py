@@ -59,7 +59,7 @@ def sparsify(logits: torch.Tensor, top_p: float, top_k: int) -> SparseSignal:
     K = min(top_k, V)
     z = logits.reshape(-1, V).float()
     vals, idx = torch.topk(z, K, dim=-1, sorted=True)
-    thr = keep_threshold(z, top_p, K if K < V else None)
+    thr = keep_threshold(z, top_p, K if K < V else None) if top_p < 1.0 else None  # top-k alone: vals is the set
     if thr is not None:
         vals = vals.masked_fill(vals < thr.unsqueeze(-1), float("-inf"))
     lse_kept = torch.logsumexp(vals, -1, keepdim=True)
