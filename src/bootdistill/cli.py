@@ -91,7 +91,7 @@ def cmd_teacher_cache(args) -> int:
     print(f"teacher cache {args.out}: top-p {meta['top_p']} then top-{meta['k']} of {meta['tokens_covered']:,} tokens "
           f"(context {meta['context']}), keeping {meta['kept_mass_mean']:.1%} of the teacher's mass on average "
           f"(KL truncated||full {meta['kl_truncated_to_full_mean']:.4f} nats/token); {format_storage(meta['storage'])}; teacher inference "
-          f"{meta['inference_flops']:.3e} FLOPs (6N proxy), charged in full to each student that trains from it")
+          f"{meta['inference_flops']:.3e} FLOPs (2N proxy), charged in full to each student that trains from it")
     return 0
 
 
