@@ -108,6 +108,17 @@ def test_cached_full_vocabulary_matches_the_live_teacher(tiny_corpus, prepared, 
     assert cached["flops"]["flops_teacher_train"] == live["flops"]["flops_teacher_train"]
 
 
+def test_cached_run_resumes_exactly(tiny_corpus, prepared, k50_cache, tmp_path):
+    kd = {**KD, "distill.teacher": k50_cache, "train.checkpoint_every": 2}
+    _, ref = train(tiny_corpus, prepared, tmp_path / "ref", **kd)
+    train(tiny_corpus, prepared, tmp_path / "split", **kd, **{"train.max_steps": 5})
+    trainer = Trainer(load_config(None, tiny_overrides(tiny_corpus, tmp_path / "split", prepared, **{**STUDENT, **kd})),
+                      resume=True)
+    res = trainer.fit()
+    assert res["final_val_loss"] == ref["final_val_loss"] and res["flops"] == ref["flops"]
+    assert res["teacher"]["inference_flops_share"] == ref["teacher"]["inference_flops_share"] > 0
+
+
 def test_top50_cache_is_close_to_the_live_teacher(tiny_corpus, prepared, teacher, k50_cache, tmp_path):
     """k = 50 of V = 300, fp16: the same as a live teacher truncated to top-50, up to fp16 rounding of log q.
     Against the untruncated live teacher the difference is the dropped tail: this tiny teacher is nearly flat

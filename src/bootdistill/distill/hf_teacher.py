@@ -97,7 +97,7 @@ class HFTeacher(LiveTeacher):
     def inference_flops(self, tokens: int) -> tuple[float, float]:
         return tokens * 2.0 * self.params, tokens * (2.0 * self.params + self.attn_flops)
 
-    def summary(self) -> dict:
+    def summary(self, ledger=None) -> dict:
         known = self.train_flops_known
         return {"source": "hf", "checkpoint": str(self.ckpt), "n_params": self.params, "val_loss": self.val_loss,
                 "train_flops": self.train_flops[0] if known else None,

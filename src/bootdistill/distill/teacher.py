@@ -7,7 +7,7 @@
 
 Every source gives: signal(x, starts), shape (None when unknown to bootdistill), params, train_flops
 (proxy, exact), upfront_flops (inference charged once, e.g. writing a cache), inference_flops(tokens) (charged
-per KD step), val_loss, diagnostics(student), release(), summary().
+per KD step), val_loss, diagnostics(student), release(), summary(ledger).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class LiveTeacher:
             if self.side.device.type == "cuda":
                 torch.cuda.empty_cache()
 
-    def summary(self) -> dict:
+    def summary(self, ledger=None) -> dict:
         return {"source": "live", "checkpoint": str(self.ckpt), "n_params": self.params, "val_loss": self.val_loss,
                 "train_flops": self.train_flops[0], "train_flops_exact": self.train_flops[1],
                 "model": _model_meta(self.shape)}
@@ -159,7 +159,6 @@ class CachedTeacher:
         self.upfront_flops = (m["inference_flops"], m["inference_flops_exact"])
         self.per_token = (t["inference_flops_per_token"], t["inference_flops_per_token_exact"])
         self.val_loss = self._val_loss(side)
-        self.tokens_read = 0
 
     def _val_loss(self, side: StudentSide) -> float:
         """The teacher's val loss over exactly the blocks a live teacher's evaluation would read."""
@@ -181,7 +180,6 @@ class CachedTeacher:
                             "write the cache over the whole training stream or shorten the KD phase")
 
     def signal(self, x: torch.Tensor, starts) -> SparseSignal:
-        self.tokens_read += x.numel()
         return self.cache.read(starts, x.device)
 
     def inference_flops(self, tokens: int) -> tuple[float, float]:
@@ -193,14 +191,15 @@ class CachedTeacher:
     def release(self) -> None:
         pass
 
-    def summary(self) -> dict:
+    def summary(self, ledger=None) -> dict:
         m = self.cache.meta
+        tokens = ledger.teacher_tokens if ledger is not None else 0
         return {"source": "cache", "cache": str(self.cache.path), "kind": m["kind"], "n_params": self.params,
                 "val_loss": self.val_loss, "train_flops": self.train_flops[0], "train_flops_exact": self.train_flops[1],
                 "checkpoint": m["teacher"].get("checkpoint"), "model": m["teacher"].get("model"),
                 "top_p": m["top_p"], "top_k": m["top_k"], "storage": m["storage"],
                 "inference_flops_charged": self.upfront_flops[0],
-                "inference_flops_share": self.tokens_read * self.per_token[0],
+                "inference_flops_share": tokens * self.per_token[0],
                 "inference_note": "the ledger charges this student the whole cost of writing the cache "
                                   "(inference_flops_charged); inference_flops_share is the part its own tokens used, "
                                   "what each student pays when students reading the whole cache split its cost"}

@@ -244,7 +244,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.ledger.add_student(self.shape, self.tokens_per_step)
         if knobs.kd_on and self.teacher is not None:
-            self.ledger.add_teacher_flops(*self.teacher.inference_flops(self.tokens_per_step))
+            self.ledger.add_teacher_flops(*self.teacher.inference_flops(self.tokens_per_step), self.tokens_per_step)
         self.step += 1
         return {"lr": lr, "train_loss": ce_sum / self.accum, "grad_norm": grad_norm, "alpha": knobs.alpha, "kd_on": knobs.kd_on,
                 "temperature": knobs.temperature, **extras}
@@ -345,7 +345,7 @@ class Trainer:
             "flops": {**self.ledger.row(), "proxy": self.ledger.proxy,
                       "note": "flops_* columns use the 6N proxy (2N for teacher inference); flops_total_exact adds attention"},
             "policy": self.policy.summary(),
-            "teacher": self.teacher.summary() if self.teacher is not None else None,
+            "teacher": self.teacher.summary(self.ledger) if self.teacher is not None else None,
             "selection": {k: v for k, v in self.selection.items() if k != "starts"} if self.selection else None,
             "data": {"dir": str(self.data_dir), "source": self.data_meta.get("source"), "synthetic": self.synthetic,
                      "tokenizer_sha256": self.data_meta["tokenizer_sha256"]},
