@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -46,6 +47,26 @@ class StudentSide:
     eval_batches: int | None
     diag_batches: int = 4
     teacher_train_flops: float | None = None  # given by the user for teachers without a ledger (HF)
+
+
+class TeacherSource(Protocol):
+    """What the trainer needs from a teacher; LiveTeacher, CachedTeacher and HFTeacher implement it."""
+
+    sparse: bool  # gives SparseSignal (a loss needing raw logits is refused)
+    params: int
+    train_flops: tuple[float, float]  # (6N proxy, exact) of the teacher's own training
+    upfront_flops: tuple[float, float]  # inference spent once for every student (writing a cache)
+    val_loss: float | None
+
+    def signal(self, x: torch.Tensor, starts: np.ndarray | None) -> DenseSignal | SparseSignal: ...
+
+    def inference_flops(self, tokens: int) -> tuple[float, float]: ...  # charged per KD step
+
+    def diagnostics(self, student: torch.nn.Module) -> dict: ...
+
+    def release(self) -> None: ...
+
+    def summary(self, ledger=None) -> dict: ...
 
 
 def _model_meta(shape) -> dict:
@@ -205,7 +226,7 @@ class CachedTeacher:
                                   "what each student pays when students reading the whole cache split its cost"}
 
 
-def load_teacher(spec: str, side: StudentSide):
+def load_teacher(spec: str, side: StudentSide) -> TeacherSource:
     """The teacher source named by distill.teacher: hf:PATH, a cache directory, or a bootdistill run/checkpoint."""
     if not spec:
         raise CheckpointError("distill.teacher is not set: give the run directory of a trained teacher, a teacher cache, or hf:PATH")
