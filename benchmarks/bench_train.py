@@ -11,6 +11,7 @@ shows medians of per-round figures. A variant is a dtype plus what-if changes (`
     python benchmarks/bench_train.py [--quick] [--presets 5M,10M] [--dtypes fp32,bf16] [--context 256]
     python benchmarks/bench_train.py --presets 5M --dtypes bf16+t1,bf16+t1+flashattn+fusedadam
     python benchmarks/bench_train.py --profile 5M --dtypes bf16+t1     # torch.profiler top ops of one step
+    python benchmarks/bench_train.py --device cuda --presets 30M,70M,150M --dtypes bf16,bf16+compile --micro 32
 """
 
 from __future__ import annotations
@@ -101,6 +102,11 @@ def apply_mods(tr: Trainer, mods: set[str]) -> None:
     for b in tr.model.blocks:
         if "flashattn" in mods:  # no dropout on attention weights: SDPA can use its fused (flash) CPU kernel
             b.attn.dropout = 0.0
+    if "compile" in mods:  # what train.compile=true does (regional: each block)
+        from bootdistill.train.accel import check_compile, compile_model
+
+        check_compile(tr.device)
+        tr.forward = compile_model(tr.model)
     for g in tr.optimizer.param_groups:
         if "fusedadam" in mods:
             g["fused"] = True
@@ -188,12 +194,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--presets", default=None, help="default 1M,2M,5M,10M,17M,30M (--quick: 1M,5M)")
     ap.add_argument("--dtypes", default="fp32,bf16",
-                    help="variants: fp32|bf16, optionally +tN (threads) +flashattn +fusedadam +foreach")
+                    help="variants: fp32|bf16, optionally +tN (threads) +flashattn +fusedadam +foreach +compile")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the table shows medians")
     ap.add_argument("--micro", type=int, default=4, help="sequences per step")
     ap.add_argument("--context", type=int, default=None, help="shorter context than the preset's")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (on CUDA, MFU is against the published bf16 peak)")
     ap.add_argument("--vocab", type=int, default=5000)
     ap.add_argument("--train-mb", type=float, default=2.0)
     ap.add_argument("--corpus", default=None, help="default: ../shared/corpus, else a synthetic one")

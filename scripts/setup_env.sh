@@ -19,7 +19,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   echo "[setup] installing dependencies (torch==2.13.0 CPU build, then the package) ..."
   python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   python -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
-  python -m pip install -q --disable-pip-version-check -e "$ROOT[dev,tensorboard]" 2>&1 | grep -v "^WARNING: Location" || true
+  python -m pip install -q --disable-pip-version-check -e "$ROOT[dev,tensorboard,hf]" 2>&1 | grep -v "^WARNING: Location" || true
   python -c "import torch, bootdistill" || { echo "[setup] installation failed" >&2; exit 1; }
   echo "$WANT" > "$STAMP"
 fi

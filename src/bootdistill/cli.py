@@ -71,10 +71,17 @@ def cmd_presets(args) -> int:
 
 
 def cmd_experiment(args) -> int:
-    from .experiment import run_recipe
+    from .experiment import load_recipe, run_recipe
 
-    run_dirs = run_recipe(args.recipe, args.overrides, dry_run=args.dry_run)
-    if args.report and not args.dry_run:
+    from .train.distributed import is_main
+
+    if args.list:
+        from .interop.cluster import run_commands
+
+        print("\n".join(run_commands(args.recipe, args.overrides, load_recipe(args.recipe, args.overrides)[1])))
+        return 0
+    run_dirs = run_recipe(args.recipe, args.overrides, dry_run=args.dry_run, only=args.only)
+    if args.report and not args.dry_run and is_main():
         from .report.cli import cmd_report
 
         out = args.report_out or str(Path(run_dirs[0]).parent / "report")
@@ -97,6 +104,7 @@ def cmd_teacher_cache(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .data.cli_data import add_subcommands as add_data_commands
+    from .interop.cli import add_subcommands as add_interop_commands
     from .report.cli import add_subcommands as add_report_commands
     from .scaling.cli import add_subcommands as add_scaling_commands
 
@@ -157,12 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan: each run's steps, tokens and FLOPs, and run nothing")
     p.add_argument("--report", action="store_true", help="when all runs are done, report on exactly this recipe's runs")
     p.add_argument("--report-out", metavar="DIR", help="where the report goes (default: <recipe out_dir>/report)")
+    p.add_argument("--list", action="store_true",
+                   help="print one shell command per run (teachers first; '# after T' marks a student of T) and run "
+                        "nothing: for spreading the runs over machines (docs/interop.md)")
+    p.add_argument("--only", metavar="RUN", help="run just this run of the recipe; its teacher must be finished")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides applied to every run, e.g. train.threads=2")
     p.set_defaults(func=cmd_experiment, interrupted="interrupted: finished runs and the last checkpoint of the "
                                                  "current one are intact; run the same command to continue")
 
     add_report_commands(sub)
     add_scaling_commands(sub)
+    add_interop_commands(sub)
     return parser
 
 
@@ -172,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except BootdistillError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank hits the same error: rank 0 says it
+            print(f"error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head`: not an error
         sys.stdout = open(os.devnull, "w")

@@ -103,7 +103,7 @@ def cpu_has_fast_bf16() -> bool:
 
 
 @functools.lru_cache(maxsize=None)  # one probe per process, dtype and device
-def measure_matmul_peak(dtype: torch.dtype, device: str = "cpu", size: int = 1024, seconds: float = 0.3) -> float:
+def measure_matmul_peak(dtype: torch.dtype, device: str = "cpu", size: int = 1024, seconds: float = 0.2) -> float:
     """FLOP/s of a square matmul in `dtype` on this machine: the CPU's MFU denominator.
 
     The operands come from a private generator: drawing from the global one would shift a resumed run's

@@ -71,6 +71,7 @@ class TrainConfig:
     eval_snapshots: bool = False  # keep the weights of every scheduled evaluation (evals/): the report then
     #                               locates a target crossing on the whole validation split
     threads: int | None = None  # torch CPU threads; None = torch's default
+    parallel: str = "auto"  # under torchrun: ddp (replicas) | fsdp (sharded, FSDP2) | none; auto = ddp under torchrun
     save_logits: bool = False  # keep this run's own top-k distributions in RUN/logits (online teacher logits)
     save_logits_from_step: int = 0  # ... from this step on (early logits hurt students: design space §3.5)
     save_logits_top_p: float = 0.95  # ... truncated top-p then top-k, like a teacher cache
@@ -343,6 +344,7 @@ def validate(cfg: RunConfig) -> None:
     _check(t.final_eval_batches is None or t.final_eval_batches > 0, "train.final_eval_batches must be > 0 or null (whole split)")
     _check(t.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
     _check(t.divergence_factor is None or t.divergence_factor > 1, "train.divergence_factor must be > 1 or null")
+    _check(t.parallel in ("auto", "none", "ddp", "fsdp"), f"train.parallel must be auto, none, ddp or fsdp, got '{t.parallel}'")
     _check(0 <= k.alpha <= 1, f"distill.alpha must be in [0, 1], got {k.alpha}")
     _check(k.temperature > 0, f"distill.temperature must be > 0, got {k.temperature}")
     _check(k.margin >= 0, f"distill.margin must be >= 0, got {k.margin}")

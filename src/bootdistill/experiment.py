@@ -268,28 +268,37 @@ def _write_prediction(p: PlannedRun, runs: dict, vocab: int, recipe: dict) -> No
         atomic_write_json(target, pred)
 
 
-def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bool = False) -> list[Path]:
+def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bool = False,
+               only: str | None = None) -> list[Path]:
+    """Run the recipe's runs in order; `only`: just that run (its teacher must be finished)."""
     from .data.prepare import load_meta, prepare
+    from .train import distributed
     from .train.trainer import Trainer
 
     from .train import preflight
 
     recipe, order = load_recipe(path, overrides)
     _laws_path(recipe)  # a missing coefficients file is found before any compute
+    runs = {p.name: p for p in order}  # all of them: a student's numbers need its teacher's
+    if only is not None and not dry_run:  # a dry run shows the whole plan
+        from .interop.cluster import select_run
+
+        order = select_run(order, only, path, overrides or [])
     for p in order:  # every run's policy and loss, and a writable output, before the first run starts
         preflight.check_run(p.cfg, teacher_must_exist=p.teacher is None)
     vocab = order[0].cfg.data.vocab_size
+    distributed.init()  # under torchrun: every rank runs every run together
     if dry_run:
         print_plan(recipe, order, vocab)
         return [p.run_dir for p in order]
     data_dirs: dict[str, Path] = {}  # every run's data, prepared once and checked before the first step
-    for p in order:
-        key = json.dumps(to_dict(p.cfg.data), sort_keys=True)
-        if key not in data_dirs:
-            data_dirs[key] = prepare(p.cfg.data, progress=p.cfg.log.progress)
-        preflight.check_splits(data_dirs[key], p.cfg.model.context)
+    with distributed.main_first():  # under torchrun: rank 0 prepares the data, the others reuse it
+        for p in order:
+            key = json.dumps(to_dict(p.cfg.data), sort_keys=True)
+            if key not in data_dirs:
+                data_dirs[key] = prepare(p.cfg.data, progress=p.cfg.log.progress)
+            preflight.check_splits(data_dirs[key], p.cfg.model.context)
     vocab = load_meta(next(iter(data_dirs.values())))["vocab_size"]
-    runs = {p.name: p for p in order}
     planned_flops = {p.name: predicted(p, runs, vocab)["student"] for p in order}
     total_flops = sum(planned_flops.values())
     remaining = total_flops

@@ -77,3 +77,23 @@ def test_hf_teacher_with_another_tokenizer_is_refused(tiny_corpus, prepared, tmp
     with pytest.raises(BootdistillError, match="context"):
         Trainer(load_config(None, tiny_overrides(tiny_corpus, tmp_path / "s", prepared, **STUDENT,
                                                  **{"distill.teacher": f"hf:{tmp_path / 'short'}"})))
+
+
+def test_exported_bootdistill_model_as_hf_teacher_equals_the_live_teacher(tiny_corpus, prepared, tmp_path):
+    from conftest import run_cli
+    from bootdistill.train.metrics import read_metrics
+
+    out = tmp_path / "t"
+    Trainer(load_config(None, tiny_overrides(tiny_corpus, out, prepared, **{"model.d_model": 24, "train.total_steps": 8,
+                                                                             "train.precision": "fp32"}))).fit()
+    r = run_cli("export", str(out), str(tmp_path / "hf"))
+    assert r.returncode == 0, r.stderr
+    kd = {**STUDENT, "distill.combine": "mix"}
+    live = Trainer(load_config(None, tiny_overrides(tiny_corpus, tmp_path / "live", prepared, **kd,
+                                                    **{"distill.teacher": out}))).fit()
+    hf = Trainer(load_config(None, tiny_overrides(tiny_corpus, tmp_path / "hfs", prepared, **kd,
+                                                  **{"distill.teacher": f"hf:{tmp_path / 'hf'}"}))).fit()
+    assert hf["teacher"]["val_loss"] == pytest.approx(live["teacher"]["val_loss"], rel=1e-5)
+    for a, b in zip(read_metrics(tmp_path / "live" / "metrics.jsonl"), read_metrics(tmp_path / "hfs" / "metrics.jsonl")):
+        assert b["kd_loss"] == pytest.approx(a["kd_loss"], rel=1e-4) and b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+    assert hf["final_val_loss"] == pytest.approx(live["final_val_loss"], rel=1e-4)

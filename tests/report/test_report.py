@@ -197,3 +197,18 @@ def test_synthetic_corpus_is_flagged(tmp_path):
     make_run(tmp_path, "syn", CLASSICAL, source="synthetic", synthetic=True)
     report = build_report(load_runs([tmp_path / "syn"]))
     assert "SYNTHETIC" in describe_corpus(report)
+
+
+def test_seed_significance_is_a_t_interval():
+    from bootdistill.report.markdown import significance_lines
+    from bootdistill.report.tables import significance, stat
+
+    s = significance(stat([5.0, 7.0, 6.0]))  # mean 6, std 1, t(0.975, 2) = 4.3027
+    assert s["ci95"] == pytest.approx([6 - 4.3027 / 3 ** 0.5, 6 + 4.3027 / 3 ** 0.5], abs=1e-3)
+    assert s["distinguishable_from_zero"] is True
+    assert significance(stat([5.0, -3.0, 1.0]))["distinguishable_from_zero"] is False
+    assert significance(stat([2.0, None]))["ci95"] is None  # one seed reached: unknown, not "significant"
+    rows = [{"configuration": "boot", "savings_pct": {**stat([5.0, -3.0, 1.0]), **significance(stat([5.0, -3.0, 1.0]))}},
+            {"configuration": "one", "savings_pct": {**stat([4.0]), **significance(stat([4.0]))}}]
+    text = "\n".join(significance_lines({"rows": rows}))
+    assert "not distinguishable from 0" in text and "one seed cannot tell" in text

@@ -3,6 +3,9 @@
 The stream is cut into non-overlapping blocks of `context` tokens (the last short block is dropped); the
 labels of a block are the same tokens shifted by one, read from the stream. Training visits the blocks in a
 fresh seeded permutation each epoch; its position is two integers, so resume is exact.
+
+Data-parallel: every rank walks the same global sequence of batches and keeps only its contiguous slice of
+each one, so which blocks make up a global batch does not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -33,10 +36,16 @@ def _gather(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[torch
 
 
 class BlockSampler:
-    """Random blocks for training, in a per-epoch permutation seeded by (seed, epoch)."""
+    """Random blocks for training, in a per-epoch permutation seeded by (seed, epoch).
 
-    def __init__(self, tokens: np.ndarray, context: int, batch_size: int, seed: int, split: str = "train"):
+    `batch_size` is global; with `world` > 1, next_batch returns rank `rank`'s batch_size / world rows of it.
+    """
+
+    def __init__(self, tokens: np.ndarray, context: int, batch_size: int, seed: int, split: str = "train",
+                 rank: int = 0, world: int = 1):
         self.tokens, self.context, self.batch_size, self.seed = tokens, context, batch_size, seed
+        assert batch_size % world == 0, "the global batch must split evenly over the ranks"
+        self.rank, self.world = rank, world
         self.n_blocks = num_blocks(len(tokens), context)
         if self.n_blocks < 1:
             raise DataError(
@@ -60,7 +69,8 @@ class BlockSampler:
             picked.append(self._order[self.pos : self.pos + take])
             self.pos += take
             count += take
-        self.last_starts = np.concatenate(picked) * self.context
+        per_rank = self.batch_size // self.world
+        self.last_starts = np.concatenate(picked)[self.rank * per_rank : (self.rank + 1) * per_rank] * self.context
         return _gather(self.tokens, self.last_starts, self.context)
 
     def preview_starts(self, n_batches: int) -> np.ndarray:
@@ -100,13 +110,35 @@ def eval_batches(
         yield _gather(tokens, starts[lo : lo + batch_size], context)
 
 
+def eval_shard(tokens: np.ndarray, context: int, batch_size: int, max_batches: int | None, rank: int, world: int
+               ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """Rank `rank`'s share of the blocks eval_batches would give, as (x, y, real rows) batches of batch_size.
+
+    Every rank yields the same number of equally sized batches (sharded models need every rank in every
+    forward), so a rank short of blocks pads with a repeat of the first block; only the first `real` rows count.
+    """
+    n = num_blocks(len(tokens), context)
+    if n < 1:
+        raise DataError(f"the evaluation split has {len(tokens)} tokens, fewer than one block of context {context} + 1")
+    if max_batches is not None:
+        n = min(n, max_batches * batch_size)
+    mine = np.arange(rank, n, world)
+    per_rank = -(-n // world)
+    padded = np.concatenate([mine, np.zeros(per_rank - len(mine), dtype=mine.dtype)]) * context
+    for lo in range(0, per_rank, batch_size):
+        x, y = _gather(tokens, padded[lo : lo + batch_size], context)
+        yield x, y, max(0, min(len(mine) - lo, batch_size))
+
+
 class SelectionSampler:
     """SALT_DS: the first `first_batches` batches read the selected blocks (in a seeded order), then `rest` takes
-    over from its own start. Resumable: its position is one counter plus the rest's state."""
+    over from its own start. Resumable: its position is one counter plus the rest's state. `batch_size` is
+    global, as in BlockSampler: rank `rank` gets its batch_size / world rows."""
 
     def __init__(self, tokens: np.ndarray, context: int, batch_size: int, seed: int, starts: np.ndarray,
-                 first_batches: int, rest: BlockSampler):
+                 first_batches: int, rest: BlockSampler, rank: int = 0, world: int = 1):
         self.tokens, self.context, self.batch_size = tokens, context, batch_size
+        self.rank, self.world = rank, world
         self.order = np.asarray(starts)[np.random.default_rng([seed, 1 << 20]).permutation(len(starts))]
         self.first_batches, self.rest, self.done = first_batches, rest, 0
         self.last_starts: np.ndarray | None = None
@@ -117,8 +149,9 @@ class SelectionSampler:
             out = self.rest.next_batch()
             self.last_starts = self.rest.last_starts
             return out
-        i = self.done * self.batch_size
-        self.last_starts = np.take(self.order, np.arange(i, i + self.batch_size), mode="wrap")
+        per_rank = self.batch_size // self.world
+        i = self.done * self.batch_size + self.rank * per_rank
+        self.last_starts = np.take(self.order, np.arange(i, i + per_rank), mode="wrap")
         self.done += 1
         return _gather(self.tokens, self.last_starts, self.context)
 

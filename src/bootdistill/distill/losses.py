@@ -50,6 +50,7 @@ from .truncation import check_truncation, keep_threshold, truncates
 
 Z_LOSS_WEIGHT = 1e-4  # distillation scaling laws App. I ("a Z-loss of 1e-4 is used for stability")
 CHUNK_ELEMENTS = 1 << 19  # 2 MB of fp32 per buffer: stays in cache; fewer chunks would mean less Python overhead
+CUDA_CHUNK_ELEMENTS = 1 << 26  # 256 MB of fp32 per buffer: on a GPU each chunk costs ~15 kernel launches, not cache
 CHECKPOINT_ABOVE = 1 << 24  # reference losses chunk + recompute above this many logits (64 MB in fp32)
 
 
@@ -111,17 +112,24 @@ def _single_threaded_worker() -> None:
     torch.set_num_threads(1)  # this thread's OpenMP team size; the caller restores the process-wide settings
 
 
-def _for_row_chunks(N: int, C: int, work: Callable[[int, int, dict], None], new_buffers: Callable[[], dict]) -> None:
+def _use_worker_pool(device: torch.device, threads: int, chunks: int) -> bool:
+    """The pool is CPU machinery: on a GPU the work is kernels queued on one stream, and worker threads calling
+    set_num_threads(1) would only fight over the launch queue."""
+    return device.type == "cpu" and threads > 1 and chunks > 1
+
+
+def _for_row_chunks(N: int, C: int, work: Callable[[int, int, dict], None], new_buffers: Callable[[], dict],
+                    device: torch.device) -> None:
     """Run work(r0, r1, buffers) over row chunks.
 
-    With several intra-op threads, chunks are spread over a pool of single-threaded workers instead of
+    On CPU with several intra-op threads, chunks are spread over a pool of single-threaded workers instead of
     running each small op across an OpenMP team: one join per call rather than one barrier per op, which
     matters on a shared CPU where a descheduled team member stalls every op (measured 2-10x here).
     """
     global _POOL
     starts = list(range(0, N, C))
     threads = torch.get_num_threads()
-    if threads <= 1 or len(starts) < 2:
+    if not _use_worker_pool(device, threads, len(starts)):
         bufs = new_buffers()
         for r0 in starts:
             work(r0, min(N, r0 + C), bufs)
@@ -233,7 +241,7 @@ class _FusedCEKD(torch.autograd.Function):
                 write_b(P, r0, r1)
 
         with torch.autocast(dev.type, enabled=False), torch.no_grad():
-            _for_row_chunks(N, C, work, lambda: {k: torch.empty(C, V, dtype=cd, device=dev) for k in names})
+            _for_row_chunks(N, C, work, lambda: {k: torch.empty(C, V, dtype=cd, device=dev) for k in names}, dev)
             if valid is not None and not bool(valid.all()):
                 bad = (~valid).nonzero().squeeze(-1)
                 for v in (A, B):
@@ -280,15 +288,17 @@ class _FusedCEKD(torch.autograd.Function):
 
         names = ["g"] + (["h"] if use_a and use_b else [])
         with torch.no_grad():
-            _for_row_chunks(N, C, work, lambda: {k: torch.empty(min(C, N), V, dtype=cd, device=out.device) for k in names})
+            _for_row_chunks(N, C, work, lambda: {k: torch.empty(min(C, N), V, dtype=cd, device=out.device) for k in names},
+                            out.device)
             if use_b and g_z is not None and labels is not None:
                 rows = torch.arange(N, device=out.device)
                 out[rows, labels.clamp(0, V - 1)] += (2.0 * g_z * lse1).to(out.dtype)  # lse1 is 0 at ignored rows
         return (out,) + (None,) * 13
 
 
-def _chunk_rows(V: int, chunk_rows: int | None) -> int:
-    return chunk_rows if chunk_rows else max(1, CHUNK_ELEMENTS // max(V, 1))
+def _chunk_rows(V: int, chunk_rows: int | None, device: torch.device) -> int:
+    per_chunk = CUDA_CHUNK_ELEMENTS if device.type == "cuda" else CHUNK_ELEMENTS
+    return chunk_rows if chunk_rows else max(1, per_chunk // max(V, 1))
 
 
 class CEKD(NamedTuple):
@@ -324,7 +334,7 @@ def ce_and_kd(student_logits: torch.Tensor, labels: torch.Tensor | None, teacher
     ce = kd = z = None
     if want_ce or z_loss or fuse_kd:
         ce, kd, z = _FusedCEKD.apply(zs, zt, lab, valid, float(temperature), tau_t, top_p, top_k, want_ce, fuse_kd,
-                                     loss == "soft_ce", z_loss, _chunk_rows(V, chunk_rows), reuse_teacher_logits)
+                                     loss == "soft_ce", z_loss, _chunk_rows(V, chunk_rows, zs.device), reuse_teacher_logits)
     if want_kd and not fuse_kd:
         kd = kd_loss(loss, zs, teacher_logits.reshape(-1, V), temperature, top_p, top_k, mask=valid,
                      teacher_temperature=teacher_temperature, **kw)
@@ -486,7 +496,7 @@ def _reference_rows(name, zs, zt, tau, tau_t, top_p, top_k, kw, support=False):
 
     if zs.numel() <= CHECKPOINT_ABOVE or not (torch.is_grad_enabled() and zs.requires_grad):
         return rows(zs, zt)
-    c = _chunk_rows(zs.shape[-1], None)  # split (not slicing): its backward concatenates once
+    c = _chunk_rows(zs.shape[-1], None, zs.device)  # split (not slicing): its backward concatenates once
     return torch.cat([checkpoint(rows, a, b, use_reentrant=False) for a, b in zip(zs.split(c), zt.split(c))])
 
 
@@ -521,7 +531,7 @@ def kd_loss(name: str, student_logits: torch.Tensor, teacher_logits: torch.Tenso
     valid = valid_mask(zs.shape[0], mask, labels, ignore_index)
     if fused and name in ("kl", "soft_ce"):
         _, out, _ = _FusedCEKD.apply(zs, zt, None, valid, float(temperature), tau_t, top_p, top_k, False, True,
-                                     name == "soft_ce", False, _chunk_rows(V, chunk_rows), reuse_teacher_logits)
+                                     name == "soft_ce", False, _chunk_rows(V, chunk_rows, zs.device), reuse_teacher_logits)
     else:
         out = _reference_rows(name, zs, zt, float(temperature), tau_t, top_p, top_k,
                               {"beta": beta} if name == "jsd" else {}, teacher_support)

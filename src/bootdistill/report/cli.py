@@ -44,6 +44,10 @@ def cmd_report(args) -> int:
         print(paths["json"].read_text(), end="")
     else:
         print(savings_table(report))
+        from .markdown import significance_lines
+
+        for line in significance_lines(report)[2:-1]:
+            print(line.replace("**", ""))
         print(f"\nreport: {paths['md']} (+ report.json, {len(plots)} plots)")
     return 0
 

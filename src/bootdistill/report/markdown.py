@@ -141,6 +141,24 @@ def _clean(obj):
     return obj
 
 
+def significance_lines(report: dict) -> list[str]:
+    """A plain statement per distilled configuration: is its saving distinguishable from 0 over its seeds?"""
+    lines = []
+    for row in report["rows"]:
+        st = row.get("savings_pct")
+        if not st or st.get("mean") is None:
+            continue
+        if st.get("distinguishable_from_zero") is None:
+            lines.append(f"- {row['configuration']}: {st['mean']:+.1f}% from {st['reached']} seed: one seed cannot "
+                         "tell a saving from noise; run more seeds (recipe `seeds:`).")
+        else:
+            lo, hi = st["ci95"]
+            verdict = ("a real saving" if lo > 0 else "a real loss" if hi < 0 else "not distinguishable from 0")
+            lines.append(f"- {row['configuration']}: {st['mean']:+.1f}% ± {st['std']:.1f} over {st['reached']} seeds, "
+                         f"95% interval [{lo:+.1f}, {hi:+.1f}]: **{verdict}**.")
+    return ["## Is the saving real?", ""] + lines + [""] if lines else []
+
+
 def prediction_section(report: dict) -> list[str]:
     """Predicted (before training, by the planner) against measured savings."""
     runs = [r for r in report["runs"] if r.get("prediction")]
@@ -221,11 +239,13 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
                                           "Final val loss (full split)", "Test loss", "Compute (PFLOPs)",
                                           "KD stopped at step", "Baseline", "Teacher"], rows), ""]
     md += prediction_section(report) + diagnostics_section(report)
+    md += significance_lines(report)
     if report["warnings"]:
         md += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
     titles = {"loss_vs_compute": "Validation loss vs compute (Fig. 3)", "loss_vs_step": "Validation loss vs step (Fig. 2)",
               "lr_vs_loss": "Learning rate vs validation loss (Fig. 7)",
-              "positional_loss": "Test loss per 64-token position bucket (Figs. 4-5)"}
+              "positional_loss": "Test loss per 64-token position bucket (Figs. 4-5)",
+              "switch": "Around the KD switch: train loss, gradient norm, validation entropy"}
     if plots:
         md += ["## Plots", ""]
         for key, file in plots.items():

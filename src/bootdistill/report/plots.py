@@ -123,4 +123,10 @@ def write_plots(runs: list[Run], out: Path, report: dict | None = None) -> dict[
     if _finish(ax, fig, out / FILES["positional_loss"], "position bucket (upper bound, tokens)", "test loss",
                "Loss per 64-token position bucket (cf. paper Figs. 4-5)", drew):
         written["positional_loss"] = FILES["positional_loss"]
+
+    from .switch_plot import write_switch_plot
+
+    switch = write_switch_plot(runs, report or {}, out, _save)
+    if switch:
+        written["switch"] = switch
     return written

@@ -199,6 +199,17 @@ def stat(values: list) -> dict:
             "n": len(values), "reached": len(have), "values": list(values)}
 
 
+def significance(st: dict) -> dict:
+    """95% t-interval of a mean saving over seeds, and whether it excludes 0 (one seed: unknown)."""
+    from scipy.stats import t as student_t
+
+    if st is None or st["reached"] < 2 or st["std"] is None:
+        return {"ci95": None, "distinguishable_from_zero": None}
+    half = student_t.ppf(0.975, st["reached"] - 1) * st["std"] / math.sqrt(st["reached"])
+    lo, hi = st["mean"] - half, st["mean"] + half
+    return {"ci95": [float(lo), float(hi)], "distinguishable_from_zero": bool(lo > 0 or hi < 0)}
+
+
 @dataclass
 class Group:
     """Runs of one config that differ only in train.seed."""
@@ -299,6 +310,10 @@ def _prediction(run: Run, measured: float | None) -> dict | None:
     return {**pred, "measured_pct": measured, "error_points": error}
 
 
+def _with_significance(st: dict) -> dict:
+    return {**st, **significance(st)}
+
+
 def _group_row(g: Group, per: dict) -> dict:
     res = [per[r.path] for r in g.runs]
 
@@ -317,7 +332,7 @@ def _group_row(g: Group, per: dict) -> dict:
         "teacher_inference_pflops": at("flops_teacher_inference", PFLOP),
         "student_pflops": at("flops_student", PFLOP),
         "at_first_eval": any(c["crossing"] and c["crossing"]["at_first_eval"] for c in res),
-        "savings_pct": stat([c["savings"] for c in res]) if g.policy != "classical" else None,
+        "savings_pct": _with_significance(stat([c["savings"] for c in res])) if g.policy != "classical" else None,
         "savings_exact_pct": stat([c["savings_exact"] for c in res]) if g.policy != "classical" else None,
         "final_val_loss": stat([r.summary.get("final_val_loss") if r.summary else r.final_eval_loss for r in g.runs]),
         "final_compute_pflops": stat([_final(r, "flops_total") / PFLOP if _finite(_final(r, "flops_total")) else None

@@ -42,11 +42,14 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 
 
 def clean_leftovers(run_dir: Path) -> list[str]:
-    """Remove what a kill can leave behind: a checkpoint being written (.step_*.tmp), one being deleted
+    """Remove what a kill can leave behind: a file being written atomically (.NAME.*.tmp), a checkpoint being written (.step_*.tmp), one being deleted
     (.step_*.del), a step_* directory without meta.json. A replaced one (.step_*.old) whose successor never
     arrived is put back. Returns the names removed."""
     root = Path(run_dir) / "checkpoints"
     removed = []
+    for p in Path(run_dir).glob(".*.tmp"):  # an atomic write of config.yaml, metrics or summary, killed
+        p.unlink(missing_ok=True)
+        removed.append(p.name)
     for p in sorted(root.iterdir()) if root.is_dir() else []:
         if p.name.startswith(".step_") and p.name.endswith(".old") and not (root / p.name[1:-4]).exists():
             p.rename(root / p.name[1:-4])
@@ -56,7 +59,9 @@ def clean_leftovers(run_dir: Path) -> list[str]:
     return removed
 
 
-def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dict, meta: dict, keep: int) -> Path:
+def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dict, meta: dict, keep: int,
+                    shards: Path | None = None) -> Path:
+    """`shards`: a finished torch.distributed.checkpoint directory (FSDP), moved in as dcp/."""
     final = Path(run_dir) / "checkpoints" / f"step_{step:08d}"
     with atomic_dir(final) as tmp:
         try:
@@ -66,7 +71,11 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dic
             raise CheckpointError(f"cannot write checkpoint '{final}' ({str(e).splitlines()[0][:120]}): the disk is "
                                   "probably full or a file-size limit (ulimit -f) was reached; free space, then "
                                   "continue with --resume from the last checkpoint, which is intact") from None
-        files = {name: _sha256(tmp / name) for name in ("model.safetensors", "state.pt")}
+        names = ["model.safetensors", "state.pt"]
+        if shards is not None:
+            os.replace(shards, tmp / "dcp")
+            names += sorted(f"dcp/{f.name}" for f in (tmp / "dcp").iterdir())
+        files = {name: _sha256(tmp / name) for name in names}
         (tmp / "meta.json").write_text(json.dumps({**meta, "step": step, "files": files}, indent=2))
     found = checkpoint_dirs(run_dir)
     best = min(found, key=_val_loss)  # the best-validation checkpoint stays out of rotation
@@ -89,6 +98,8 @@ def save_snapshot(run_dir: Path, step: int, model: torch.nn.Module) -> Path:
         save_model(model, str(tmp))
         os.replace(tmp, final)
     return final
+
+
 def _val_loss(ckpt: Path) -> float:
     try:
         return float(json.loads((ckpt / "meta.json").read_text()).get("val_loss", math.inf))

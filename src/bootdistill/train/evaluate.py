@@ -1,4 +1,7 @@
-"""Validation/test loss, and loss by position in 64-token buckets (paper §3.3.1)."""
+"""Validation/test loss, and loss by position in 64-token buckets (paper §3.3.1).
+
+Under torchrun each rank evaluates its share of the blocks and the sums are added up over the ranks, so every
+rank gets the loss a single process would measure on the same blocks."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.loader import eval_batches
+from ..data.loader import eval_shard
+from . import distributed
 
 
 def autocast_context(device: torch.device, dtype: torch.dtype | None):
@@ -26,17 +30,20 @@ def evaluate(model, tokens: np.ndarray, context: int, batch_size: int, device: t
     model.eval()
     total, entropy, count = 0.0, 0.0, 0
     pos_sum = torch.zeros(context, dtype=torch.float64)
-    for x, y in eval_batches(tokens, context, batch_size, max_batches):
+    for x, y, real in eval_shard(tokens, context, batch_size, max_batches, distributed.rank(), distributed.world()):
         x, y = x.to(device), y.to(device)
         with autocast_context(device, amp_dtype):
             logits = model(x)
-        logp = F.log_softmax(logits.float(), -1)
-        loss = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        logp = F.log_softmax(logits.float(), -1)[:real]
+        loss = -logp.gather(-1, y[:real].unsqueeze(-1)).squeeze(-1)
         total += loss.sum().item()
         entropy += -(logp.exp() * logp).sum().item()
         count += loss.numel()
         pos_sum += loss.sum(0).double().cpu()
     model.train(was_training)
+    if distributed.world() > 1:
+        sums = distributed.sum_(torch.cat([torch.tensor([total, count, entropy], dtype=torch.float64), pos_sum]))
+        total, count, entropy, pos_sum = sums[0].item(), int(sums[1].item()), sums[2].item(), sums[3:]
     out = {"loss": total / count, "entropy": entropy / count, "tokens": count}
     if bucket:
         n_seq = count // context

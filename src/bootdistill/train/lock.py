@@ -15,6 +15,8 @@ from .rundir import LOCK_NAME
 
 
 class RunLock:
+    fd: int | None = None
+
     def __init__(self, run_dir: Path):
         run_dir = Path(run_dir)
         with translate_os_errors(run_dir):

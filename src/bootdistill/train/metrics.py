@@ -72,3 +72,13 @@ class MetricsLogger:
             self.tb.close()
         if self.wandb is not None:
             self.wandb.finish()
+
+
+class NullLogger:
+    """What ranks > 0 log to: nothing (metrics come from rank 0)."""
+
+    def log(self, row: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -16,7 +16,8 @@ LOCK_NAME = ".lock"  # see lock.py
 
 # keys that may change between a run and its resume without making it another run
 VOLATILE = {("log",), ("train", "max_steps"), ("train", "threads"), ("train", "device"), ("out_dir",),
-            ("data", "prepared_dir"), ("train", "keep_checkpoints"), ("train", "checkpoint_every")}
+            ("data", "prepared_dir"), ("train", "keep_checkpoints"), ("train", "checkpoint_every"),
+            ("train", "parallel")}  # the same run on more processes: same batches, same curve
 
 
 def _identity(d: dict, prefix=()) -> dict:
@@ -38,11 +39,6 @@ def config_differences(old: dict, new: dict) -> dict[str, list]:
     return {key: [a.get(key), b.get(key)] for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
 
 
-def config_difference(old: dict, new: dict) -> str | None:
-    diffs = config_differences(old, new)
-    return next((f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diffs.items()), None)
-
-
 def check_allow_change(keys, resume: bool) -> None:
     if keys and not resume:
         raise BootdistillError("--allow-change continues an existing run: use it together with --resume")
@@ -52,6 +48,11 @@ def check_allow_change(keys, resume: bool) -> None:
                                    "model, data and distill settings make another run")
 
 
+def _leftover(name: str) -> bool:
+    """The lock, or a temp file of a write killed before this directory held a run."""
+    return name == LOCK_NAME or (name.startswith(".") and name.endswith(".tmp"))
+
+
 def check_run_dir(out: Path, cfg, resume: bool, allow_change=()) -> dict[str, list]:
     """Refuse a directory that holds something else; writes nothing (so it runs before any slow work).
 
@@ -59,7 +60,7 @@ def check_run_dir(out: Path, cfg, resume: bool, allow_change=()) -> dict[str, li
     check_allow_change(allow_change, resume)
     resolved = to_dict(cfg)
     config_path = out / "config.yaml"
-    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
+    if out.exists() and any(not _leftover(p.name) for p in out.iterdir()):
         if not config_path.is_file():
             raise BootdistillError(f"output directory '{out}' already holds other files and is not a bootdistill run: choose another out_dir")
         old = yaml.safe_load(config_path.read_text()) or {}

@@ -3,6 +3,9 @@
 Per step: policy knobs -> LR -> `accum` micro-batches (student forward, CE, and the teacher + KD loss only
 when alpha > 0) -> clip -> AdamW. Then logging, validation (the policy sees it), checkpoints. Resume restores
 model, optimizer, RNG, data position, policy state and FLOPs ledger, so a killed run ends bitwise the same.
+
+Under torchrun (train/distributed.py) each rank runs `accum` of the step's micro-batches: the same global
+batches in the same order as one process, so the curve does not depend on the number of processes.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from ..errors import CheckpointError, ConfigError, DataError
 from ..fsutil import atomic_write_json
 from ..model import GPT, ModelShape, count_params
 from . import checkpoint as ckpt_io, preflight
+from . import distributed as dist
+from .accel import check_compile, compile_model, set_cpu_threads
 from .evaluate import autocast_context, evaluate
 from .guard import DivergenceGuard
 from .lock import RunLock
-from .metrics import MetricsLogger
+from .metrics import MetricsLogger, NullLogger
 from .optim import build_optimizer
 from .precision import resolve_device, resolve_precision
 from .rundir import append_history, check_run_dir, write_run_config
@@ -46,25 +51,34 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def micro_batch_size(t, context: int) -> tuple[int, int]:
-    """(sequences per forward, accumulation steps): the largest divisor of the step's sequences <= micro_batch."""
+def micro_batch_size(t, context: int, world: int = 1) -> tuple[int, int]:
+    """(sequences per forward, accumulation steps) of one rank: the largest divisor of the rank's share of the
+    step's sequences that is <= micro_batch."""
     seqs = max(1, round(t.batch_tokens / context))
-    micro = max(d for d in range(1, min(t.micro_batch, seqs) + 1) if seqs % d == 0)
-    return micro, seqs // micro
+    if seqs % world:
+        raise ConfigError(f"a step of {seqs} sequences (train.batch_tokens / model.context) does not split over "
+                          f"{world} processes: use a multiple of {world} sequences or another process count")
+    per_rank = seqs // world
+    micro = max(d for d in range(1, min(t.micro_batch, per_rank) + 1) if per_rank % d == 0)
+    return micro, per_rank // micro
 
 
 class Trainer:
     def __init__(self, cfg: RunConfig, resume: bool = False, teacher_factory=None, allow_change=()):
         self.cfg = cfg = resolve_model(cfg)
         t = cfg.train
-        if t.threads:
-            torch.set_num_threads(t.threads)
-        self.device = resolve_device(t.device)
+        dist.init()
+        self.device = dist.local_device(resolve_device(t.device))
+        set_cpu_threads(t.threads, self.device)
+        self.parallel = dist.resolve_mode(t.parallel)
         self.amp_dtype, use_scaler = resolve_precision(t.precision, self.device)
+        if t.compile:
+            check_compile(self.device)
 
         check_run_dir(Path(cfg.out_dir), cfg, resume, allow_change)
         preflight.check_run(cfg)  # policy, loss, teacher, writable output: before any compute
-        self.data_dir = prepare(cfg.data, progress=cfg.log.progress)
+        with dist.main_first():  # rank 0 prepares the data files, the others then find them
+            self.data_dir = prepare(cfg.data, progress=cfg.log.progress)
         self.data_meta = load_meta(self.data_dir)
         self.synthetic = bool(self.data_meta.get("synthetic"))
         self.shape = ModelShape(self.data_meta["vocab_size"], cfg.model.d_model, cfg.model.n_layers,
@@ -74,17 +88,24 @@ class Trainer:
         self.val_tokens = token_file(self.data_dir, "val")
         preflight.check_splits(self.data_dir, self.shape.context)
 
-        self.micro, self.accum = micro_batch_size(t, self.shape.context)
-        self.tokens_per_step = self.micro * self.accum * self.shape.context
+        world = dist.world()
+        self.micro, self.accum = micro_batch_size(t, self.shape.context, world)
+        self.tokens_per_step = self.micro * self.accum * world * self.shape.context  # global: the ledger counts every rank's tokens
         self.max_steps = t.max_steps or t.total_steps
 
         torch.manual_seed(t.seed)
         self.model = GPT(self.shape).to(self.device)
+        dist.seed_rank(t.seed)  # dropout: rank 0 keeps the single-process stream
+        wrapped = dist.wrap(self.model, self.parallel, self.device)  # DDP, or self.model sharded in place
         self.optimizer = build_optimizer(self.model, t, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-        self.forward = torch.compile(self.model) if t.compile else self.model
-        self.sampler = BlockSampler(self.train_tokens, self.shape.context, self.micro, t.seed)
+        self.forward = compile_model(wrapped) if t.compile else wrapped
+        self.sampler = BlockSampler(self.train_tokens, self.shape.context, self.micro * world, t.seed,
+                                    rank=dist.rank(), world=world)
         self.policy: Policy = build_policy(cfg.distill, t)
+        if t.save_logits and world > 1:  # every rank would write the same memory-mapped files
+            raise ConfigError("train.save_logits works in one process: train the teacher without torchrun, or write "
+                              "its logits afterwards with `bootdistill teacher-cache`")
         self.selection = None
         if cfg.distill.select_with:  # SALT_DS: the KD phase reads sequences chosen by an early teacher checkpoint
             from ..distill.selection import salt_selection
@@ -93,9 +114,10 @@ class Trainer:
             with torch.random.fork_rng(devices=[]):
                 self.selection = salt_selection(cfg.distill.select_with, cfg.distill.select_k, self.run_dir, self.data_dir,
                                                 self.data_meta, self.train_tokens, self.shape.context,
-                                                kd_batches * self.micro, self.micro, self.device, self.amp_dtype, resume)
-            self.sampler = SelectionSampler(self.train_tokens, self.shape.context, self.micro, t.seed,
-                                            self.selection["starts"], kd_batches, self.sampler)
+                                                kd_batches * self.micro * world, self.micro, self.device, self.amp_dtype,
+                                                resume)
+            self.sampler = SelectionSampler(self.train_tokens, self.shape.context, self.micro * world, t.seed,
+                                            self.selection["starts"], kd_batches, self.sampler, dist.rank(), world)
         self.kd_loss = kd_loss_of(cfg.distill)
         self.teacher = None
         if self.policy.needs_teacher:
@@ -106,6 +128,8 @@ class Trainer:
             if getattr(self.teacher, "sparse", False) and self.kd_loss.needs_logits:
                 raise ConfigError(f"loss '{self.kd_loss.name}' needs the teacher's raw logits; a cached (top-k) teacher "
                                   "stores log-probabilities: use kl, soft_ce, topk_kl, reverse_kl, jsd or mse_probs")
+            if self.parallel == "fsdp" and isinstance(getattr(self.teacher, "model", None), GPT):
+                dist.shard(self.teacher.model)
         self.ledger = FlopsLedger()
         if self.teacher is not None:
             self.ledger.teacher_train, self.ledger.teacher_train_exact = self.teacher.train_flops
@@ -117,28 +141,32 @@ class Trainer:
         self.guard = DivergenceGuard(t.divergence_factor, self.shape.vocab_size)
         self.step = 0
         self.elapsed_before, self._t0 = 0.0, None  # wall time of earlier sessions of this run, and of this one
-        self.lock = RunLock(self.run_dir)  # from here on, this process alone reads and writes the run directory
+        # from here on, this process (rank 0 for a torchrun job) alone writes the run directory
+        self.lock = RunLock(self.run_dir) if dist.is_main() else None
         changes = check_run_dir(self.run_dir, cfg, resume, allow_change)  # again, now that nobody else writes
-        ckpt_io.clean_leftovers(self.run_dir)
+        if dist.is_main():
+            ckpt_io.clean_leftovers(self.run_dir)
+        dist.barrier()
         self.resume_step = self._restore() if resume else None
         if self.teacher is not None and hasattr(self.teacher, "check_coverage"):  # a cache: fail now, not mid-run
             stop = self.policy.stop_step()
             kd_steps = max(0, min(self.max_steps, stop if stop is not None else self.max_steps) - self.step)
             self.teacher.check_coverage(self.sampler.preview_starts(kd_steps * self.accum))
-        write_run_config(self.run_dir, cfg)
-        append_history(self.run_dir, {"event": "resume" if resume else "start", "step": self.step,
-                                      "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": changes})
+        if dist.is_main():  # run files come from rank 0 only
+            write_run_config(self.run_dir, cfg)
+            append_history(self.run_dir, {"event": "resume" if resume else "start", "step": self.step,
+                                          "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": changes})
+            if self.selection is not None:
+                from ..distill.selection import write_record
+
+                write_record(self.run_dir, self.selection)
         if t.save_logits:
             from ..distill.cache_write import OnlineLogitSaver
 
             self.logit_saver = OnlineLogitSaver(self.run_dir, self.data_meta, self.data_dir, len(self.train_tokens),
                                                 self.shape.context, t.save_logits_top_p, t.save_logits_top_k,
                                                 t.save_logits_from_step, resume=self.resume_step is not None)
-        if self.selection is not None:
-            from ..distill.selection import write_record
-
-            write_record(self.run_dir, self.selection)
-        self.logger = MetricsLogger(self.run_dir, cfg.log, to_dict(cfg), self.resume_step)
+        self.logger = MetricsLogger(self.run_dir, cfg.log, to_dict(cfg), self.resume_step) if dist.is_main() else NullLogger()
 
     def student_side(self):
         from ..distill.teacher import StudentSide
@@ -160,17 +188,27 @@ class Trainer:
         if meta.get("tokenizer_sha256") != self.data_meta["tokenizer_sha256"]:
             raise DataError(f"checkpoint '{ckpt}' was trained with another tokenizer than the prepared data in "
                             f"'{self.data_dir}': resume with the data settings the run was started with")
-        ckpt_io.load_weights(ckpt, self.model)
+        sharded = (ckpt / "dcp").is_dir()
+        if sharded != (self.parallel == "fsdp"):
+            raise CheckpointError(f"checkpoint '{ckpt}' was written {'with' if sharded else 'without'} train.parallel=fsdp: "
+                                  f"resume it {'with' if sharded else 'without'} fsdp")
+        if sharded:
+            dist.load_sharded(ckpt / "dcp", self.model, self.optimizer)
+        else:
+            ckpt_io.load_weights(ckpt, self.model)
         state = ckpt_io.load_state(ckpt)
         try:
-            self.optimizer.load_state_dict(state["optimizer"])
+            if not sharded:
+                self.optimizer.load_state_dict(state["optimizer"])
             self.sampler.load_state_dict(state["sampler"])
             self.policy.load_state_dict(state["policy"])
             self.ledger = FlopsLedger.from_state(state["ledger"])
             if self.scaler is not None and state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
             self.guard.load_state_dict(state.get("guard", {}))
-            _set_rng_state(state["rng"], self.device)
+            ranks = state.get("rng_ranks", [state["rng"]])
+            if dist.rank() < len(ranks):  # resumed on more processes: the new ranks keep a fresh (seed, rank) stream
+                _set_rng_state(ranks[dist.rank()], self.device)
         except (KeyError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"checkpoint '{ckpt}' does not match this run's state ({e}): it belongs to another run") from None
         self.step = meta["step"]
@@ -181,20 +219,22 @@ class Trainer:
         found = ckpt_io.checkpoint_dirs(self.run_dir)
         where = f"the last good checkpoint is step {int(found[-1].name[5:])}" if found else "no checkpoint was written"
         return (f"nothing from the diverged steps was saved and {where}: continue with a lower learning rate, e.g. "
-                f"--resume --allow-change train.lr_max train.lr_max={self.cfg.train.lr_max / 4:.3g}")
+                f"--resume --allow-change train.lr_max train.lr_max={self.cfg.train.lr_max / 4:.3g} "
+                "(in an experiment: lower it in the recipe)")
 
-    def save(self, val_loss: float | None = None) -> Path:
-        """Write a checkpoint, after checking that its weights are finite and evaluate to a sane loss."""
+    def save(self, val_loss: float | None = None) -> Path | None:
+        """Write a checkpoint, after checking that its weights are finite and evaluate to a sane loss. Every rank
+        takes part; rank 0 writes (under FSDP every rank writes its shard with DCP)."""
         if val_loss is None:
             val_loss = self.validate()["loss"]
         self.guard.check_checkpoint(self.step, self.model, val_loss, self._divergence_hint())
         state = {
-            "optimizer": self.optimizer.state_dict(),
             "sampler": self.sampler.state_dict(),
             "policy": self.policy.state_dict(),
             "ledger": self.ledger.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": _rng_state(self.device),
+            "rng_ranks": dist.gather(_rng_state(self.device)),  # each rank's dropout stream
             "elapsed_s": self._elapsed(),
             "guard": self.guard.state_dict(),
         }
@@ -206,7 +246,19 @@ class Trainer:
             "ledger": self.ledger.state_dict(),
             "val_loss": val_loss,
         }
-        return ckpt_io.save_checkpoint(self.run_dir, self.step, self.model, state, meta, self.cfg.train.keep_checkpoints)
+        weights, shards = self.model, None
+        if self.parallel == "fsdp":
+            shards = self.run_dir / "checkpoints" / f".step_{self.step:08d}.dcp"
+            dist.save_sharded(shards, self.model, self.optimizer)
+            weights = dist.full_model(self.model)  # on rank 0: the whole model, for eval, teachers and reports
+        else:
+            state["optimizer"] = self.optimizer.state_dict()
+        path = None
+        if dist.is_main():
+            path = ckpt_io.save_checkpoint(self.run_dir, self.step, weights, state, meta, self.cfg.train.keep_checkpoints,
+                                           shards=shards)
+        dist.barrier()  # a checkpoint on disk means every rank got past its step
+        return path
 
     # ------------------------------------------------------------ one step
 
@@ -226,16 +278,20 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         ce_sum, extras = 0.0, {}
-        for _ in range(self.accum):
+        for i in range(self.accum):
             x, y = self.sampler.next_batch()
-            ce, extra = self._micro_step(x.to(self.device), y.to(self.device), knobs, self.sampler.last_starts)
+            with dist.grad_sync(self.forward, last_micro_step=i == self.accum - 1):
+                ce, extra = self._micro_step(x.to(self.device), y.to(self.device), knobs, self.sampler.last_starts)
             ce_sum += ce
             for k, v in extra.items():
                 extras[k] = extras.get(k, 0.0) + v / self.accum
+        train_loss, *values = dist.mean([ce_sum / self.accum, *extras.values()])  # logged: the global batch's mean
+        extras = dict(zip(extras, values))
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         # the norm is logged (before clipping): it shows how the gradient's scale moves at a KD switch
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip or math.inf).item()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip or math.inf)
+        grad_norm = (grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm).item()  # FSDP: a DTensor
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -246,7 +302,7 @@ class Trainer:
         if knobs.kd_on and self.teacher is not None:
             self.ledger.add_teacher_flops(*self.teacher.inference_flops(self.tokens_per_step), self.tokens_per_step)
         self.step += 1
-        return {"lr": lr, "train_loss": ce_sum / self.accum, "grad_norm": grad_norm, "alpha": knobs.alpha, "kd_on": knobs.kd_on,
+        return {"lr": lr, "train_loss": train_loss, "grad_norm": grad_norm, "alpha": knobs.alpha, "kd_on": knobs.kd_on,
                 "temperature": knobs.temperature, **extras}
 
     # ------------------------------------------------------------ evaluation
@@ -272,13 +328,14 @@ class Trainer:
         n = count_params(self.shape)
         print(f"run {self.run_dir}: model {n['total'] / 1e6:.2f}M params, {self.tokens_per_step} tokens/step "
               f"({self.micro} x {self.shape.context} x {self.accum} accum), {self.max_steps} steps, "
-              f"precision {self.amp_dtype or torch.float32}, device {self.device}, policy {self.policy.name}")
+              f"precision {self.amp_dtype or torch.float32}, device {self.device}, policy {self.policy.name}"
+              + (f", {dist.world()} processes ({self.parallel})" if dist.world() > 1 else ""))
         peak = peak_flops(self.device, self.amp_dtype or torch.float32)
         exact_per_token = flops_per_token(self.shape, training=True, exact=True)
         teacher_val = self.teacher.val_loss if self.teacher is not None else None
         self._t0 = time.perf_counter()
         window_t, window_tokens = time.perf_counter(), 0
-        bar = tqdm(total=self.max_steps, initial=self.step, disable=not self.cfg.log.progress, unit="step",
+        bar = tqdm(total=self.max_steps, initial=self.step, disable=not self.cfg.log.progress or not dist.is_main(), unit="step",
                    dynamic_ncols=True)
         last_val = last_tps = None
         while self.step < self.max_steps:
@@ -299,7 +356,9 @@ class Trainer:
                 last_val = row["val_loss"] = val["loss"]
                 row["val_entropy"] = val["entropy"]
                 if t.eval_snapshots and self.step % t.eval_every == 0:
-                    ckpt_io.save_snapshot(self.run_dir, self.step, self.model)
+                    weights = dist.full_model(self.model) if self.parallel == "fsdp" else self.model
+                    if dist.is_main():
+                        ckpt_io.save_snapshot(self.run_dir, self.step, weights)
                 if teacher_val is not None:
                     row["teacher_val_loss"] = teacher_val
                     row.update(self.teacher.diagnostics(self.model))
@@ -351,11 +410,16 @@ class Trainer:
                      "tokenizer_sha256": self.data_meta["tokenizer_sha256"]},
             "precision": str(self.amp_dtype or torch.float32).replace("torch.", ""),
             "device": str(self.device),
+            "processes": dist.world(),
+            "parallel": self.parallel,
             "wall_s": self._elapsed(),
         }
-        atomic_write_json(self.run_dir / "summary.json", summary)
+        if dist.is_main():
+            atomic_write_json(self.run_dir / "summary.json", summary)
         self.logger.close()
-        self.lock.release()
+        dist.barrier()  # the next run of an experiment may read this one's files
+        if self.lock is not None:
+            self.lock.release()
         print(f"done: val loss {final_val['loss']:.4f}, test loss {test['loss']:.4f}, "
               f"{summary['flops']['flops_total'] / 1e15:.4f} PFLOPs; results in {self.run_dir}")
         if self.synthetic:

@@ -1,0 +1,1 @@
+"""Interoperability: exporting bootdistill models to other libraries' formats (Hugging Face transformers)."""

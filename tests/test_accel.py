@@ -1,0 +1,74 @@
+"""CPU-only machinery stays off CUDA (thread settings, the KD loss's worker pool), checked on any machine with a
+device object; torch.compile's prerequisites fail in one line."""
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_cli, tiny_overrides
+from bootdistill.distill import losses
+from bootdistill.errors import ConfigError
+from bootdistill.train.accel import check_compile, set_cpu_threads
+
+CUDA = torch.device("cuda")  # a device object needs no GPU: the guards only read its type
+CPU = torch.device("cpu")
+
+
+def test_threads_are_set_for_cpu_training_only():
+    before = torch.get_num_threads()
+    try:
+        assert not set_cpu_threads(before + 1, CUDA) and torch.get_num_threads() == before
+        assert not set_cpu_threads(None, CPU) and torch.get_num_threads() == before
+        assert set_cpu_threads(1, CPU) and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("device, workers_used", [(CPU, True), (CUDA, False)])
+def test_kd_worker_pool_runs_for_cpu_tensors_only(device, workers_used):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    ran_in = set()
+    try:
+        losses._for_row_chunks(10, 2, lambda r0, r1, buf: ran_in.add(threading.current_thread().name),
+                               lambda: {}, device)
+    finally:
+        torch.set_num_threads(before)
+    assert ran_in and all(n.startswith("bootdistill-kd") for n in ran_in) == workers_used
+    assert (threading.current_thread().name in ran_in) != workers_used
+
+
+def test_kd_chunks_are_larger_on_cuda():
+    assert losses._chunk_rows(5000, None, CPU) == losses.CHUNK_ELEMENTS // 5000
+    assert losses._chunk_rows(5000, None, CUDA) == losses.CUDA_CHUNK_ELEMENTS // 5000
+    assert losses._chunk_rows(5000, 7, CUDA) == 7  # an explicit size wins
+
+
+def test_compile_without_a_cxx_compiler_is_one_line(tiny_corpus, tmp_path):
+    # PATH without compilers (python is started by its absolute path): what a machine without g++ looks like
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    out = tmp_path / "run"
+    r = run_cli("train", *tiny_overrides(tiny_corpus, out, tmp_path / "prep", **{"train.compile": "true"}),
+                env={"PATH": str(bare), "CXX": ""})
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "train.compile=true on CPU needs a working C++ compiler" in lines[0]
+    assert not out.exists()
+
+
+def test_compile_check_passes_where_a_compiler_is_installed():
+    if not any((Path(d) / "g++").exists() for d in os.environ.get("PATH", "").split(os.pathsep)):
+        pytest.skip("no g++ on this machine")
+    check_compile(CPU)  # no error: the real compile is exercised on CUDA in tests/test_cuda.py
+
+
+def test_compile_check_on_cuda_needs_triton(monkeypatch):
+    import torch.utils._triton as triton_util
+
+    monkeypatch.setattr(triton_util, "has_triton", lambda: False)
+    with pytest.raises(ConfigError, match="needs Triton"):
+        check_compile(CUDA)
