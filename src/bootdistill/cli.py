@@ -89,6 +89,19 @@ def cmd_experiment(args) -> int:
     return 0
 
 
+def cmd_teacher_cache(args) -> int:
+    from .distill.cache_write import format_storage, write_teacher_cache
+
+    meta = write_teacher_cache(args.teacher, args.out, top_p=args.top_p, top_k=args.top_k, data_dir=args.data,
+                               context=args.context, batch=args.batch, max_tokens=args.max_tokens, values=args.values,
+                               device=args.device, precision=args.precision)
+    print(f"teacher cache {args.out}: top-p {meta['top_p']} then top-{meta['k']} of {meta['tokens_covered']:,} tokens "
+          f"(context {meta['context']}), keeping {meta['kept_mass_mean']:.1%} of the teacher's mass on average "
+          f"(KL truncated||full {meta['kl_truncated_to_full_mean']:.4f} nats/token); {format_storage(meta['storage'])}; teacher inference "
+          f"{meta['inference_flops']:.3e} FLOPs (2N proxy), charged in full to each student that trains from it")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .data.cli_data import add_subcommands as add_data_commands
     from .interop.cli import add_subcommands as add_interop_commands
@@ -121,6 +134,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket", type=int, default=64, help="position bucket size for positional loss (default 64)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("teacher-cache", help="run a trained teacher once over the training stream and store its top-k distributions",
+                       description="Write a teacher cache (offline logits): top-p then top-k of the teacher's distribution for "
+                                   "every token of the prepared training stream, renormalised, memory-mapped. Train students "
+                                   "from it with distill.teacher=OUT.")
+    p.add_argument("teacher", help="the teacher: a run directory (its latest checkpoint) or a checkpoints/step_* directory")
+    p.add_argument("--out", required=True, help="the cache directory to write (written whole, then renamed into place)")
+    p.add_argument("--top-p", type=float, default=0.95, help="keep the smallest top-p set of each distribution (default 0.95)")
+    p.add_argument("--top-k", type=int, default=50, help="... then at most k tokens (default 50; the vocabulary size = full distribution)")
+    p.add_argument("--data", help="prepared data directory (default: the teacher run's own); its tokenizer must match")
+    p.add_argument("--context", type=int, help="block length; must equal the students' model.context (default: the teacher's)")
+    p.add_argument("--batch", type=int, default=8, help="sequences per teacher forward (default 8)")
+    p.add_argument("--max-tokens", type=int, help="cover only the first N tokens of the stream (default: all)")
+    p.add_argument("--values", choices=["fp16", "fp32"], default="fp16", help="dtype of the stored log-probabilities (default fp16)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+                   help="teacher autocast, as train.precision (default auto); use the students' for live-equal signals")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.set_defaults(func=cmd_teacher_cache)
 
     p = sub.add_parser("presets", help="the model presets of the paper's Table 1 with parameter and FLOP counts")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")

@@ -46,6 +46,7 @@ class FlopsLedger:
     teacher_inference_exact: float = 0.0
     teacher_train_exact: float = 0.0
     proxy: str = "6N"  # which one `total` reports
+    teacher_tokens: int = 0  # tokens that got a teacher signal (KD steps), whatever the source
     extra: dict = field(default_factory=dict)
 
     @property
@@ -63,6 +64,11 @@ class FlopsLedger:
     def add_teacher_inference(self, shape: ModelShape, tokens: int) -> None:
         self.teacher_inference += tokens * flops_per_token(shape, training=False)
         self.teacher_inference_exact += tokens * flops_per_token(shape, training=False, exact=True)
+
+    def add_teacher_flops(self, proxy: float, exact: float, tokens: int = 0) -> None:
+        self.teacher_tokens += tokens
+        self.teacher_inference += proxy
+        self.teacher_inference_exact += exact
 
     def row(self) -> dict:
         """The cumulative compute columns of a metrics row."""

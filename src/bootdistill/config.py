@@ -72,13 +72,19 @@ class TrainConfig:
     #                               locates a target crossing on the whole validation split
     threads: int | None = None  # torch CPU threads; None = torch's default
     parallel: str = "auto"  # under torchrun: ddp (replicas) | fsdp (sharded, FSDP2) | none; auto = ddp under torchrun
+    save_logits: bool = False  # keep this run's own top-k distributions in RUN/logits (online teacher logits)
+    save_logits_from_step: int = 0  # ... from this step on (early logits hurt students: design space §3.5)
+    save_logits_top_p: float = 0.95  # ... truncated top-p then top-k, like a teacher cache
+    save_logits_top_k: int = 50
 
 
 @dataclass
 class DistillConfig:
-    teacher: str | None = None  # run dir or checkpoint dir of a bootdistill model
+    teacher: str | None = None  # run/checkpoint dir of a bootdistill model, a teacher cache dir, or hf:PATH
+    teacher_train_flops: float | None = None  # training FLOPs of a teacher without a ledger (hf:); None = unknown
     policy: Literal["classical", "kd", "fixed", "bootstrapped"] = "classical"  # kd: throughout (RKD); fixed: KD for kd_steps
     loss: Literal["kl", "reverse_kl", "soft_ce", "mse_logits", "mse_probs", "jsd", "topk_kl"] = "kl"
+    loss_params: dict = field(default_factory=dict)  # the loss's own parameters, e.g. jsd: {beta: 0.5}
     alpha: float = 1.0  # KD weight (peak of alpha_schedule)
     combine: Literal["normalized", "normalized_mean", "mix"] = "normalized"  # normalized: CE + alpha*KD rescaled to
     #   CE's batch mean (paper eq. 1-2) | mix: (1-a) CE + a KD | normalized_mean: the normalized sum divided by
@@ -99,6 +105,8 @@ class DistillConfig:
     post_kd_lr: Literal["scale", "cosine"] = "scale"  # after KD: scale (schedule x post_kd_lr_factor) | cosine (drop to post_kd_lr_factor x
     #                            the LR at the stop, then cosine to lr_min at train.total_steps)
     diag_batches: int = 4  # validation batches used for KD diagnostics (KL, entropies, agreement)
+    select_with: str | None = None  # SALT_DS: early teacher checkpoint that picks the KD phase's sequences (policy fixed)
+    select_k: int = 10  # SALT_DS: tokens whose true next token is outside the scorer's top-k count as 0 (eq. 10)
 
 
 @dataclass
@@ -348,3 +356,14 @@ def validate(cfg: RunConfig) -> None:
     _check(k.alpha_window >= 0 and k.lr_drop_steps >= 0, "distill.alpha_window and distill.lr_drop_steps must be >= 0")
     _check(k.kd_lr_factor > 0 and k.post_kd_lr_factor > 0, "distill.kd_lr_factor and distill.post_kd_lr_factor must be > 0")
     _check(k.diag_batches >= 1, f"distill.diag_batches must be >= 1, got {k.diag_batches}")
+    _check(k.teacher_train_flops is None or k.teacher_train_flops >= 0, "distill.teacher_train_flops must be >= 0")
+    from .distill.losses import get_loss
+
+    get_loss(k.loss, k.loss_params)  # unknown loss or parameter: one line with a did-you-mean
+    _check(k.select_k >= 1, f"distill.select_k must be >= 1, got {k.select_k}")
+    if k.select_with and (k.policy != "fixed" or k.kd_steps is None):
+        raise ConfigError("distill.select_with (SALT_DS) selects the data of a KD phase of known length: "
+                          "use distill.policy=fixed with distill.kd_steps")
+    _check(t.save_logits_from_step >= 0, f"train.save_logits_from_step must be >= 0, got {t.save_logits_from_step}")
+    _check(0 < t.save_logits_top_p <= 1, f"train.save_logits_top_p must be in (0, 1], got {t.save_logits_top_p}")
+    _check(t.save_logits_top_k >= 1, f"train.save_logits_top_k must be >= 1, got {t.save_logits_top_k}")

@@ -43,6 +43,8 @@ class PlannedRun:
     teacher: str | None  # name of the teacher run in this recipe
     reference: dict = field(default_factory=dict)
     teacher_step: int | None = None  # distill from this checkpoint of the teacher instead of its last
+    scorer: str | None = None  # SALT_DS: the run whose checkpoint selects the KD data (distill.select_with)
+    scorer_step: int | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -119,7 +121,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[d
         d, reference = copy.deepcopy(expanded[run_name][0]), expanded[run_name][1]
         teacher = (d.get("distill") or {}).get("teacher")
         teacher_name = teacher_step = None
-        if teacher is not None and (d.get("distill") or {}).get("policy", "classical") != "classical":
+        external = str(teacher).startswith("hf:")  # a Hugging Face teacher: no run of the recipe trains it
+        if teacher is not None and not external and (d.get("distill") or {}).get("policy", "classical") != "classical":
             teacher, _, at_step = str(teacher).partition("@")  # NAME@STEP: an earlier checkpoint (weak teacher)
             teacher_name = _teacher_name(teacher, run_name, expanded)
             teacher_run = plan(teacher_name, stack + (run_name,))
@@ -129,26 +132,41 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[d
                                   f"(train.checkpoint_every={teacher_run.cfg.train.checkpoint_every})")
             ckpt = teacher_run.run_dir / "checkpoints" / f"step_{teacher_step:08d}" if teacher_step else teacher_run.run_dir
             d["distill"]["teacher"] = str(ckpt)
+        scorer_name = scorer_step = None
+        select_with = (d.get("distill") or {}).get("select_with")
+        if select_with is not None:  # SALT_DS: NAME@STEP, an early checkpoint of a run of the recipe
+            scorer, _, at_step = str(select_with).partition("@")
+            scorer_name = _teacher_name(scorer, run_name, expanded)
+            scorer_run = plan(scorer_name, stack + (run_name,))
+            scorer_step = int(at_step) if at_step else None
+            if scorer_step is not None and scorer_step % scorer_run.cfg.train.checkpoint_every:
+                raise ConfigError(f"run '{run_name}': select_with step {scorer_step} is not a checkpoint of '{scorer_name}' "
+                                  f"(train.checkpoint_every={scorer_run.cfg.train.checkpoint_every})")
+            d["distill"]["select_with"] = str(scorer_run.run_dir / "checkpoints" / f"step_{scorer_step:08d}"
+                                              if scorer_step else scorer_run.run_dir)
         cfg = from_dict(RunConfig, {k: v for k, v in d.items() if k != "out_dir"}, run_name)
         resolve_model(cfg)
         validate(cfg)
         cfg.out_dir = str(out_root / f"{run_name}-{_config_hash(to_dict(cfg))}")
-        planned[run_name] = PlannedRun(run_name, cfg, teacher_name, reference, teacher_step if teacher_name else None)
+        planned[run_name] = PlannedRun(run_name, cfg, teacher_name, reference, teacher_step if teacher_name else None,
+                                       scorer_name, scorer_step)
         return planned[run_name]
 
     for run_name in expanded:
         plan(run_name)
     for p in planned.values():  # keep every checkpoint of a teacher whose earlier steps are used
-        if p.teacher_step is not None:
-            t = planned[p.teacher].cfg.train
-            t.keep_checkpoints = max(t.keep_checkpoints, (t.max_steps or t.total_steps) // t.checkpoint_every + 1)
+        for used, step in ((p.teacher, p.teacher_step), (p.scorer, p.scorer_step)):
+            if step is not None:
+                t = planned[used].cfg.train
+                t.keep_checkpoints = max(t.keep_checkpoints, (t.max_steps or t.total_steps) // t.checkpoint_every + 1)
     order, done = [], set()
 
     def visit(p: PlannedRun):
         if p.name in done:
             return
-        if p.teacher:
-            visit(planned[p.teacher])
+        for dep in (p.teacher, p.scorer):
+            if dep:
+                visit(planned[dep])
         done.add(p.name)
         order.append(p)
 

@@ -22,6 +22,13 @@ def num_blocks(n_tokens: int, context: int) -> int:
     return max(0, (n_tokens - 1) // context)  # the +1 label token must exist
 
 
+def batch_layout(batch_tokens: int, context: int, micro_batch: int) -> tuple[int, int]:
+    """(sequences per forward, accumulation steps) of a step of batch_tokens: micro divides the step's sequences."""
+    seqs = max(1, round(batch_tokens / context))
+    micro = max(d for d in range(1, min(micro_batch, seqs) + 1) if seqs % d == 0)
+    return micro, seqs // micro
+
+
 def _gather(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:
     rows = np.stack([np.asarray(tokens[s : s + context + 1], dtype=np.int64) for s in starts])
     data = torch.from_numpy(rows)
@@ -47,6 +54,7 @@ class BlockSampler:
             )
         self.epoch, self.pos = 0, 0
         self._order = self._permutation(0)
+        self.last_starts: np.ndarray | None = None  # token offsets of the last batch's blocks (teacher caches)
 
     def _permutation(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch]).permutation(self.n_blocks)
@@ -62,8 +70,23 @@ class BlockSampler:
             self.pos += take
             count += take
         per_rank = self.batch_size // self.world
-        mine = np.concatenate(picked)[self.rank * per_rank : (self.rank + 1) * per_rank]
-        return _gather(self.tokens, mine * self.context, self.context)
+        self.last_starts = np.concatenate(picked)[self.rank * per_rank : (self.rank + 1) * per_rank] * self.context
+        return _gather(self.tokens, self.last_starts, self.context)
+
+    def preview_starts(self, n_batches: int) -> np.ndarray:
+        """Token offsets of the blocks of the next `n_batches` batches, without moving the sampler."""
+        epoch, pos, out, left = self.epoch, self.pos, [], n_batches * self.batch_size
+        order = self._order
+        while left > 0:
+            if pos >= self.n_blocks:
+                epoch, pos = epoch + 1, 0
+                order = self._permutation(epoch)
+                if left >= self.n_blocks:  # a whole epoch still to come: every block
+                    return np.arange(self.n_blocks) * self.context
+            take = min(left, self.n_blocks - pos)
+            out.append(order[pos:pos + take])
+            pos, left = pos + take, left - take
+        return np.concatenate(out) * self.context if out else np.zeros(0, np.int64)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos}
@@ -105,3 +128,42 @@ def eval_shard(tokens: np.ndarray, context: int, batch_size: int, max_batches: i
     for lo in range(0, per_rank, batch_size):
         x, y = _gather(tokens, padded[lo : lo + batch_size], context)
         yield x, y, max(0, min(len(mine) - lo, batch_size))
+
+
+class SelectionSampler:
+    """SALT_DS: the first `first_batches` batches read the selected blocks (in a seeded order), then `rest` takes
+    over from its own start. Resumable: its position is one counter plus the rest's state. `batch_size` is
+    global, as in BlockSampler: rank `rank` gets its batch_size / world rows."""
+
+    def __init__(self, tokens: np.ndarray, context: int, batch_size: int, seed: int, starts: np.ndarray,
+                 first_batches: int, rest: BlockSampler, rank: int = 0, world: int = 1):
+        self.tokens, self.context, self.batch_size = tokens, context, batch_size
+        self.rank, self.world = rank, world
+        self.order = np.asarray(starts)[np.random.default_rng([seed, 1 << 20]).permutation(len(starts))]
+        self.first_batches, self.rest, self.done = first_batches, rest, 0
+        self.last_starts: np.ndarray | None = None
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.done >= self.first_batches:
+            self.done += 1
+            out = self.rest.next_batch()
+            self.last_starts = self.rest.last_starts
+            return out
+        per_rank = self.batch_size // self.world
+        i = self.done * self.batch_size + self.rank * per_rank
+        self.last_starts = np.take(self.order, np.arange(i, i + per_rank), mode="wrap")
+        self.done += 1
+        return _gather(self.tokens, self.last_starts, self.context)
+
+    def preview_starts(self, n_batches: int) -> np.ndarray:
+        first = min(n_batches, max(0, self.first_batches - self.done))
+        i = self.done * self.batch_size
+        head = np.take(self.order, np.arange(i, i + first * self.batch_size), mode="wrap")
+        return np.concatenate([head, self.rest.preview_starts(n_batches - first)])
+
+    def state_dict(self) -> dict:
+        return {"done": self.done, "rest": self.rest.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.done = int(state["done"])
+        self.rest.load_state_dict(state["rest"])

@@ -38,12 +38,14 @@ import math
 import os
 import queue
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
+from .signals import SUPPORT_FLOOR
 from .truncation import check_truncation, keep_threshold, truncates
 
 Z_LOSS_WEIGHT = 1e-4  # distillation scaling laws App. I ("a Z-loss of 1e-4 is used for stability")
@@ -413,10 +415,54 @@ def _mse_probs(s, t, tau, keep, **_):
     return ((torch.softmax(s / tau, -1) - q) ** 2).sum(-1)
 
 
-_KERNELS: dict[str, Callable] = {
-    "kl": _kl, "reverse_kl": _reverse_kl, "soft_ce": _soft_ce, "mse_logits": _mse_logits,
-    "mse_probs": _mse_probs, "jsd": _jsd, "topk_kl": _topk_kl,
-}
+@dataclass(frozen=True)
+class KDLoss:
+    """One distillation loss: its per-token kernel and the parameters it owns (config: distill.loss_params).
+
+    Adding a loss = one entry in KD_LOSSES (plus its test). needs_truncation: only defined on a truncated
+    teacher; needs_logits: uses raw teacher logits, which a sparse signal (log-probabilities) does not carry.
+    """
+
+    name: str
+    kernel: Callable
+    defaults: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    needs_truncation: bool = False
+    needs_logits: bool = False
+    check: Callable[[dict], None] | None = None
+
+    def bind(self, params: dict | None = None) -> "KDLoss":
+        """This loss with its parameters set (unknown names and bad values are one clear ConfigError)."""
+        params = dict(params or {})
+        for key in params:
+            if key not in self.defaults:
+                from ..config import _closest
+
+                valid = list(self.defaults)
+                hint = _closest(key, valid) if valid else " (it takes no parameters)"
+                raise ConfigError(f"distill.loss_params.{key} is not a parameter of loss '{self.name}'{hint}")
+        merged = {**self.defaults, **params}
+        if self.check is not None:
+            self.check(merged)
+        return replace(self, params=merged)
+
+
+def _check_jsd(p: dict) -> None:
+    beta = p["beta"]
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= beta <= 1.0:
+        raise ConfigError(f"jsd beta must be a number in [0, 1], got {beta!r} (set distill.loss_params.beta)")
+
+
+KD_LOSSES: dict[str, KDLoss] = {loss.name: loss for loss in (
+    KDLoss("kl", _kl),
+    KDLoss("reverse_kl", _reverse_kl),
+    KDLoss("soft_ce", _soft_ce),
+    KDLoss("mse_logits", _mse_logits, needs_logits=True),
+    KDLoss("mse_probs", _mse_probs),
+    KDLoss("jsd", _jsd, defaults={"beta": 0.5}, check=_check_jsd),
+    KDLoss("topk_kl", _topk_kl, needs_truncation=True),
+)}
+_KERNELS: dict[str, Callable] = {name: loss.kernel for name, loss in KD_LOSSES.items()}
 
 
 def _resolve(name: str) -> Callable:
@@ -427,7 +473,13 @@ def _resolve(name: str) -> Callable:
     return _KERNELS[name]
 
 
-def _reference_rows(name, zs, zt, tau, tau_t, top_p, top_k, kw):
+def get_loss(name: str, params: dict | None = None) -> KDLoss:
+    """The loss `name` with its parameters bound (distill.loss + distill.loss_params)."""
+    _resolve(name)
+    return KD_LOSSES[name].bind(params)
+
+
+def _reference_rows(name, zs, zt, tau, tau_t, top_p, top_k, kw, support=False):
     cd = _compute_dtype(zs, zt)
     fn = _KERNELS[name]
     t_scale = tau / tau_t if name != "mse_logits" else 1.0  # kernels divide both sides by τ
@@ -436,6 +488,9 @@ def _reference_rows(name, zs, zt, tau, tau_t, top_p, top_k, kw):
         with torch.autocast(s.device.type, enabled=False):
             thr = keep_threshold(t, top_p, top_k)
             keep = None if thr is None else t >= thr.unsqueeze(-1)
+            if support:  # a sparse signal: the kept set is where it has values
+                inside = t > SUPPORT_FLOOR
+                keep = inside if keep is None else keep & inside
             t = t.to(cd)
             return fn(s.to(cd), t * t_scale if t_scale != 1.0 else t, tau, keep, **kw)
 
@@ -449,7 +504,8 @@ def kd_loss(name: str, student_logits: torch.Tensor, teacher_logits: torch.Tenso
             top_p: float = 1.0, top_k: int | None = None, *, mask: torch.Tensor | None = None,
             labels: torch.Tensor | None = None, ignore_index: int = -100, beta: float = 0.5,
             teacher_temperature: float | None = None, fused: bool = True,
-            reuse_teacher_logits: bool = False, chunk_rows: int | None = None) -> torch.Tensor:
+            reuse_teacher_logits: bool = False, chunk_rows: int | None = None,
+            teacher_support: bool = False) -> torch.Tensor:
     """Per-token distillation loss `name` (see the module table); 0 at ignored positions.
 
     temperature τ divides both sides (and scales by τ²); teacher_temperature, if given, replaces it on the
@@ -457,11 +513,16 @@ def kd_loss(name: str, student_logits: torch.Tensor, teacher_logits: torch.Tenso
     reuse_teacher_logits=True (kl/soft_ce): the teacher logits' memory is overwritten with the saved gradient
       instead of allocating one more logits-sized tensor; the caller must not read them afterwards.
     fused=False forces the plain autograd implementation of kl/soft_ce (benchmarks, tests).
+    teacher_support=True: teacher_logits is a sparse signal's dense view (signals.py): log q on the kept set,
+      OUTSIDE elsewhere; the kept set is then where it has values (and top_p / top_k may cut it further).
     """
     _resolve(name)
     tau_t = _check_common(temperature, top_p, top_k, teacher_temperature)
     V = student_logits.shape[-1]
-    if name == "topk_kl" and not truncates(top_p, top_k, V):
+    if teacher_support and KD_LOSSES[name].needs_logits:
+        raise ConfigError(f"loss '{name}' needs the teacher's raw logits; a cached (top-k) teacher stores log-probabilities: "
+                          "use kl, soft_ce, topk_kl, reverse_kl, jsd or mse_probs")
+    if name == "topk_kl" and not teacher_support and not truncates(top_p, top_k, V):
         raise ConfigError("loss 'topk_kl' needs top_k < vocab size (or top_p < 1): it is KL on the teacher's top-k set")
     if name == "jsd" and not 0.0 <= beta <= 1.0:
         raise ConfigError(f"jsd beta must be in [0, 1], got {beta}")
@@ -473,7 +534,7 @@ def kd_loss(name: str, student_logits: torch.Tensor, teacher_logits: torch.Tenso
                                      name == "soft_ce", False, _chunk_rows(V, chunk_rows, zs.device), reuse_teacher_logits)
     else:
         out = _reference_rows(name, zs, zt, float(temperature), tau_t, top_p, top_k,
-                              {"beta": beta} if name == "jsd" else {})
+                              {"beta": beta} if name == "jsd" else {}, teacher_support)
         if valid is not None:
             out = torch.where(valid, out, torch.zeros((), dtype=out.dtype, device=out.device))
     return out.reshape(student_logits.shape[:-1])

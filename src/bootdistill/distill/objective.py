@@ -4,25 +4,43 @@ from __future__ import annotations
 
 import torch
 
-from .losses import ce_and_kd, combine
+from .losses import KDLoss, ce_and_kd, combine, get_loss
 from .policies import StepKnobs
+from .signals import DenseSignal, SparseSignal
 
 
-def student_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None,
-                 knobs: StepKnobs, cfg) -> tuple[torch.Tensor, float, dict]:
-    """(loss to backpropagate, CE value, extra numbers to log). teacher_logits None = a classical step."""
+def kd_loss_of(cfg) -> KDLoss:
+    """The run's KD loss with its parameters (distill.loss, distill.loss_params)."""
+    return get_loss(cfg.loss, cfg.loss_params)
+
+
+def student_loss(logits: torch.Tensor, labels: torch.Tensor, signal: DenseSignal | SparseSignal | torch.Tensor | None,
+                 knobs: StepKnobs, cfg, kd: KDLoss | None = None) -> tuple[torch.Tensor, float, dict]:
+    """(loss to backpropagate, CE value, extra numbers to log). signal None = a classical step.
+
+    The signal is dense (teacher logits) or sparse (a truncated distribution): the loss does not care where it
+    came from. knobs.loss names the loss; `kd` carries its parameters (default: from cfg).
+    """
     V = logits.shape[-1]
-    out = ce_and_kd(logits.reshape(-1, V), labels.reshape(-1),
-                    None if teacher_logits is None else teacher_logits.reshape(-1, V),
+    kd = kd if kd is not None and kd.name == knobs.loss else get_loss(knobs.loss, cfg.loss_params)
+    teacher, sparse = None, False
+    if isinstance(signal, SparseSignal):
+        teacher, sparse = signal.dense_view(V).to(logits.device), True
+    elif isinstance(signal, DenseSignal):
+        teacher = signal.logits.reshape(-1, V)
+    elif signal is not None:  # plain teacher logits
+        teacher = signal.reshape(-1, V)
+    out = ce_and_kd(logits.reshape(-1, V), labels.reshape(-1), teacher,
                     loss=knobs.loss, temperature=knobs.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                     z_loss=cfg.z_loss > 0, teacher_temperature=cfg.teacher_temperature,
-                    reuse_teacher_logits=True)  # the teacher's logits are not needed after this call
+                    reuse_teacher_logits=True,  # the teacher's logits are not needed after this call
+                    teacher_support=sparse, **kd.params)
     ce = out.ce.mean()
     extra = {}
     if out.kd is not None:
-        kd = out.kd.mean()
-        loss = combine(ce, kd, knobs.alpha, cfg.combine)
-        extra["kd_loss"] = kd.item()
+        kd_mean = out.kd.mean()
+        loss = combine(ce, kd_mean, knobs.alpha, cfg.combine)
+        extra["kd_loss"] = kd_mean.item()
     else:
         loss = ce
     if out.z is not None:

@@ -31,12 +31,14 @@ def check_policy_and_loss(cfg) -> None:
 
 def check_teacher_exists(cfg) -> None:
     """A distilled run needs a finished teacher run (or one of its checkpoints) before it starts."""
+    from ..distill.cache import is_cache
+
     teacher = cfg.distill.teacher
-    if cfg.distill.policy == "classical" or teacher is None:
-        return
+    if cfg.distill.policy == "classical" or teacher is None or str(teacher).startswith("hf:"):
+        return  # an hf: teacher is checked when it loads
     path = Path(teacher)
-    if (path / "meta.json").is_file():
-        return  # a checkpoints/step_* directory
+    if (path / "meta.json").is_file() or is_cache(path):
+        return  # a checkpoints/step_* directory, or a teacher cache (checked in full when it opens)
     if not path.exists():
         raise CheckpointError(f"teacher '{teacher}' does not exist: train the teacher first or fix distill.teacher")
     if not (path / "summary.json").is_file():

@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from ..compute import FlopsLedger, flops_per_token, peak_flops
 from ..config import RunConfig, resolve_model, to_dict
-from ..data.loader import BlockSampler
+from ..data.loader import BlockSampler, SelectionSampler
 from ..data.prepare import load_meta, prepare, token_file
-from ..distill.objective import student_loss
+from ..distill.objective import kd_loss_of, student_loss
 from ..distill.policies import Policy, StepKnobs, build_policy
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fsutil import atomic_write_json
@@ -103,17 +103,41 @@ class Trainer:
         self.sampler = BlockSampler(self.train_tokens, self.shape.context, self.micro * world, t.seed,
                                     rank=dist.rank(), world=world)
         self.policy: Policy = build_policy(cfg.distill, t)
+        if t.save_logits and world > 1:  # every rank would write the same memory-mapped files
+            raise ConfigError("train.save_logits works in one process: train the teacher without torchrun, or write "
+                              "its logits afterwards with `bootdistill teacher-cache`")
+        self.selection = None
+        if cfg.distill.select_with:  # SALT_DS: the KD phase reads sequences chosen by an early teacher checkpoint
+            from ..distill.selection import salt_selection
+
+            kd_batches = cfg.distill.kd_steps * self.accum
+            with torch.random.fork_rng(devices=[]):
+                self.selection = salt_selection(cfg.distill.select_with, cfg.distill.select_k, self.run_dir, self.data_dir,
+                                                self.data_meta, self.train_tokens, self.shape.context,
+                                                kd_batches * self.micro * world, self.micro, self.device, self.amp_dtype,
+                                                resume)
+            self.sampler = SelectionSampler(self.train_tokens, self.shape.context, self.micro * world, t.seed,
+                                            self.selection["starts"], kd_batches, self.sampler, dist.rank(), world)
+        self.kd_loss = kd_loss_of(cfg.distill)
         self.teacher = None
         if self.policy.needs_teacher:
             from ..distill.teacher import load_teacher  # the distillation engine
 
             with torch.random.fork_rng(devices=[]):  # building the teacher must not shift the student's RNG stream
-                self.teacher = (teacher_factory or load_teacher)(cfg.distill.teacher, self)
+                self.teacher = (teacher_factory or load_teacher)(cfg.distill.teacher, self.student_side())
+            if getattr(self.teacher, "sparse", False) and self.kd_loss.needs_logits:
+                raise ConfigError(f"loss '{self.kd_loss.name}' needs the teacher's raw logits; a cached (top-k) teacher "
+                                  "stores log-probabilities: use kl, soft_ce, topk_kl, reverse_kl, jsd or mse_probs")
             if self.parallel == "fsdp" and isinstance(getattr(self.teacher, "model", None), GPT):
                 dist.shard(self.teacher.model)
         self.ledger = FlopsLedger()
         if self.teacher is not None:
             self.ledger.teacher_train, self.ledger.teacher_train_exact = self.teacher.train_flops
+            # inference spent once for every student (writing a cache): charged in full
+            self.ledger.teacher_inference, self.ledger.teacher_inference_exact = self.teacher.upfront_flops
+        if self.selection is not None:  # SALT_DS scoring passes
+            self.ledger.add_teacher_flops(self.selection["scoring_flops"], self.selection["scoring_flops_exact"])
+        self.logit_saver = None
         self.guard = DivergenceGuard(t.divergence_factor, self.shape.vocab_size)
         self.step = 0
         self.elapsed_before, self._t0 = 0.0, None  # wall time of earlier sessions of this run, and of this one
@@ -124,11 +148,34 @@ class Trainer:
             ckpt_io.clean_leftovers(self.run_dir)
         dist.barrier()
         self.resume_step = self._restore() if resume else None
+        if self.teacher is not None and hasattr(self.teacher, "check_coverage"):  # a cache: fail now, not mid-run
+            stop = self.policy.stop_step()
+            kd_steps = max(0, min(self.max_steps, stop if stop is not None else self.max_steps) - self.step)
+            self.teacher.check_coverage(self.sampler.preview_starts(kd_steps * self.accum))
         if dist.is_main():  # run files come from rank 0 only
             write_run_config(self.run_dir, cfg)
             append_history(self.run_dir, {"event": "resume" if resume else "start", "step": self.step,
                                           "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": changes})
+            if self.selection is not None:
+                from ..distill.selection import write_record
+
+                write_record(self.run_dir, self.selection)
+        if t.save_logits:
+            from ..distill.cache_write import OnlineLogitSaver
+
+            self.logit_saver = OnlineLogitSaver(self.run_dir, self.data_meta, self.data_dir, len(self.train_tokens),
+                                                self.shape.context, t.save_logits_top_p, t.save_logits_top_k,
+                                                t.save_logits_from_step, resume=self.resume_step is not None)
         self.logger = MetricsLogger(self.run_dir, cfg.log, to_dict(cfg), self.resume_step) if dist.is_main() else NullLogger()
+
+    def student_side(self):
+        from ..distill.teacher import StudentSide
+
+        c = self.cfg
+        return StudentSide(self.device, self.amp_dtype, self.shape.vocab_size, self.shape.context,
+                           self.data_meta["tokenizer_sha256"], str(self.data_dir), self.data_meta.get("key"),
+                           len(self.train_tokens), self.val_tokens, self.micro, c.train.eval_batches,
+                           c.distill.diag_batches, c.distill.teacher_train_flops)
 
     # ------------------------------------------------------------ checkpoints
 
@@ -215,11 +262,13 @@ class Trainer:
 
     # ------------------------------------------------------------ one step
 
-    def _micro_step(self, x, y, knobs: StepKnobs) -> tuple[float, dict]:
+    def _micro_step(self, x, y, knobs: StepKnobs, starts=None) -> tuple[float, dict]:
         with autocast_context(self.device, self.amp_dtype):
             logits = self.forward(x)
-        teacher_logits = self.teacher.logits(x) if knobs.kd_on and self.teacher is not None else None
-        loss, ce, extra = student_loss(logits, y, teacher_logits, knobs, self.cfg.distill)
+        if self.logit_saver is not None:
+            self.logit_saver.save(self.step, starts, logits)
+        signal = self.teacher.signal(x, starts) if knobs.kd_on and self.teacher is not None else None
+        loss, ce, extra = student_loss(logits, y, signal, knobs, self.cfg.distill, self.kd_loss)
         (loss / self.accum).backward() if self.scaler is None else self.scaler.scale(loss / self.accum).backward()
         return ce, extra
 
@@ -232,7 +281,7 @@ class Trainer:
         for i in range(self.accum):
             x, y = self.sampler.next_batch()
             with dist.grad_sync(self.forward, last_micro_step=i == self.accum - 1):
-                ce, extra = self._micro_step(x.to(self.device), y.to(self.device), knobs)
+                ce, extra = self._micro_step(x.to(self.device), y.to(self.device), knobs, self.sampler.last_starts)
             ce_sum += ce
             for k, v in extra.items():
                 extras[k] = extras.get(k, 0.0) + v / self.accum
@@ -251,7 +300,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.ledger.add_student(self.shape, self.tokens_per_step)
         if knobs.kd_on and self.teacher is not None:
-            self.ledger.add_teacher_inference(self.teacher.shape, self.tokens_per_step)
+            self.ledger.add_teacher_flops(*self.teacher.inference_flops(self.tokens_per_step), self.tokens_per_step)
         self.step += 1
         return {"lr": lr, "train_loss": train_loss, "grad_norm": grad_norm, "alpha": knobs.alpha, "kd_on": knobs.kd_on,
                 "temperature": knobs.temperature, **extras}
@@ -273,6 +322,9 @@ class Trainer:
         if self.synthetic:
             print("WARNING: training on SYNTHETIC text (no real corpus was found): the numbers mean nothing "
                   "about language modelling. Set data.corpus or BOOTDISTILL_CORPUS to real text.")
+        if self.teacher is not None and getattr(self.teacher, "train_flops_known", True) is False:
+            print("note: the teacher's training compute is unknown (a Hugging Face model): the FLOPs totals count no "
+                  "teacher training; set distill.teacher_train_flops to include it")
         n = count_params(self.shape)
         print(f"run {self.run_dir}: model {n['total'] / 1e6:.2f}M params, {self.tokens_per_step} tokens/step "
               f"({self.micro} x {self.shape.context} x {self.accum} accum), {self.max_steps} steps, "
@@ -309,7 +361,7 @@ class Trainer:
                         ckpt_io.save_snapshot(self.run_dir, self.step, weights)
                 if teacher_val is not None:
                     row["teacher_val_loss"] = teacher_val
-                    row.update(self.teacher.diagnostics(self))
+                    row.update(self.teacher.diagnostics(self.model))
                 # only scheduled evaluations steer the policy: an extra one at an early max_steps must not
                 # change what a resumed run would have done
                 on_schedule = self.step % t.eval_every == 0
@@ -329,6 +381,11 @@ class Trainer:
         return self.finish()
 
     def finish(self) -> dict:
+        if self.logit_saver is not None:
+            last = ckpt_io.checkpoint_dirs(self.run_dir)[-1]
+            saved = self.logit_saver.finish(self.model, self.val_tokens, self.micro, self.device, self.amp_dtype, last,
+                                            ckpt_io.verify_checkpoint(last), self.step)
+            print(f"saved the teacher's top-{saved['k']} logits of {saved['covered_blocks']} blocks to {self.run_dir / 'logits'}")
         n_final = self.cfg.train.final_eval_batches
         final_val = self.validate(max_batches=n_final)
         test = self.validate(tokens=token_file(self.data_dir, "test"), max_batches=n_final, bucket=64)
@@ -347,7 +404,8 @@ class Trainer:
             "flops": {**self.ledger.row(), "proxy": self.ledger.proxy,
                       "note": "flops_* columns use the 6N proxy (2N for teacher inference); flops_total_exact adds attention"},
             "policy": self.policy.summary(),
-            "teacher": self.teacher.summary() if self.teacher is not None else None,
+            "teacher": self.teacher.summary(self.ledger) if self.teacher is not None else None,
+            "selection": {k: v for k, v in self.selection.items() if k != "starts"} if self.selection else None,
             "data": {"dir": str(self.data_dir), "source": self.data_meta.get("source"), "synthetic": self.synthetic,
                      "tokenizer_sha256": self.data_meta["tokenizer_sha256"]},
             "precision": str(self.amp_dtype or torch.float32).replace("torch.", ""),
