@@ -404,8 +404,11 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
         teacher_only = r.policy == "classical" and any(per[s.path]["teacher"] is r for s in runs) and \
             not any(per[s.path]["baseline"] is r for s in runs)
         if p["target"] is not None and p["crossing"] is None and not teacher_only:
+            on_final_set = p.get("measured_on", "").startswith("final")
+            best = (final_loss(r, split) if on_final_set else min((e["val_loss"] for e in r.evals), default=None))
+            best = math.nan if best is None else best
             warn.append(f"{r.name}: never reaches the target loss {p['target']:.4f} "
-                        f"(best {min((e['val_loss'] for e in r.evals), default=float('nan')):.4f})")
+                        f"({'its final loss on that set' if on_final_set else 'best'} {best:.4f})")
         if b is not None and not b.finished:
             warn.append(f"{r.name}: its baseline {b.name} is unfinished: the target is its latest loss so far")
 
