@@ -436,3 +436,15 @@ def test_ce_only_gradient_matches_cross_entropy(tau):
     z.grad = None
     F.cross_entropy(z, y).backward()
     assert torch.allclose(fused, z.grad, atol=1e-6)
+
+
+def test_normalized_mean_is_the_normalized_sum_over_one_plus_alpha():
+    from bootdistill.distill.losses import combine
+
+    ce = torch.tensor(5.0, requires_grad=True)
+    kd = torch.tensor(0.25, requires_grad=True)
+    out = combine(ce, kd, 0.5, "normalized_mean")
+    assert out.item() == pytest.approx((5.0 + 0.5 * (5.0 / 0.25) * 0.25) / 1.5)
+    out.backward()
+    # the ratio is a constant: d/dCE = 1 / 1.5, d/dKD = alpha * CE/KD / 1.5
+    assert ce.grad.item() == pytest.approx(1 / 1.5) and kd.grad.item() == pytest.approx(0.5 * 20 / 1.5)
