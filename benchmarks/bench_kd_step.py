@@ -62,9 +62,10 @@ def patch(tr: Trainer, args) -> None:
 def make_teacher(args, tmp: Path) -> str:
     tr = build(args, tmp / "teacher", args.teacher)
     tr.train_step()
-    tr.save()
+    ckpt = tr.save()  # a checkpoint dir is a valid teacher without a finished run
     tr.logger.close()
-    return str(tmp / "teacher")
+    tr.lock.release()
+    return str(ckpt)
 
 
 def _status_kb(field: str) -> int:

@@ -67,6 +67,18 @@ def atomic_write_json(path: Path | str, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Put the finished directory `tmp` at `final` in one rename, replacing an older one."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
 @contextmanager
 def atomic_dir(final: Path | str):
     """Yield a temp dir beside `final`; on success it replaces `final` in one rename, on failure it is removed."""
@@ -76,14 +88,7 @@ def atomic_dir(final: Path | str):
     try:
         with translate_os_errors(final):
             yield tmp
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

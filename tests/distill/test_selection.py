@@ -13,7 +13,6 @@ from bootdistill.data.prepare import token_file
 from bootdistill.distill.selection import salt_scores, select
 from bootdistill.errors import BootdistillError
 from bootdistill.train.eval_cli import load_model_from_checkpoint
-from bootdistill.train.metrics import read_metrics
 from bootdistill.train.trainer import Trainer
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import SHARED_CORPUS, run_cli, tiny_overrides, write_wikitext
+from conftest import SHARED_CORPUS, run_cli, tiny_overrides
 from bootdistill.data.tokenizer import load_tokenizer
 from bootdistill.errors import BootdistillError, CheckpointError, DataError
 from bootdistill.interop.hf_export import export_hf

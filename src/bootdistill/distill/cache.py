@@ -16,7 +16,6 @@ A cache is written in a temp directory and renamed into place when complete (cac
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -169,14 +168,6 @@ class LogitCache:
 
 def finish_dir(tmp: Path, final: Path) -> None:
     """Publish a completed cache directory in one rename (replacing an older one)."""
-    import shutil
+    from ..fsutil import replace_dir
 
-    final = Path(final)
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    replace_dir(Path(tmp), Path(final))

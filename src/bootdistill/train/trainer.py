@@ -10,6 +10,7 @@ batches in the same order as one process, so the curve does not depend on the nu
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
