@@ -137,3 +137,12 @@ def test_full_disk_leaves_no_half_written_checkpoint(tiny_corpus, prepared, tmp_
     with pytest.raises(BootdistillError, match="no space left"):
         Trainer(cfg).fit()
     assert list((out / "checkpoints").iterdir()) == []
+
+
+def test_unclipped_training_logs_the_raw_gradient_norm(tiny_corpus, prepared, tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("train", *tiny_overrides(tiny_corpus, out, prepared, **{"train.grad_clip": 0, "train.total_steps": 4}))
+    assert r.returncode == 0, r.stderr
+    rows = [row for row in read_metrics(out / "metrics.jsonl") if "grad_norm" in row]
+    assert rows and all(row["grad_norm"] > 0 for row in rows)
+    assert all("val_entropy" in row for row in read_metrics(out / "metrics.jsonl") if "val_loss" in row)
