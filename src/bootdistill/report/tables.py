@@ -345,8 +345,9 @@ def _measure(r: Run, b: Run | None, target: float | None, split: str, warn: list
     else on the in-training validation subset (noisier; said in a warning)."""
     own_target = r.policy == "classical" and b is None
     ref = r if own_target else b
+    # the final set needs snapshots to locate a crossing on it (held-out splits have nothing else)
     if target is None and ref is not None and ref.finished and final_loss(ref, split) is not None \
-            and snapshot_steps(r.path):
+            and (snapshot_steps(r.path) or split != "val"):
         tgt = final_loss(ref, split)
         if own_target:
             return {"target": tgt, "crossing": whole_run(r, CROSS_KEYS), "measured_on": f"final {split} set"}
