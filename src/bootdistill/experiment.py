@@ -119,31 +119,28 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[d
         if run_name in stack:
             raise ConfigError(f"recipe teachers form a cycle: {' -> '.join(stack + (run_name,))}")
         d, reference = copy.deepcopy(expanded[run_name][0]), expanded[run_name][1]
+        def checkpoint_of(key: str, ref: str) -> tuple[str, int | None]:
+            """NAME or NAME@STEP (an earlier checkpoint) of a run of the recipe -> its name and step; the
+            config then points at that run dir or checkpoint."""
+            name, _, at_step = str(ref).partition("@")
+            name = _teacher_name(name, run_name, expanded)
+            run = plan(name, stack + (run_name,))
+            step = int(at_step) if at_step else None
+            if step is not None and step % run.cfg.train.checkpoint_every:
+                raise ConfigError(f"run '{run_name}': {key} step {step} is not a checkpoint of '{name}' "
+                                  f"(train.checkpoint_every={run.cfg.train.checkpoint_every})")
+            d["distill"][key] = str(run.run_dir / "checkpoints" / f"step_{step:08d}" if step else run.run_dir)
+            return name, step
+
         teacher = (d.get("distill") or {}).get("teacher")
         teacher_name = teacher_step = None
         external = str(teacher).startswith("hf:")  # a Hugging Face teacher: no run of the recipe trains it
         if teacher is not None and not external and (d.get("distill") or {}).get("policy", "classical") != "classical":
-            teacher, _, at_step = str(teacher).partition("@")  # NAME@STEP: an earlier checkpoint (weak teacher)
-            teacher_name = _teacher_name(teacher, run_name, expanded)
-            teacher_run = plan(teacher_name, stack + (run_name,))
-            teacher_step = int(at_step) if at_step else None
-            if teacher_step is not None and teacher_step % teacher_run.cfg.train.checkpoint_every:
-                raise ConfigError(f"run '{run_name}': teacher step {teacher_step} is not a checkpoint of '{teacher_name}' "
-                                  f"(train.checkpoint_every={teacher_run.cfg.train.checkpoint_every})")
-            ckpt = teacher_run.run_dir / "checkpoints" / f"step_{teacher_step:08d}" if teacher_step else teacher_run.run_dir
-            d["distill"]["teacher"] = str(ckpt)
+            teacher_name, teacher_step = checkpoint_of("teacher", teacher)  # @STEP: a weak teacher
         scorer_name = scorer_step = None
         select_with = (d.get("distill") or {}).get("select_with")
-        if select_with is not None:  # SALT_DS: NAME@STEP, an early checkpoint of a run of the recipe
-            scorer, _, at_step = str(select_with).partition("@")
-            scorer_name = _teacher_name(scorer, run_name, expanded)
-            scorer_run = plan(scorer_name, stack + (run_name,))
-            scorer_step = int(at_step) if at_step else None
-            if scorer_step is not None and scorer_step % scorer_run.cfg.train.checkpoint_every:
-                raise ConfigError(f"run '{run_name}': select_with step {scorer_step} is not a checkpoint of '{scorer_name}' "
-                                  f"(train.checkpoint_every={scorer_run.cfg.train.checkpoint_every})")
-            d["distill"]["select_with"] = str(scorer_run.run_dir / "checkpoints" / f"step_{scorer_step:08d}"
-                                              if scorer_step else scorer_run.run_dir)
+        if select_with is not None:  # SALT_DS: an early checkpoint of a run of the recipe
+            scorer_name, scorer_step = checkpoint_of("select_with", select_with)
         cfg = from_dict(RunConfig, {k: v for k, v in d.items() if k != "out_dir"}, run_name)
         resolve_model(cfg)
         validate(cfg)
