@@ -85,7 +85,8 @@ def cmd_experiment(args) -> int:
         from .report.cli import cmd_report
 
         out = args.report_out or str(Path(run_dirs[0]).parent / "report")
-        return cmd_report(argparse.Namespace(runs=[str(d) for d in run_dirs], target=None, out=out, baseline=None, json=False))
+        return cmd_report(argparse.Namespace(runs=[str(d) for d in run_dirs], target=None, out=out, baseline=None, json=False,
+                                             split="val", no_diagnostics=False))
     return 0
 
 

@@ -43,8 +43,8 @@ def write_recipe(root: Path, corpus: Path, prepared: Path) -> Path:
     return path
 
 
-def experiment(recipe: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bootdistill.cli", "experiment", str(recipe)], cwd=REPO,
+def experiment(recipe: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bootdistill.cli", "experiment", str(recipe), *extra], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -58,9 +58,10 @@ def student_saving(root: Path) -> tuple[float, dict]:
 @pytest.fixture(scope="module")
 def finished(tiny_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("robust")
-    proc = experiment(write_recipe(root, tiny_corpus, root / "prep"))
+    proc = experiment(write_recipe(root, tiny_corpus, root / "prep"), "--report")  # as the demo runs it
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
+    assert (root / "runs" / "report" / "report.md").is_file() and "one seed cannot tell" in out
     return root
 
 
