@@ -10,6 +10,7 @@ shows medians of per-round figures. A variant is a dtype plus what-if changes (`
 
     python benchmarks/bench_train.py [--quick] [--presets 5M,10M] [--dtypes fp32,bf16] [--context 256]
     python benchmarks/bench_train.py --presets 5M --dtypes bf16+t1,bf16+t1+flashattn+fusedadam
+    python benchmarks/bench_train.py --presets 5M --dtypes bf16+t1,plain-bf16+t1   # ours vs a plain GPT
     python benchmarks/bench_train.py --profile 5M --dtypes bf16+t1     # torch.profiler top ops of one step
     python benchmarks/bench_train.py --device cuda --presets 30M,70M,150M --dtypes bf16,bf16+compile --micro 32
 """
@@ -32,6 +33,9 @@ from bootdistill.compute import flops_per_token, measure_matmul_peak, peak_flops
 from bootdistill.config import load_config
 from bootdistill.model import PRESETS, count_params
 from bootdistill.train.trainer import Trainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_gpt import PlainGPTStepper  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CORPUS = REPO.parent / "shared" / "corpus"
@@ -115,21 +119,27 @@ def apply_mods(tr: Trainer, mods: set[str]) -> None:
 
 
 def parse_variant(spec: str, default_threads: int) -> dict:
-    """'bf16+t1+flashattn' -> dtype bf16, 1 thread, mods {flashattn}."""
+    """'bf16+t1+flashattn' -> dtype bf16, 1 thread, mods {flashattn}; 'plain-bf16+t1': the reference GPT."""
     dtype, *mods = spec.split("+")
+    plain = dtype.startswith("plain-")
     threads = next((int(m[1:]) for m in mods if m[:1] == "t" and m[1:].isdigit()), default_threads)
-    return {"name": spec, "dtype": dtype, "threads": threads, "mods": {m for m in mods if not m[1:].isdigit()}}
+    return {"name": spec, "dtype": dtype.removeprefix("plain-"), "plain": plain, "threads": threads,
+            "mods": {m for m in mods if not m[1:].isdigit()}}
 
 
 def bench_preset(args, tmp: Path, preset: str) -> list[dict]:
     variants = [parse_variant(v, args.threads) for v in args.variants]
-    trainers = {}
-    for v in variants:
-        trainers[v["name"]] = tr = make_trainer(args, tmp, preset, v["dtype"])
-        apply_mods(tr, v["mods"])
+    trainers, shape = {}, None
+    for v in sorted(variants, key=lambda v: v["plain"]):  # ours first: the plain GPT copies our shape
+        if v["plain"]:
+            trainers[v["name"]] = tr = PlainGPTStepper(shape, args.micro, DTYPES[v["dtype"]] if v["dtype"] != "fp32"
+                                                       else None, args.device)
+        else:
+            trainers[v["name"]] = tr = make_trainer(args, tmp, preset, v["dtype"])
+            apply_mods(tr, v["mods"])
+            shape = tr.shape
         torch.set_num_threads(v["threads"])
         timed_steps(tr, 2, args.device)  # warm-up: allocator, oneDNN kernel selection, AdamW state
-    shape = tr.shape
     fpt = flops_per_token(shape, training=True, exact=True)
     tokens = args.micro * shape.context
     per = {v["name"]: {k: [] for k in ("tps", "peak", "mfu", "cpu_mfu", "speedup", "cpu_speedup")} for v in variants}
@@ -156,7 +166,8 @@ def bench_preset(args, tmp: Path, preset: str) -> list[dict]:
                      "tokens_per_s": med["tps"], "achieved_gflops": med["tps"] * fpt / 1e9,
                      "peak_gflops": med["peak"] / 1e9, "mfu": med["mfu"], "cpu_mfu": med["cpu_mfu"],
                      "speedup_vs_first": med["speedup"], "cpu_speedup_vs_first": med["cpu_speedup"]})
-        trainers[v["name"]].logger.close()
+        if not v["plain"]:
+            trainers[v["name"]].logger.close()
     return rows
 
 
@@ -194,7 +205,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--presets", default=None, help="default 1M,2M,5M,10M,17M,30M (--quick: 1M,5M)")
     ap.add_argument("--dtypes", default="fp32,bf16",
-                    help="variants: fp32|bf16, optionally +tN (threads) +flashattn +fusedadam +foreach +compile")
+                    help="variants: fp32|bf16, or plain-fp32|plain-bf16 (transformers' GPT-2 of the same shape, "
+                         "trained the textbook way), optionally +tN (threads) +flashattn +fusedadam +foreach +compile")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the table shows medians")
     ap.add_argument("--micro", type=int, default=4, help="sequences per step")
@@ -216,6 +228,8 @@ def main() -> int:
         args.presets, args.context, args.steps, args.repeats = args.presets or "1M,5M", args.context or 256, 2, 3
     args.presets = args.presets or "1M,2M,5M,10M,17M,30M"
     args.variants = [d for d in args.dtypes.split(",") if d]
+    if all(v.startswith("plain-") for v in args.variants) or (args.profile and args.variants[-1].startswith("plain-")):
+        ap.error("--dtypes needs one of our variants (fp32|bf16...) besides plain-*; --profile profiles ours only")
     if args.threads:
         torch.set_num_threads(args.threads)
     args.threads = torch.get_num_threads()

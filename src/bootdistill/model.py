@@ -75,6 +75,19 @@ def count_params(shape: ModelShape) -> dict[str, int]:
     }
 
 
+# On CPU, plain matmul attention beat SDPA's flash kernel (forward + backward) at 256 tokens and lost from 512 on,
+# where flash skips the masked half (benchmarks/bench_attention.py; docs/benchmarks.md)
+CPU_MATMUL_ATTENTION_MAX_T = 256
+
+
+def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal softmax(q k^T / sqrt(d)) v with explicit matmuls: what SDPA computes, as two GEMMs on the CPU."""
+    T = q.size(-2)
+    scores = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
+    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+    return scores.masked_fill(future, float("-inf")).softmax(-1) @ v
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, s: ModelShape):
         super().__init__()
@@ -91,8 +104,11 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         # SDPA picks fused kernels (flash on GPU); attention-weight dropout (the paper's, optional) disables
         # them on CPU and made steps 3-4x slower there, so it is off by default
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.attn_dropout if self.training else 0.0)
+        dropout_p = self.attn_dropout if self.training else 0.0
+        if x.device.type == "cpu" and T <= CPU_MATMUL_ATTENTION_MAX_T and dropout_p == 0.0:
+            y = matmul_attention(q, k, v)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_drop(self.proj(y))
 
