@@ -104,6 +104,8 @@ def peak(dtype: torch.dtype, args) -> tuple[float, float]:
 def apply_mods(tr: Trainer, mods: set[str]) -> None:
     """What-if changes on a built trainer (variant suffixes), to measure a suggestion before making it."""
     for b in tr.model.blocks:
+        if "sdpa" in mods:  # SDPA at every context (the default uses matmul attention up to 256 tokens on CPU)
+            b.attn.cpu_matmul_max_t = 0
         if "flashattn" in mods:  # no dropout on attention weights: SDPA can use its fused (flash) CPU kernel
             b.attn.dropout = 0.0
     if "compile" in mods:  # what train.compile=true does (regional: each block)
@@ -206,7 +208,7 @@ def main() -> int:
     ap.add_argument("--presets", default=None, help="default 1M,2M,5M,10M,17M,30M (--quick: 1M,5M)")
     ap.add_argument("--dtypes", default="fp32,bf16",
                     help="variants: fp32|bf16, or plain-fp32|plain-bf16 (transformers' GPT-2 of the same shape, "
-                         "trained the textbook way), optionally +tN (threads) +flashattn +fusedadam +foreach +compile")
+                         "trained the textbook way), optionally +tN (threads) +sdpa +flashattn +fusedadam +foreach +compile")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the table shows medians")
     ap.add_argument("--micro", type=int, default=4, help="sequences per step")

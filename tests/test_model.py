@@ -62,3 +62,34 @@ def test_presets_cli_json_and_table():
     assert p["train_flops_per_token_exact"] > p["train_flops_per_token_6N"] * 0.5
     r = run_cli("presets")
     assert r.returncode == 0 and "150M" in r.stdout and "note 17M" in r.stdout
+
+
+def test_matmul_attention_equals_sdpa_forward_and_backward():
+    """The CPU fast path (short contexts) computes what SDPA computes, gradients included."""
+    import torch.nn.functional as F
+
+    from bootdistill.model import matmul_attention
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 40, 16, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    ours = matmul_attention(q, k, v)
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.testing.assert_close(ours, ref)
+    w = torch.randn(ours.shape, generator=gen, dtype=torch.float64)
+    grads = torch.autograd.grad((ours * w).sum(), (q, k, v))
+    ref_grads = torch.autograd.grad((ref * w).sum(), (q, k, v))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r)
+
+
+def test_model_uses_the_same_attention_on_both_paths():
+    """Contexts above the CPU threshold go through SDPA: a model gives the same logits either way."""
+    torch.manual_seed(0)
+    m = GPT(ModelShape(100, 32, 2, 2, 16, dropout=0.0)).eval()
+    x = torch.randint(0, 100, (2, 16))
+    with torch.no_grad():
+        fast = m(x)
+        for b in m.blocks:
+            b.attn.cpu_matmul_max_t = 0  # force SDPA
+        sdpa = m(x)
+    torch.testing.assert_close(fast, sdpa, atol=1e-5, rtol=1e-5)

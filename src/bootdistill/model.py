@@ -96,6 +96,7 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(s.d_model, 3 * s.d_model)
         self.proj = nn.Linear(s.d_model, s.d_model)
         self.attn_dropout = s.attn_dropout
+        self.cpu_matmul_max_t = CPU_MATMUL_ATTENTION_MAX_T
         self.resid_drop = nn.Dropout(s.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +106,7 @@ class CausalSelfAttention(nn.Module):
         # SDPA picks fused kernels (flash on GPU); attention-weight dropout (the paper's, optional) disables
         # them on CPU and made steps 3-4x slower there, so it is off by default
         dropout_p = self.attn_dropout if self.training else 0.0
-        if x.device.type == "cpu" and T <= CPU_MATMUL_ATTENTION_MAX_T and dropout_p == 0.0:
+        if x.device.type == "cpu" and T <= self.cpu_matmul_max_t and dropout_p == 0.0:
             y = matmul_attention(q, k, v)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
