@@ -210,5 +210,10 @@ def test_seed_significance_is_a_t_interval():
     assert significance(stat([2.0, None]))["ci95"] is None  # one seed reached: unknown, not "significant"
     rows = [{"configuration": "boot", "savings_pct": {**stat([5.0, -3.0, 1.0]), **significance(stat([5.0, -3.0, 1.0]))}},
             {"configuration": "one", "savings_pct": {**stat([4.0]), **significance(stat([4.0]))}}]
+    rows += [{"configuration": "half", "savings_pct": {**stat([3.0, None]), **significance(stat([3.0, None]))}},
+             {"configuration": "none", "savings_pct": {**stat([None, None]), **significance(stat([None, None]))}}]
     text = "\n".join(significance_lines({"rows": rows}))
     assert "not distinguishable from 0" in text and "one seed cannot tell" in text
+    # a seed that never reached the target is not dropped from the verdict
+    assert "half: 1 of 2 seeds never reached the target, so there is no saving to claim" in text
+    assert "none: no seed reached the target: no saving" in text

@@ -146,9 +146,16 @@ def significance_lines(report: dict) -> list[str]:
     lines = []
     for row in report["rows"]:
         st = row.get("savings_pct")
-        if not st or st.get("mean") is None:
+        if not st or (st.get("mean") is None and not st.get("n")):
             continue
-        if st.get("distinguishable_from_zero") is None:
+        if st.get("mean") is None:
+            lines.append(f"- {row['configuration']}: no seed reached the target: no saving.")
+            continue
+        missed = st["n"] - st["reached"]
+        if missed:  # a seed that never reaches the target has no saving: a mean over the others would flatter
+            lines.append(f"- {row['configuration']}: {missed} of {st['n']} seeds never reached the target, so there "
+                         f"is no saving to claim (the {st['reached']} that did: {st['mean']:+.1f}% on average).")
+        elif st.get("distinguishable_from_zero") is None:
             lines.append(f"- {row['configuration']}: {st['mean']:+.1f}% from {st['reached']} seed: one seed cannot "
                          "tell a saving from noise; run more seeds (recipe `seeds:`).")
         else:
