@@ -217,3 +217,39 @@ def test_seed_significance_is_a_t_interval():
     # a seed that never reached the target is not dropped from the verdict
     assert "half: 1 of 2 seeds never reached the target, so there is no saving to claim" in text
     assert "none: no seed reached the target: no saving" in text
+
+
+def test_sweeps_group_configurations_by_the_setting_they_vary(tmp_path):
+    from types import SimpleNamespace
+
+    from bootdistill.report.sweep_plot import FILE, flat, sweeps, write_sweep_plot
+
+    base = {"train": {"seed": 1, "lr_max": 1e-3}, "distill": {"alpha": 0.25, "margin": 0.05, "teacher": "runs/x/t-0123abcd"}}
+
+    def variant(**distill):
+        return {"train": {"seed": 7, "lr_max": 1e-3}, "distill": {**base["distill"], **distill}}
+
+    configs = {"lead": flat(base), "a0.1": flat(variant(alpha=0.1)), "a0.5": flat(variant(alpha=0.5)),
+               "m0": flat(variant(margin=0.0)), "both": flat(variant(alpha=0.1, margin=0.0)),
+               "kdlr": flat(variant(kd_lr_factor=1.5, post_kd_lr="cosine"))}
+    assert "train.seed" not in configs["lead"]  # seeds are not a setting: the seeds of one config are averaged
+    found = {(keys, dict(fixed)["distill.margin" if keys == ("distill.alpha",) else "distill.alpha"]
+              if len(keys) == 1 else None): set(members) for (keys, fixed), members in sweeps(configs).items()}
+    # alpha varied at margin 0.05 and, separately, at margin 0: two sweeps, not one
+    assert found == {(("distill.alpha",), "0.05"): {"lead", "a0.1", "a0.5"}, (("distill.alpha",), "0.0"): {"m0", "both"},
+                     (("distill.margin",), "0.25"): {"lead", "m0"}, (("distill.margin",), "0.1"): {"a0.1", "both"},
+                     # two settings changed together with nothing in between count as one variable; alpha and
+                     # margin do not (a0.1 and m0 each change one of them)
+                     (("distill.kd_lr_factor", "distill.post_kd_lr"), None): {"lead", "kdlr"}}
+
+    rows = [{"configuration": name, "role": "distilled", "runs": [name],
+             "savings_pct": {"mean": None if name == "a0.5" else 1.0, "std": None}} for name in configs]
+    runs = [SimpleNamespace(name=n, config={"train": {"seed": 1}, "distill": {}}) for n in configs]
+    for r, cfg in zip(runs, (base, variant(alpha=0.1), variant(alpha=0.5), variant(margin=0.0),
+                             variant(alpha=0.1, margin=0.0), variant(kd_lr_factor=1.5, post_kd_lr="cosine"))):
+        r.config = cfg
+    saved = []
+    assert write_sweep_plot(runs, {"rows": rows}, tmp_path, lambda fig, path: saved.append(path) or fig.savefig(path)) == FILE
+    assert saved == [tmp_path / FILE] and (tmp_path / FILE).stat().st_size > 0
+    # nothing varied between distilled configurations: no plot
+    assert write_sweep_plot(runs[:1], {"rows": rows[:1]}, tmp_path, lambda *a: None) is None

@@ -253,6 +253,7 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
               "lr_vs_loss": "Learning rate vs validation loss (Fig. 7)",
               "positional_loss": "Test loss per 64-token position bucket (Figs. 4-5)",
               "savings": "Savings by configuration, teacher included",
+              "savings_by_setting": "Savings against each setting varied",
               "switch": "Around the KD switch: train loss, gradient norm, validation entropy"}
     if plots:
         md += ["## Plots", ""]

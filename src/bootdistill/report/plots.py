@@ -142,7 +142,12 @@ def write_plots(runs: list[Run], out: Path, report: dict | None = None) -> dict[
                    "Compute saved by each configuration (± std over seeds)", True):
             written["savings"] = FILES["savings"]
 
+    from .sweep_plot import write_sweep_plot
     from .switch_plot import write_switch_plot
+
+    sweep = write_sweep_plot(runs, report or {}, out, _save)
+    if sweep:
+        written["savings_by_setting"] = sweep
 
     switch = write_switch_plot(runs, report or {}, out, _save)
     if switch:
