@@ -2,7 +2,8 @@
 
 One step = one micro-batch forward/backward + grad clip + AdamW (batch_tokens = micro_batch x context).
 MFU = exact training FLOPs/s (`flops_per_token(shape, training=True, exact=True)` x tokens/s) over a peak:
-on CPU the square-matmul rate of the SAME dtype and thread count measured in the same round
+on CPU the square-matmul rate of the SAME dtype and thread count measured in the same round, just before and
+just after the variant's steps (mean of the two)
 (`measure_matmul_peak`), on CUDA the published peak (`compute.peak_flops`). The CPU may be shared with other
 jobs, so each round times every variant's peak and steps back to back (order alternating) and the table
 shows medians of per-round figures. A variant is a dtype plus what-if changes (`apply_mods`), e.g.
@@ -149,8 +150,10 @@ def bench_preset(args, tmp: Path, preset: str) -> list[dict]:
         sec = {}
         for v in variants if r % 2 == 0 else variants[::-1]:  # alternate who goes first
             torch.set_num_threads(v["threads"])  # the peak probe runs with the variant's own thread count
-            p, p_cpu = peak(DTYPES[v["dtype"]], args)
+            before = peak(DTYPES[v["dtype"]], args)
             sec[v["name"]] = wall, cpu = timed_steps(trainers[v["name"]], args.steps, args.device)
+            after = peak(DTYPES[v["dtype"]], args)  # probes on both sides: a CPU whose speed drifts biases one
+            p, p_cpu = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
             row = per[v["name"]]
             row["tps"].append(tokens / wall)
             row["peak"].append(p)
