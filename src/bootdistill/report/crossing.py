@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 from ..errors import BootdistillError
@@ -82,6 +83,8 @@ class FullSetEvaluator:
             self._amp = None if precision == "float32" else getattr(torch, precision)
             self._tokens = token_file(s["data"]["dir"], self.split)
         load_model(self._model, str(snapshot_path(self.run.path, step)))
+        print(f"report: {self.run.name}: evaluating the step-{step} snapshot on the whole {self.split} split "
+              f"({len(self._tokens):,} tokens; cached in evals/)", file=sys.stderr, flush=True)
         micro, _ = micro_batch_size(resolve_model(cfg).train, shape.context)
         threads = torch.get_num_threads()
         if cfg.train.threads:  # the run's own setting: oversubscribed cores make evaluation many times slower

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,8 @@ def cached_diagnostics(student, baseline, teacher, threads: int | None = None) -
     import torch
 
     s = student.summary or {}
+    print(f"report: {student.name}: diagnostics (out-of-domain and teacher-difficulty losses of {len(paths)} models, "
+          f"up to {2 * MAX_TOKENS:,} tokens each; cached in evals/)", file=sys.stderr, flush=True)
     prev = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
