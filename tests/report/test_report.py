@@ -253,3 +253,13 @@ def test_sweeps_group_configurations_by_the_setting_they_vary(tmp_path):
     assert saved == [tmp_path / FILE] and (tmp_path / FILE).stat().st_size > 0
     # nothing varied between distilled configurations: no plot
     assert write_sweep_plot(runs[:1], {"rows": rows[:1]}, tmp_path, lambda *a: None) is None
+
+
+def test_seed_group_label_drops_seed_and_run_hash():
+    from types import SimpleNamespace
+
+    from bootdistill.report.tables import _label
+
+    runs = [SimpleNamespace(name=n, n_params_non_embedding=3_160_000, policy="bootstrapped")
+            for n in ("mix-a0.25-s1-bd921e6d", "mix-a0.25-s2-26cc1ac0")]
+    assert _label(runs) == "3.16M Bootstrapped (mix-a0.25, 2 seeds)"

@@ -25,6 +25,7 @@ CROSS_KEYS = ("step", "tokens", "flops_student", "flops_teacher_inference", "flo
 NOT_IDENTITY = {("out_dir",), ("log",), ("train", "seed"), ("train", "threads"), ("train", "device"),
                 ("data", "prepared_dir"), ("distill", "teacher")}
 SEED_SUFFIX = re.compile(r"[-_.]?(seed|s)[-_]?\d+$", re.I)
+RUN_HASH = re.compile(r"-[0-9a-f]{8}$")  # experiment run directories end in the config hash
 
 
 def _finite(x) -> bool:
@@ -231,7 +232,7 @@ def size_label(n: int | None) -> str:
 
 def _label(runs: list[Run]) -> str:
     names = [r.name for r in runs]
-    stripped = {SEED_SUFFIX.sub("", n) for n in names}
+    stripped = {SEED_SUFFIX.sub("", RUN_HASH.sub("", n)) for n in names}
     base = names[0] if len(names) == 1 else stripped.pop() if len(stripped) == 1 and "" not in stripped else \
         os.path.commonprefix(names).rstrip("-_.") or "+".join(names)
     seeds = f", {len(runs)} seeds" if len(runs) > 1 else ""
