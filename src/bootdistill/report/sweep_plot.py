@@ -53,19 +53,10 @@ def sweeps(configs: dict[str, dict]) -> dict[tuple, dict[str, dict]]:
     return out
 
 
-def _context(fixed: tuple, others: list[tuple]) -> str:
-    """What tells this sweep from others over the same settings: the fixed values in which they differ."""
+def _context(fixed: tuple, others: list[tuple], config: dict) -> str:
+    """What tells this sweep from others over the same settings: the fixed settings whose values differ."""
     differ = {k for other in others for (k, v), (k2, v2) in zip(fixed, other) if k == k2 and v != v2}
-    return ", ".join(f"{k.split('.')[-1]}={shown(eval_repr(v))}" for k, v in fixed if k in differ)
-
-
-def eval_repr(text: str):
-    import ast
-
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+    return ", ".join(f"{k.split('.')[-1]}={shown(config.get(k))}" for k, _ in fixed if k in differ)
 
 
 def write_sweep_plot(runs, report: dict, out: Path, save) -> str | None:
@@ -73,14 +64,15 @@ def write_sweep_plot(runs, report: dict, out: Path, save) -> str | None:
     by_name = {r.name: r for r in runs}
     rows = {row["configuration"]: row for row in report.get("rows", [])
             if row.get("role") == "distilled" and row.get("savings_pct") and row["runs"][0] in by_name}
-    found = sweeps({label: flat(by_name[row["runs"][0]].config) for label, row in rows.items()})
+    configs = {label: flat(by_name[row["runs"][0]].config) for label, row in rows.items()}
+    found = sweeps(configs)
     if not found:
         return None
     cols = min(2, len(found))
     nrows = (len(found) + cols - 1) // cols
     fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 3.6 * nrows), squeeze=False)
     for ax, ((keys, fixed), members) in zip(axes.flat, sorted(found.items())):
-        context = _context(fixed, [f for k, f in found if k == keys and f != fixed])
+        context = _context(fixed, [f for k, f in found if k == keys and f != fixed], configs[next(iter(members))])
         points = sorted(members.items(), key=lambda kv: str([kv[1][k] for k in keys]))
         ticks = [", ".join(shown(values[k]) for k in keys) for _, values in points]
         means = [rows[name]["savings_pct"]["mean"] for name, _ in points]
