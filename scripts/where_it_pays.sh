@@ -2,9 +2,13 @@
 # The where-it-pays search (docs/where-it-pays.md) on a 2-core machine: teachers first, then the students two
 # at a time with one thread each (the fastest use of 2 cores), then the reports on the validation and test
 # splits. Finished runs are reused and interrupted ones resume, so it can be stopped and started again.
+# Across machines or sessions that do not keep runs/: finished runs are archived (results, cached whole-split
+# losses, teachers' weights) into docs/where-it-pays/archive/ and restored from there on the next start, so the
+# search can be spread over several sessions by naming the runs each one trains.
 #   bash scripts/where_it_pays.sh                      # every run in the recipe
 #   bash scripts/where_it_pays.sh classical mix-a0.1-t1 salt-linear   # these (plus the teachers they need)
-# RECIPE=... picks another recipe (default configs/where-it-pays/search.yaml); JOBS=... parallel students.
+# RECIPE=... picks another recipe (default configs/where-it-pays/search.yaml); JOBS=... parallel students;
+# ARCHIVE=... where archives go (default docs/where-it-pays/archive; ARCHIVE= with nothing: no archiving).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck disable=SC1091
@@ -12,8 +16,16 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 RECIPE="${RECIPE:-configs/where-it-pays/search.yaml}"
 JOBS="${JOBS:-2}"
-LOGS="runs/where-it-pays.logs"
-mkdir -p "$LOGS"
+ARCHIVE="${ARCHIVE-docs/where-it-pays/archive}"
+OUT="$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["out_dir"])' "$RECIPE")"
+LOGS="$OUT.logs"
+mkdir -p "$LOGS" "$OUT"
+if [ -n "$ARCHIVE" ] && [ -d "$ARCHIVE" ]; then  # runs finished in earlier sessions: reused, not retrained
+  for a in "$ARCHIVE"/*/; do
+    a="${a%/}"
+    [ -e "$OUT/$(basename "$a")" ] || { cp -r "$a" "$OUT/"; echo "[where-it-pays] restored $(basename "$a") from $ARCHIVE"; }
+  done
+fi
 
 commands="$(bootdistill experiment "$RECIPE" --list train.threads=1 log.progress=false)"
 wanted() {  # is run $1 asked for (or needed as a teacher by one that is)?
@@ -48,6 +60,15 @@ printf '%s\n' "${students[@]}" | xargs -P "$JOBS" -I{} sh -c \
   'bootdistill experiment "$1" train.threads=1 log.progress=false --only "$2" >"$3/$2.log" 2>&1 \
    && echo "[where-it-pays] done: $2" || { echo "[where-it-pays] FAILED: $2 (see $3/$2.log)" >&2; exit 1; }' \
   _ "$RECIPE" {} "$LOGS" || status=1
-bootdistill report runs/where-it-pays --out runs/where-it-pays.report-val
-bootdistill report runs/where-it-pays --split test --no-diagnostics --out runs/where-it-pays.report-test
+bootdistill report "$OUT" --out "$OUT.report-val"
+bootdistill report "$OUT" --split test --no-diagnostics --out "$OUT.report-test"
+if [ -n "$ARCHIVE" ]; then  # after both reports: the archives then hold every whole-split loss they need
+  for t in "${teachers[@]}"; do
+    for d in "$OUT/$t"-*/; do
+      d="${d%/}"
+      [[ "$(basename "$d")" =~ ^$t-[0-9a-f]{8}$ ]] && bootdistill archive "$d" --to "$ARCHIVE" --weights
+    done
+  done
+  bootdistill archive "$OUT" --to "$ARCHIVE"
+fi
 exit "$status"

@@ -4,7 +4,9 @@ less than 1 point, because target and crossing are measured on the final evaluat
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from bootdistill.errors import BootdistillError
 from bootdistill.report import build_report, load_runs
 from bootdistill.report.crossing import FullSetEvaluator, snapshot_steps
 
@@ -181,3 +184,62 @@ def test_prediction_written_before_training_and_reported_beside_the_measurement(
         assert row["prediction"]["error_points"] == pytest.approx(measured - pred["saving_pct"])
     from bootdistill.report.markdown import render_markdown
     assert "## Predicted against measured" in render_markdown(report, {})
+
+
+def test_an_archive_reports_like_its_run_and_its_teacher_still_teaches(finished, tmp_path, capsys):
+    import torch
+
+    from bootdistill.cli import main
+    from bootdistill.train.eval_cli import load_model_from_checkpoint
+
+    runs_dir, archive = finished / "runs", tmp_path / "archive"
+    before = {split: build_report(load_runs([runs_dir]), split=split, diagnostics=split == "val")
+              for split in ("val", "test")}  # every split reported first: that caches the whole-split losses
+    assert main(["archive", str(runs_dir), "--to", str(archive), "--weights"]) == 0
+    assert main(["archive", str(runs_dir), "--to", str(archive)]) == 0  # again: the archive is updated in place
+    assert not list(archive.rglob("evals/step_*.safetensors")) and not list(archive.rglob("state.pt"))
+    runs = {r.name.split("-")[0]: r for r in load_runs([runs_dir])}
+    student = archive / runs["student"].name
+    assert json.loads((student / "archive.json").read_text())["snapshot_steps"] == snapshot_steps(runs["student"].path)
+    for split, report in before.items():
+        after = build_report(load_runs([archive]), split=split, diagnostics=split == "val")
+        row = lambda rep: next(r for r in rep["runs"] if r["name"].startswith("student"))  # noqa: E731
+        assert row(after)["savings_pct"] == row(report)["savings_pct"]
+        assert row(after)["crossing"] == row(report)["crossing"]
+        if split == "val":
+            assert row(after)["diagnostics"] == row(report)["diagnostics"] is not None
+    # the teacher's final weights came along (without optimizer state): it loads as a teacher, bit for bit
+    original, _, _ = load_model_from_checkpoint(runs["teacher"].path)
+    kept, meta, _ = load_model_from_checkpoint(archive / runs["teacher"].name)
+    assert meta["weights_only"] and all(torch.equal(a, b) for a, b in zip(original.parameters(), kept.parameters()))
+    # a split that was not cached cannot be measured without the snapshots: one clear error, not a wrong number
+    (student / "evals" / "full_test.json").unlink()
+    with pytest.raises(BootdistillError, match="no longer has its step-.* snapshot"):
+        build_report(load_runs([archive]), split="test", diagnostics=False)
+    # a directory that is not an archive is never overwritten
+    (tmp_path / "taken" / runs["classical"].name).mkdir(parents=True)
+    capsys.readouterr()
+    assert main(["archive", str(runs["classical"].path), "--to", str(tmp_path / "taken")]) == 2
+    assert "is not an archive" in capsys.readouterr().err
+    assert not list((tmp_path / "taken" / runs["classical"].name).iterdir())
+
+
+def test_where_it_pays_script_spreads_a_search_over_sessions(tiny_corpus, tmp_path):
+    """scripts/where_it_pays.sh archives what it ran; a later session without runs/ restores and reuses it."""
+    recipe = write_recipe(tmp_path, tiny_corpus, tmp_path / "prep")
+    env = {**os.environ, "RECIPE": str(recipe), "ARCHIVE": str(tmp_path / "archive"), "JOBS": "2"}
+    script = [str(REPO / "scripts" / "where_it_pays.sh")]
+    first = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    names = sorted(p.name for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    assert sorted(p.name for p in (tmp_path / "archive").iterdir()) == names
+    assert list((tmp_path / "archive").glob("teacher-*/checkpoints/step_*/model.safetensors"))
+    saving = json.loads((tmp_path / "runs.report-test" / "report.json").read_text())
+    shutil.rmtree(tmp_path / "runs")  # the next session starts without the run directories
+    second = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stdout.count("restored") == len(names)
+    logs = "".join(p.read_text() for p in (tmp_path / "runs.logs").glob("*.log"))
+    assert "starting" not in logs and logs.count("finished earlier, reused") >= len(names)
+    again = json.loads((tmp_path / "runs.report-test" / "report.json").read_text())
+    assert [r["savings_pct"] for r in again["runs"]] == [r["savings_pct"] for r in saving["runs"]]

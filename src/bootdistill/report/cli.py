@@ -53,6 +53,8 @@ def cmd_report(args) -> int:
 
 
 def add_subcommands(subparsers) -> None:
+    from .archive import add_subcommand as add_archive_command
+
     p = subparsers.add_parser(
         "report", help="compute to reach a target loss and the savings of distillation, teacher included (Table 3, plots)",
         description="For each student: the target loss, the step and compute (PFLOPs) at which it is first reached "
@@ -75,3 +77,5 @@ def add_subcommands(subparsers) -> None:
                    help="skip the out-of-domain loss and the loss by teacher-difficulty bucket (they load checkpoints)")
     p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table")
     p.set_defaults(func=cmd_report)
+
+    add_archive_command(subparsers)

@@ -28,10 +28,12 @@ SPLIT_LOSS = {"val": "final_val_loss", "test": "test_loss"}
 
 
 def snapshot_steps(run_dir: Path) -> list[int]:
+    """Steps with an evaluation snapshot: on disk, or listed by an archive (report/archive.py)."""
+    from .archive import archived_snapshot_steps
+
     root = Path(run_dir) / "evals"
-    if not root.is_dir():
-        return []
-    return sorted(int(p.stem[len(SNAPSHOT_PREFIX):]) for p in root.glob(f"{SNAPSHOT_PREFIX}*.safetensors"))
+    on_disk = {int(p.stem[len(SNAPSHOT_PREFIX):]) for p in root.glob(f"{SNAPSHOT_PREFIX}*.safetensors")}
+    return sorted(on_disk | set(archived_snapshot_steps(run_dir)))
 
 
 def final_loss(run, split: str) -> float | None:
@@ -74,6 +76,10 @@ class FullSetEvaluator:
         from ..train.trainer import micro_batch_size
         from safetensors.torch import load_model
 
+        if not snapshot_path(self.run.path, step).is_file():
+            raise BootdistillError(
+                f"run '{self.run.name}' no longer has its step-{step} snapshot (an archive?) and its {self.split}-split "
+                f"loss was not cached: report this split from the original run directory, then archive it again")
         s = self.run.summary or {}
         cfg = from_dict(RunConfig, self.run.config)
         shape = ModelShape(**s["model"])

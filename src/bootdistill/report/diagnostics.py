@@ -113,11 +113,13 @@ def cached_diagnostics(student, baseline, teacher, threads: int | None = None) -
     """run_diagnostics for report Run objects, cached in the student's evals/diagnostics.json; None when a
     checkpoint is missing (hand-made or deleted runs)."""
     from ..train.checkpoint import checkpoint_dirs
+    from .archive import final_checkpoint_name
 
     paths = [r.path for r in (student, baseline, teacher) if r is not None]
-    if teacher is None or any(not checkpoint_dirs(p) for p in paths):
+    if teacher is None:
         return None
-    key = "|".join([str(checkpoint_dirs(p)[-1]) for p in paths] + [str(MAX_TOKENS)])
+    # run and checkpoint names, not paths: an archived or moved run keeps its cache
+    key = "|".join([f"{p.name}/{final_checkpoint_name(p)}" for p in paths] + [str(MAX_TOKENS)])
     cache = student.path / "evals" / "diagnostics.json"
     try:
         cached = json.loads(cache.read_text()) if cache.is_file() else {}
@@ -125,6 +127,8 @@ def cached_diagnostics(student, baseline, teacher, threads: int | None = None) -
         cached = {}
     if cached.get("key") == key:
         return cached["result"]
+    if any(not checkpoint_dirs(p) for p in paths):
+        return None
     import torch
 
     s = student.summary or {}

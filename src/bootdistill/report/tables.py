@@ -102,6 +102,7 @@ class Run:
         for ref in filter(None, refs):
             p = Path(ref)
             out += [p] if p.is_absolute() else [p, self.path.parent / p, self.path.parent.parent / p]
+            out.append(self.path.parent / p.name)  # archived (or moved) together with its students
         return [p.resolve() for p in out]
 
 

@@ -7,6 +7,20 @@ import torch
 from ..errors import ConfigError
 
 
+def cpu_model() -> str:
+    """The CPU's marketing name (/proc/cpuinfo on Linux), recorded beside measured figures: machines differ."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def set_cpu_threads(threads: int | None, device: torch.device) -> bool:
     """train.threads sets torch's intra-op threads for CPU training only: on CUDA the host threads only launch
     kernels, and lowering them would slow the CPU work around the GPU (data, optimizer bookkeeping)."""

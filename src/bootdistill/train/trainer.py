@@ -28,7 +28,7 @@ from ..fsutil import atomic_write_json
 from ..model import GPT, ModelShape, count_params
 from . import checkpoint as ckpt_io, preflight
 from . import distributed as dist
-from .accel import check_compile, compile_model, set_cpu_threads
+from .accel import check_compile, compile_model, cpu_model, set_cpu_threads
 from .evaluate import autocast_context, evaluate
 from .guard import DivergenceGuard
 from .lock import RunLock
@@ -411,6 +411,7 @@ class Trainer:
                      "tokenizer_sha256": self.data_meta["tokenizer_sha256"]},
             "precision": str(self.amp_dtype or torch.float32).replace("torch.", ""),
             "device": str(self.device),
+            "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads()},
             "processes": dist.world(),
             "parallel": self.parallel,
             "wall_s": self._elapsed(),
