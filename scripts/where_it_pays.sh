@@ -50,6 +50,16 @@ while IFS= read -r line; do
   fi
 done <<<"$commands"
 
+# machines differ between sessions (a throttled VM ran 20x slower): say how fast this one is before hours go in
+python - <<'PY'
+import torch
+from bootdistill.compute import measure_matmul_peak
+from bootdistill.train.accel import cpu_model
+torch.set_num_threads(1)
+gflops = measure_matmul_peak(torch.bfloat16, size=2048, seconds=1.0) / 1e9
+print(f"[where-it-pays] {cpu_model()}: bf16 matmul {gflops:.0f} GFLOP/s on one thread (a 2-core Xeon with AMX "
+      f"did about 1000, and a 4.5M student took 20 min; much less means hours per run)")
+PY
 echo "[where-it-pays] teachers: ${teachers[*]:-none}; students (${JOBS} at a time): ${students[*]:-none}"
 for t in "${teachers[@]}"; do  # a teacher is small: two threads, one at a time
   bootdistill experiment "$RECIPE" train.threads=2 log.progress=false --only "$t" >"$LOGS/$t.log" 2>&1 \

@@ -28,6 +28,7 @@ def test_train_writes_metrics_summary_checkpoints(tiny_corpus, prepared, tmp_pat
     assert summary["flops"]["flops_total"] == pytest.approx(6 * summary["n_params"] * 12 * 256)
     assert summary["final_val_loss"] < 5.7  # ln(300) = 5.70 at init: it learned something
     assert set(summary["positional_test_loss"]) == {"32"}
+    assert summary["machine"]["cpu"] and summary["machine"]["threads"] == 1  # figures name their machine
     assert (out / "config.yaml").is_file()
     assert len(list((out / "checkpoints").glob("step_*"))) == 2  # keep_checkpoints
 

@@ -184,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        if "bootdistill.train.distributed" in sys.modules:  # under torchrun: all ranks leave together
+            sys.modules["bootdistill.train.distributed"].finish()
+        return code
     except BootdistillError as e:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank hits the same error: rank 0 says it
             print(f"error: {e}", file=sys.stderr)

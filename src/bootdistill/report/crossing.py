@@ -71,6 +71,7 @@ class FullSetEvaluator:
         from ..config import RunConfig, from_dict, resolve_model
         from ..data.prepare import token_file
         from ..model import GPT, ModelShape
+        from ..train.accel import cpu_threads
         from ..train.checkpoint import snapshot_path
         from ..train.evaluate import evaluate
         from ..train.trainer import micro_batch_size
@@ -92,14 +93,9 @@ class FullSetEvaluator:
         print(f"report: {self.run.name}: evaluating the step-{step} snapshot on the whole {self.split} split "
               f"({len(self._tokens):,} tokens; cached in evals/)", file=sys.stderr, flush=True)
         micro, _ = micro_batch_size(resolve_model(cfg).train, shape.context)
-        threads = torch.get_num_threads()
-        if cfg.train.threads:  # the run's own setting: oversubscribed cores make evaluation many times slower
-            torch.set_num_threads(cfg.train.threads)
-        try:
+        with cpu_threads(cfg.train.threads):  # the run's own setting: oversubscribed cores evaluate many times slower
             return evaluate(self._model, self._tokens, shape.context, micro, torch.device("cpu"), self._amp,
                             cfg.train.final_eval_batches)["loss"]
-        finally:
-            torch.set_num_threads(threads)
 
 
 def _row_at(run, step: int) -> dict | None:

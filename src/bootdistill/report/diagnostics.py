@@ -129,19 +129,14 @@ def cached_diagnostics(student, baseline, teacher, threads: int | None = None) -
         return cached["result"]
     if any(not checkpoint_dirs(p) for p in paths):
         return None
-    import torch
+    from ..train.accel import cpu_threads
 
     s = student.summary or {}
     print(f"report: {student.name}: diagnostics (out-of-domain and teacher-difficulty losses of {len(paths)} models, "
           f"up to {2 * MAX_TOKENS:,} tokens each; cached in evals/)", file=sys.stderr, flush=True)
-    prev = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with cpu_threads(threads):
         result = run_diagnostics(student.path, baseline.path if baseline else None, teacher.path,
                                  s["data"]["dir"], s.get("precision", "float32"))
-    finally:
-        torch.set_num_threads(prev)
     try:
         atomic_write_json(cache, {"key": key, "result": result})
     except Exception:

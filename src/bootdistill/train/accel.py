@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 from ..errors import ConfigError
@@ -28,6 +30,18 @@ def set_cpu_threads(threads: int | None, device: torch.device) -> bool:
         torch.set_num_threads(threads)
         return True
     return False
+
+
+@contextmanager
+def cpu_threads(threads: int | None):
+    """torch's intra-op threads set to `threads` (None: unchanged) inside the block, restored after it."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def check_compile(device: torch.device) -> None:

@@ -48,6 +48,14 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+def finish() -> None:
+    """On success: wait for every rank, then leave the group. A rank that tears gloo down while another is still
+    talking to it can abort at exit ("terminate called without an active exception")."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 

@@ -1,0 +1,66 @@
+"""The where-it-pays confirmation is chosen by the rule fixed before the search (scripts/where_it_pays_confirm.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import yaml
+
+from conftest import REPO
+from bootdistill.experiment import load_recipe
+
+SEARCH = REPO / "configs" / "where-it-pays" / "search.yaml"
+
+
+def run(policy: str, name: str, saving, final: float, pflops: float = 0.17) -> dict:
+    distilled = policy != "classical"
+    return {"name": f"{name}-0123abcd", "policy": policy, "finished": True, "savings_pct": saving,
+            "final_val_loss": final, "compute_pflops": pflops, "teacher": "teacher-11112222" if distilled else None,
+            "baseline": "classical-33334444" if distilled else None}
+
+
+def confirm(tmp_path, runs: list[dict]) -> tuple[subprocess.CompletedProcess, dict | None]:
+    report, out = tmp_path / "report.json", tmp_path / "confirm.yaml"
+    report.write_text(json.dumps({"runs": runs}))
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "where_it_pays_confirm.py"), "--report", str(report),
+                        "--recipe", str(SEARCH), "--out", str(out)], capture_output=True, text=True, cwd=tmp_path)
+    return r, (yaml.safe_load(out.read_text()) if out.is_file() else None)
+
+
+def test_the_largest_saving_leads_and_is_confirmed_on_three_fresh_seeds(tmp_path):
+    runs = [run("classical", "classical", None, 4.95), run("classical", "teacher", None, 5.9),
+            run("bootstrapped", "paper", None, 5.03), run("bootstrapped", "mix-a0.1-t1", 0.5, 4.94),
+            run("bootstrapped", "mix-a0.25-tt0.5", 1.5, 4.945), run("fixed", "salt-linear", -2.0, 4.94)]
+    r, recipe = confirm(tmp_path, runs)
+    assert r.returncode == 0, r.stderr
+    assert "leader: mix-a0.25-tt0.5 (largest validation saving, +1.5%" in r.stdout
+    assert recipe["seeds"] == [1, 2, 3] and set(recipe["runs"]) == {"teacher", "classical", "mix-a0.25-tt0.5"}
+    path = tmp_path / "confirm.yaml"
+    _, planned = load_recipe(path)
+    by_name = {p.name: p for p in planned}
+    assert sorted(by_name) == sorted(f"{n}-s{s}" for n in ("teacher", "classical", "mix-a0.25-tt0.5") for s in (1, 2, 3))
+    lead = by_name["mix-a0.25-tt0.5-s2"]
+    # the leader's whole extends chain is kept: tt0.5 on top of alpha-mix 0.25, tau 1, margin 5%, and the seed's teacher
+    assert (lead.cfg.distill.teacher_temperature, lead.cfg.distill.alpha, lead.cfg.distill.margin) == (0.5, 0.25, 0.05)
+    assert lead.teacher == "teacher-s2" and lead.cfg.train.seed == 2
+    # the same settings as the search's run: only the seed differs
+    _, search = load_recipe(SEARCH)
+    searched = next(p for p in search if p.name == "mix-a0.25-tt0.5")
+    assert lead.cfg.model == searched.cfg.model and lead.cfg.distill.combine == searched.cfg.distill.combine
+    assert lead.cfg.train.total_steps == searched.cfg.train.total_steps == 1500
+
+
+def test_when_nothing_reaches_the_target_the_closest_is_confirmed(tmp_path):
+    runs = [run("classical", "classical", None, 4.95), run("bootstrapped", "paper", None, 5.03),
+            run("bootstrapped", "mix-a0.5-t1", None, 4.957)]
+    r, recipe = confirm(tmp_path, runs)
+    assert r.returncode == 0, r.stderr
+    assert "no configuration reached the target; lowest final validation loss, 4.9570" in r.stdout
+    assert set(recipe["runs"]) == {"teacher", "classical", "mix-a0.5-t1"}
+
+
+def test_a_report_without_students_is_refused(tmp_path):
+    r, recipe = confirm(tmp_path, [run("classical", "classical", None, 4.95)])
+    assert r.returncode != 0 and "no finished distilled run" in r.stderr and recipe is None
