@@ -5,4 +5,5 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck disable=SC1091
 . "$ROOT/scripts/setup_env.sh"
 cd "$ROOT"
-python -m pytest -q "$@"
+# one worker per core; whole files per worker, so a file's shared runs (module fixtures) are trained once
+python -m pytest -q -n auto --dist loadfile "$@"

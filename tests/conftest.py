@@ -57,6 +57,15 @@ def tiny_overrides(corpus: Path, out: Path, prepared: Path, **extra) -> list[str
     return [f"{k}={v}" for k, v in base.items() if v is not None]  # None: leave that key at its default
 
 
+def ctrl_c_reaches_child() -> None:
+    """preexec_fn for a child the test will Ctrl-C: a shell starting the suite in the background (`cmd &`) makes
+    SIGINT ignored, children inherit that, and Python then never raises KeyboardInterrupt. A terminal user's
+    Ctrl-C always arrives, so restore that."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bootdistill.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import REPO, run_cli, run_main, tiny_overrides, write_wikitext
+from conftest import REPO, ctrl_c_reaches_child, run_cli, run_main, tiny_overrides, write_wikitext
 from test_experiment import write_recipe
 
 
@@ -81,7 +81,8 @@ def test_ctrl_c_during_prepare_says_nothing_about_checkpoints(tmp_path):
     write_wikitext(corpus / "wiki.train.raw", 4000, seed=1)
     out = tmp_path / "prep"
     proc = subprocess.Popen([sys.executable, "-m", "bootdistill.cli", "prepare", f"data.corpus={corpus}",
-                             "data.vocab_size=300", "--out", str(out)], cwd=REPO, stderr=subprocess.PIPE, text=True)
+                             "data.vocab_size=300", "--out", str(out)], cwd=REPO, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_reaches_child)
     deadline = time.time() + 60
     while time.time() < deadline and not list(tmp_path.glob(".prep.tmp-*")):
         time.sleep(0.01)

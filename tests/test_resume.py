@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from conftest import REPO, run_cli, tiny_overrides
+from conftest import REPO, ctrl_c_reaches_child, run_cli, tiny_overrides
 
 EXTRA = {"train.total_steps": 24, "train.checkpoint_every": 3, "train.eval_every": 6}
 
@@ -32,7 +32,7 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 def start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "bootdistill.cli", *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=ctrl_c_reaches_child)
 
 
 def stop_after(proc: subprocess.Popen, ckpt: Path, sig: int) -> None:
