@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CORPUS = REPO.parent / "shared" / "corpus"
@@ -83,3 +84,29 @@ def run_main(*args: str) -> subprocess.CompletedProcess:
         except SystemExit as e:  # argparse errors
             rc = e.code
     return subprocess.CompletedProcess(list(args), rc, out.getvalue(), err.getvalue())
+
+
+TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2, "context": 32}
+
+
+def write_recipe(root: Path, corpus: Path, prepared: Path) -> Path:
+    """A teacher, a classical run and a student of it that keep evaluation snapshots: the robust-savings setup."""
+    recipe = {
+        "name": "robust", "out_dir": str(root / "runs"),
+        "defaults": {
+            "data": {"corpus": str(corpus), "vocab_size": 300, "prepared_dir": str(prepared)},
+            "train": {"batch_tokens": 128, "micro_batch": 4, "warmup_steps": 2, "eval_every": 2, "eval_batches": 1,
+                      "final_eval_batches": None, "eval_snapshots": True, "log_every": 2, "checkpoint_every": 4,
+                      "threads": 1},
+            "log": {"progress": False, "tensorboard": False},
+        },
+        "runs": {
+            "teacher": {"model": {**TINY, "d_model": 16}, "train": {"lr_max": 3e-3, "total_steps": 12}},
+            "classical": {"model": TINY, "train": {"lr_max": 3e-3, "total_steps": 12}},
+            "student": {"model": TINY, "train": {"lr_max": 3e-3, "total_steps": 24},
+                        "distill": {"policy": "fixed", "kd_steps": 6, "teacher": "teacher"}},
+        },
+    }
+    path = root / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path

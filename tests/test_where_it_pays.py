@@ -1,14 +1,17 @@
-"""The where-it-pays confirmation is chosen by the rule fixed before the search (scripts/where_it_pays_confirm.py)."""
+"""scripts/where_it_pays.sh spreads a search over sessions through archives, and the confirmation is chosen by
+the rule fixed before the search (scripts/where_it_pays_confirm.py)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
 import yaml
 
-from conftest import REPO
+from conftest import REPO, write_recipe
 from bootdistill.experiment import load_recipe
 
 SEARCH = REPO / "configs" / "where-it-pays" / "search.yaml"
@@ -64,3 +67,24 @@ def test_when_nothing_reaches_the_target_the_closest_is_confirmed(tmp_path):
 def test_a_report_without_students_is_refused(tmp_path):
     r, recipe = confirm(tmp_path, [run("classical", "classical", None, 4.95)])
     assert r.returncode != 0 and "no finished distilled run" in r.stderr and recipe is None
+
+
+def test_where_it_pays_script_spreads_a_search_over_sessions(tiny_corpus, tmp_path):
+    """scripts/where_it_pays.sh archives what it ran; a later session without runs/ restores and reuses it."""
+    recipe = write_recipe(tmp_path, tiny_corpus, tmp_path / "prep")
+    env = {**os.environ, "RECIPE": str(recipe), "ARCHIVE": str(tmp_path / "archive"), "JOBS": "2"}
+    script = [str(REPO / "scripts" / "where_it_pays.sh")]
+    first = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    names = sorted(p.name for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    assert sorted(p.name for p in (tmp_path / "archive").iterdir()) == names
+    assert list((tmp_path / "archive").glob("teacher-*/checkpoints/step_*/model.safetensors"))
+    saving = json.loads((tmp_path / "runs.report-test" / "report.json").read_text())
+    shutil.rmtree(tmp_path / "runs")  # the next session starts without the run directories
+    second = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stdout.count("restored") == len(names)
+    logs = "".join(p.read_text() for p in (tmp_path / "runs.logs").glob("*.log"))
+    assert "starting" not in logs and logs.count("finished earlier, reused") >= len(names)
+    again = json.loads((tmp_path / "runs.report-test" / "report.json").read_text())
+    assert [r["savings_pct"] for r in again["runs"]] == [r["savings_pct"] for r in saving["runs"]]

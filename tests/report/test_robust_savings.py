@@ -4,9 +4,7 @@ less than 1 point, because target and crossing are measured on the final evaluat
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,37 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO
+from conftest import REPO, write_recipe
 from bootdistill.errors import BootdistillError
 from bootdistill.report import build_report, load_runs
 from bootdistill.report.crossing import FullSetEvaluator, snapshot_steps
-
-TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2, "context": 32}
-
-
-def write_recipe(root: Path, corpus: Path, prepared: Path) -> Path:
-    recipe = {
-        "name": "robust", "out_dir": str(root / "runs"),
-        "defaults": {
-            "data": {"corpus": str(corpus), "vocab_size": 300, "prepared_dir": str(prepared)},
-            "train": {"batch_tokens": 128, "micro_batch": 4, "warmup_steps": 2, "eval_every": 2, "eval_batches": 1,
-                      "final_eval_batches": None, "eval_snapshots": True, "log_every": 2, "checkpoint_every": 4,
-                      "threads": 1},
-            "log": {"progress": False, "tensorboard": False},
-        },
-        "runs": {
-            "teacher": {"model": {**TINY, "d_model": 16}, "train": {"lr_max": 3e-3, "total_steps": 12}},
-            "classical": {"model": TINY, "train": {"lr_max": 3e-3, "total_steps": 12}},
-            "student": {"model": TINY, "train": {"lr_max": 3e-3, "total_steps": 24},
-                        "distill": {"policy": "fixed", "kd_steps": 6, "teacher": "teacher"}},
-        },
-    }
-    path = root / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    return path
-
 
 def experiment(recipe: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "bootdistill.cli", "experiment", str(recipe), *extra], cwd=REPO,
@@ -223,23 +195,3 @@ def test_an_archive_reports_like_its_run_and_its_teacher_still_teaches(finished,
     assert "is not an archive" in capsys.readouterr().err
     assert not list((tmp_path / "taken" / runs["classical"].name).iterdir())
 
-
-def test_where_it_pays_script_spreads_a_search_over_sessions(tiny_corpus, tmp_path):
-    """scripts/where_it_pays.sh archives what it ran; a later session without runs/ restores and reuses it."""
-    recipe = write_recipe(tmp_path, tiny_corpus, tmp_path / "prep")
-    env = {**os.environ, "RECIPE": str(recipe), "ARCHIVE": str(tmp_path / "archive"), "JOBS": "2"}
-    script = [str(REPO / "scripts" / "where_it_pays.sh")]
-    first = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert first.returncode == 0, first.stdout + first.stderr
-    names = sorted(p.name for p in (tmp_path / "runs").iterdir() if p.is_dir())
-    assert sorted(p.name for p in (tmp_path / "archive").iterdir()) == names
-    assert list((tmp_path / "archive").glob("teacher-*/checkpoints/step_*/model.safetensors"))
-    saving = json.loads((tmp_path / "runs.report-test" / "report.json").read_text())
-    shutil.rmtree(tmp_path / "runs")  # the next session starts without the run directories
-    second = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert second.stdout.count("restored") == len(names)
-    logs = "".join(p.read_text() for p in (tmp_path / "runs.logs").glob("*.log"))
-    assert "starting" not in logs and logs.count("finished earlier, reused") >= len(names)
-    again = json.loads((tmp_path / "runs.report-test" / "report.json").read_text())
-    assert [r["savings_pct"] for r in again["runs"]] == [r["savings_pct"] for r in saving["runs"]]
