@@ -215,11 +215,13 @@ def test_bootstrapped_experiment_switches_at_the_same_step(tiny_corpus, prepared
     for name, launch in (("one", run_cli), ("two", torchrun)):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump({**recipe, "out_dir": str(tmp_path / name)}))
-        r = launch("experiment", str(path))
+        r = launch("experiment", str(path), *(["--report"] if launch is torchrun else []))
         assert r.returncode == 0, r.stderr
         boot = next((tmp_path / name).glob("boot-*"))
         summaries.append(json.loads((boot / "summary.json").read_text()))
     one, two = summaries
+    # the ranks part after training; rank 0 alone then writes the report
+    assert (tmp_path / "two" / "report" / "report.md").is_file() and r.stdout.count("report: ") == 1
     switch = one["policy"]["kd_stopped_step"]
     assert switch is not None and 2 < switch < 12  # KD ran for a while, then stopped inside the run
     assert two["policy"]["kd_stopped_step"] == switch

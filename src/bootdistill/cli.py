@@ -73,7 +73,7 @@ def cmd_presets(args) -> int:
 def cmd_experiment(args) -> int:
     from .experiment import load_recipe, run_recipe
 
-    from .train.distributed import is_main
+    from .train.distributed import finish, is_main
 
     if args.list:
         from .interop.cluster import run_commands
@@ -81,7 +81,9 @@ def cmd_experiment(args) -> int:
         print("\n".join(run_commands(args.recipe, args.overrides, load_recipe(args.recipe, args.overrides)[1])))
         return 0
     run_dirs = run_recipe(args.recipe, args.overrides, dry_run=args.dry_run, only=args.only)
-    if args.report and not args.dry_run and is_main():
+    main_rank = is_main()
+    finish()  # under torchrun: the ranks part here, so the others need not wait out rank 0's report
+    if args.report and not args.dry_run and main_rank:
         from .report.cli import cmd_report
 
         out = args.report_out or str(Path(run_dirs[0]).parent / "report")
