@@ -8,7 +8,9 @@
 #   bash scripts/where_it_pays.sh                      # every run in the recipe
 #   bash scripts/where_it_pays.sh classical mix-a0.1-t1 salt-linear   # these (plus the teachers they need)
 # RECIPE=... picks another recipe (default configs/where-it-pays/search.yaml); JOBS=... parallel students;
-# ARCHIVE=... where archives go (default docs/where-it-pays/archive; ARCHIVE= with nothing: no archiving).
+# ARCHIVE=... where archives go (default docs/where-it-pays/archive; ARCHIVE= with nothing: no archiving);
+# KEEP_WEIGHTS=teachers archives only the teachers' final weights (default teachers+baselines: a later session's
+# students then still get their diagnostics, which compare them with their classical baseline).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck disable=SC1091
@@ -17,6 +19,7 @@ cd "$ROOT"
 RECIPE="${RECIPE:-configs/where-it-pays/search.yaml}"
 JOBS="${JOBS:-2}"
 ARCHIVE="${ARCHIVE-docs/where-it-pays/archive}"
+KEEP_WEIGHTS="${KEEP_WEIGHTS:-teachers+baselines}"
 OUT="$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["out_dir"])' "$RECIPE")"
 LOGS="$OUT.logs"
 mkdir -p "$LOGS" "$OUT"
@@ -35,7 +38,7 @@ wanted() {  # is run $1 asked for (or needed as a teacher by one that is)?
   return 1
 }
 SELECTED=("$@")
-teachers=() students=()
+teachers=() students=() baselines=()
 while IFS= read -r line; do
   run="$(sed -E 's/.*--only ([^ ]+).*/\1/' <<<"$line")"
   teacher="$(sed -nE 's/.*# after ([^ ]+)$/\1/p' <<<"$line")"
@@ -47,6 +50,7 @@ while IFS= read -r line; do
     [[ " ${teachers[*]} " == *" $run "* ]] || teachers+=("$run")
   else
     students+=("$run")  # a classical baseline: no teacher, nobody's teacher
+    baselines+=("$run")
   fi
 done <<<"$commands"
 
@@ -73,7 +77,9 @@ printf '%s\n' "${students[@]}" | xargs -P "$JOBS" -I{} sh -c \
 bootdistill report "$OUT" --out "$OUT.report-val"
 bootdistill report "$OUT" --split test --no-diagnostics --out "$OUT.report-test"
 if [ -n "$ARCHIVE" ]; then  # after both reports: the archives then hold every whole-split loss they need
-  for t in "${teachers[@]}"; do
+  weighted=("${teachers[@]}")
+  [ "$KEEP_WEIGHTS" = teachers ] || weighted+=("${baselines[@]}")
+  for t in "${weighted[@]}"; do
     for d in "$OUT/$t"-*/; do
       d="${d%/}"
       [[ "$(basename "$d")" =~ ^$t-[0-9a-f]{8}$ ]] && bootdistill archive "$d" --to "$ARCHIVE" --weights

@@ -78,7 +78,9 @@ def test_where_it_pays_script_spreads_a_search_over_sessions(tiny_corpus, tmp_pa
     assert first.returncode == 0, first.stdout + first.stderr
     names = sorted(p.name for p in (tmp_path / "runs").iterdir() if p.is_dir())
     assert sorted(p.name for p in (tmp_path / "archive").iterdir()) == names
-    assert list((tmp_path / "archive").glob("teacher-*/checkpoints/step_*/model.safetensors"))
+    for kept in ("teacher", "classical"):  # final weights: a teacher still teaches, a baseline still compares
+        assert list((tmp_path / "archive").glob(f"{kept}-*/checkpoints/step_*/model.safetensors"))
+    assert not list((tmp_path / "archive").glob("student-*/checkpoints"))
     saving = json.loads((tmp_path / "runs.report-test" / "report.json").read_text())
     shutil.rmtree(tmp_path / "runs")  # the next session starts without the run directories
     second = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
