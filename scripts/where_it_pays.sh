@@ -2,9 +2,10 @@
 # The where-it-pays search (docs/where-it-pays.md) on a 2-core machine: teachers first, then the students two
 # at a time with one thread each (the fastest use of 2 cores), then the reports on the validation and test
 # splits. Finished runs are reused and interrupted ones resume, so it can be stopped and started again.
-# Across machines or sessions that do not keep runs/: finished runs are archived (results, cached whole-split
-# losses, teachers' weights) into docs/where-it-pays/archive/ and restored from there on the next start, so the
-# search can be spread over several sessions by naming the runs each one trains.
+# Across machines or sessions that do not keep runs/: after every batch of students, both reports are brought up
+# to date and every finished run is archived (results, cached whole-split losses, teachers' weights) into
+# docs/where-it-pays/archive/, which the next start restores. A session that ends mid-search loses at most the
+# batch in flight, if it committed the archive after the last "archived" line.
 #   bash scripts/where_it_pays.sh                      # every run in the recipe
 #   bash scripts/where_it_pays.sh classical mix-a0.1-t1 salt-linear   # these (plus the teachers they need)
 # RECIPE=... picks another recipe (default configs/where-it-pays/search.yaml); JOBS=... parallel students;
@@ -69,22 +70,36 @@ for t in "${teachers[@]}"; do  # a teacher is small: two threads, one at a time
   bootdistill experiment "$RECIPE" train.threads=2 log.progress=false --only "$t" >"$LOGS/$t.log" 2>&1 \
     || { echo "[where-it-pays] teacher $t failed: see $LOGS/$t.log" >&2; exit 1; }
 done
-status=0
-printf '%s\n' "${students[@]}" | xargs -P "$JOBS" -I{} sh -c \
-  'bootdistill experiment "$1" train.threads=1 log.progress=false --only "$2" >"$3/$2.log" 2>&1 \
-   && echo "[where-it-pays] done: $2" || { echo "[where-it-pays] FAILED: $2 (see $3/$2.log)" >&2; exit 1; }' \
-  _ "$RECIPE" {} "$LOGS" || status=1
-bootdistill report "$OUT" --out "$OUT.report-val"
-bootdistill report "$OUT" --split test --no-diagnostics --out "$OUT.report-test"
-if [ -n "$ARCHIVE" ]; then  # after both reports: the archives then hold every whole-split loss they need
-  weighted=("${teachers[@]}")
-  [ "$KEEP_WEIGHTS" = teachers ] || weighted+=("${baselines[@]}")
-  for t in "${weighted[@]}"; do
+report_and_archive() {  # both reports, then the archives: they then hold every whole-split loss they need
+  bootdistill report "$OUT" --out "$OUT.report-val"
+  bootdistill report "$OUT" --split test --no-diagnostics --out "$OUT.report-test"
+  [ -n "$ARCHIVE" ] || return 0
+  local names=("${teachers[@]}") weighted=() t d
+  [ "$KEEP_WEIGHTS" = teachers ] || names+=("${baselines[@]}")
+  for t in "${names[@]}"; do
     for d in "$OUT/$t"-*/; do
       d="${d%/}"
-      [[ "$(basename "$d")" =~ ^$t-[0-9a-f]{8}$ ]] && bootdistill archive "$d" --to "$ARCHIVE" --weights
+      [[ "$(basename "$d")" =~ ^$t-[0-9a-f]{8}$ ]] && weighted+=("$d")
     done
   done
+  [ ${#weighted[@]} -eq 0 ] || bootdistill archive "${weighted[@]}" --to "$ARCHIVE" --weights
   bootdistill archive "$OUT" --to "$ARCHIVE"
-fi
+}
+status=0
+ordered=("${baselines[@]}")  # baselines first: every later batch's report then has its target
+for s in "${students[@]}"; do [[ " ${baselines[*]} " == *" $s "* ]] || ordered+=("$s"); done
+batches=$(( (${#ordered[@]} + JOBS - 1) / JOBS ))
+[ "$batches" -gt 0 ] || batches=1
+started=$SECONDS
+for ((b = 0; b < batches; b++)); do
+  batch=("${ordered[@]:b*JOBS:JOBS}")
+  [ ${#batch[@]} -eq 0 ] || printf '%s\n' "${batch[@]}" | xargs -P "$JOBS" -I{} sh -c \
+    'bootdistill experiment "$1" train.threads=1 log.progress=false --only "$2" >"$3/$2.log" 2>&1 \
+     && echo "[where-it-pays] done: $2" || { echo "[where-it-pays] FAILED: $2 (see $3/$2.log)" >&2; exit 1; }' \
+    _ "$RECIPE" {} "$LOGS" || status=1
+  report_and_archive
+  done_=$((b + 1)) elapsed=$((SECONDS - started))
+  echo "[where-it-pays] batch $done_/$batches archived (${batch[*]:-nothing to train}) after $((elapsed / 60)) min;" \
+    "about $((elapsed * (batches - done_) / done_ / 60)) min to go${ARCHIVE:+; commit $ARCHIVE now to keep it}"
+done
 exit "$status"

@@ -124,7 +124,8 @@ def test_eval_checks_context_and_tokenizer(tiny_corpus, prepared, tmp_path):
 def test_full_disk_leaves_no_half_written_checkpoint(tiny_corpus, prepared, tmp_path, monkeypatch):
     import errno
 
-    import bootdistill.train.checkpoint as ck
+    import safetensors.torch
+
     from bootdistill.config import load_config
     from bootdistill.errors import BootdistillError
     from bootdistill.train.trainer import Trainer
@@ -132,7 +133,7 @@ def test_full_disk_leaves_no_half_written_checkpoint(tiny_corpus, prepared, tmp_
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ck, "save_model", full)
+    monkeypatch.setattr(safetensors.torch, "save_model", full)  # what checkpoint.py writes weights with
     out = tmp_path / "run"
     cfg = load_config(None, tiny_overrides(tiny_corpus, out, prepared, **{"train.max_steps": 4}))
     with pytest.raises(BootdistillError, match="no space left"):

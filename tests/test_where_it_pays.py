@@ -70,12 +70,18 @@ def test_a_report_without_students_is_refused(tmp_path):
 
 
 def test_where_it_pays_script_spreads_a_search_over_sessions(tiny_corpus, tmp_path):
-    """scripts/where_it_pays.sh archives what it ran; a later session without runs/ restores and reuses it."""
+    """scripts/where_it_pays.sh archives after every batch; a later session without runs/ restores and reuses it."""
     recipe = write_recipe(tmp_path, tiny_corpus, tmp_path / "prep")
-    env = {**os.environ, "RECIPE": str(recipe), "ARCHIVE": str(tmp_path / "archive"), "JOBS": "2"}
+    env = {**os.environ, "RECIPE": str(recipe), "ARCHIVE": str(tmp_path / "archive"), "JOBS": "1"}
     script = [str(REPO / "scripts" / "where_it_pays.sh")]
     first = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout + first.stderr
+    # one student at a time, the baseline first: its results are reported and archived before the student starts,
+    # so a session that ends during the student keeps them
+    out = first.stdout
+    archived_first = out.index("[where-it-pays] batch 1/2 archived (classical)")
+    assert archived_first < out.index("[where-it-pays] done: student") < out.index("batch 2/2 archived (student)")
+    assert f"commit {tmp_path / 'archive'} now" in out[archived_first:]
     names = sorted(p.name for p in (tmp_path / "runs").iterdir() if p.is_dir())
     assert sorted(p.name for p in (tmp_path / "archive").iterdir()) == names
     for kept in ("teacher", "classical"):  # final weights: a teacher still teaches, a baseline still compares
@@ -83,6 +89,7 @@ def test_where_it_pays_script_spreads_a_search_over_sessions(tiny_corpus, tmp_pa
     assert not list((tmp_path / "archive").glob("student-*/checkpoints"))
     saving = json.loads((tmp_path / "runs.report-test" / "report.json").read_text())
     shutil.rmtree(tmp_path / "runs")  # the next session starts without the run directories
+    env["JOBS"] = "2"
     second = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout + second.stderr
     assert second.stdout.count("restored") == len(names)

@@ -14,14 +14,15 @@ import os
 import re
 import shutil
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError
 from ..fsutil import atomic_dir, translate_os_errors
 
+if TYPE_CHECKING:
+    import torch
+
+# torch and safetensors are imported where weights are read or written: listing and archiving runs stay fast
 STEP_DIR = re.compile(r"^step_(\d{8})$")
 
 
@@ -62,6 +63,10 @@ def clean_leftovers(run_dir: Path) -> list[str]:
 def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dict, meta: dict, keep: int,
                     shards: Path | None = None) -> Path:
     """`shards`: a finished torch.distributed.checkpoint directory (FSDP), moved in as dcp/."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import save_model
+
     final = Path(run_dir) / "checkpoints" / f"step_{step:08d}"
     with atomic_dir(final) as tmp:
         try:
@@ -91,6 +96,8 @@ def snapshot_path(run_dir: Path, step: int) -> Path:
 
 def save_snapshot(run_dir: Path, step: int, model: torch.nn.Module) -> Path:
     """The weights alone at a scheduled evaluation, so the report can re-evaluate any of them later."""
+    from safetensors.torch import save_model
+
     final = snapshot_path(run_dir, step)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp")
@@ -150,6 +157,9 @@ def verify_checkpoint(ckpt: Path) -> dict:
 
 
 def load_weights(ckpt: Path, model: torch.nn.Module) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
     try:
         missing, unexpected = load_model(model, str(Path(ckpt) / "model.safetensors"), strict=False)
     except (SafetensorError, OSError, RuntimeError) as e:
@@ -159,6 +169,8 @@ def load_weights(ckpt: Path, model: torch.nn.Module) -> None:
 
 
 def load_state(ckpt: Path) -> dict:
+    import torch
+
     try:
         return torch.load(Path(ckpt) / "state.pt", map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a damaged pickle/zip
