@@ -99,7 +99,7 @@ for ((b = 0; b < batches; b++)); do
     _ "$RECIPE" {} "$LOGS" || status=1
   report_and_archive
   done_=$((b + 1)) elapsed=$((SECONDS - started))
-  echo "[where-it-pays] batch $done_/$batches archived (${batch[*]:-nothing to train}) after $((elapsed / 60)) min;" \
+  echo "[where-it-pays] batch $done_/$batches $([ -n "$ARCHIVE" ] && echo archived || echo reported) (${batch[*]:-nothing to train}) after $((elapsed / 60)) min;" \
     "about $((elapsed * (batches - done_) / done_ / 60)) min to go${ARCHIVE:+; commit $ARCHIVE now to keep it}"
 done
 exit "$status"
