@@ -18,6 +18,8 @@
 #
 #   bash benchmarks/gpu_check.sh                     # from the repository root, on the GPU machine
 #   GPU_CHECK_SMOKE=1 bash benchmarks/gpu_check.sh   # every phase for seconds on CPU: tests the script itself
+#   GPU_CHECK_TASK=where-it-pays bash benchmarks/gpu_check.sh   # instead: the where-it-pays search and its
+#                                                    # confirmation on the GPU (benchmarks/gpu_where_it_pays.sh)
 #
 # Python: the machine's own (python, python3 or $PYTHON) when it imports torch with CUDA; bootdistill is then
 # installed into it with pip (no torch is pulled: it is already there) or, offline, used from src/.
@@ -104,6 +106,10 @@ done
 note "corpus: ${CORPUS:-none: synthetic text}"
 CORPUS_ARG="--corpus '${CORPUS:-}'"; [ -z "$CORPUS" ] && CORPUS_ARG=""
 PREP="$WORK/bench-prepared"
+
+# ------------------------------------------------------------------ GPU_CHECK_TASK=where-it-pays: the search instead
+# shellcheck disable=SC1091
+[ "${GPU_CHECK_TASK:-checks}" = where-it-pays ] && . "$ROOT/benchmarks/gpu_where_it_pays.sh"  # it exits
 
 # sizes: the real ones, or seconds-long ones for the smoke run
 if [ "$SMOKE" = 1 ]; then

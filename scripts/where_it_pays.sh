@@ -9,16 +9,22 @@
 #   bash scripts/where_it_pays.sh                      # every run in the recipe
 #   bash scripts/where_it_pays.sh classical mix-a0.1-t1 salt-linear   # these (plus the teachers they need)
 # RECIPE=... picks another recipe (default configs/where-it-pays/search.yaml); JOBS=... parallel students;
-# ARCHIVE=... where archives go (default docs/where-it-pays/archive; ARCHIVE= with nothing: no archiving);
+# TEACHER_JOBS=... parallel teachers (default 1); ARCHIVE=... where archives go (default docs/where-it-pays/archive;
+# ARCHIVE= with nothing: no archiving);
 # KEEP_WEIGHTS=teachers archives only the teachers' final weights (default teachers+baselines: a later session's
 # students then still get their diagnostics, which compare them with their classical baseline).
+# DEVICE=... trains and evaluates there (default auto: a CUDA GPU when there is one; benchmarks/gpu_check.sh runs
+# the whole search on one GPU with GPU_CHECK_TASK=where-it-pays). The bootdistill on PATH is used when there is
+# one (an environment you activated, a GPU machine's own); else scripts/setup_env.sh makes the project's .venv.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck disable=SC1091
-. "$ROOT/scripts/setup_env.sh"
+command -v bootdistill >/dev/null 2>&1 || . "$ROOT/scripts/setup_env.sh"
+export MPLBACKEND=Agg
 cd "$ROOT"
 RECIPE="${RECIPE:-configs/where-it-pays/search.yaml}"
 JOBS="${JOBS:-2}"
+DEVICE="${DEVICE:-auto}"
 ARCHIVE="${ARCHIVE-docs/where-it-pays/archive}"
 KEEP_WEIGHTS="${KEEP_WEIGHTS:-teachers+baselines}"
 OUT="$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["out_dir"])' "$RECIPE")"
@@ -56,23 +62,40 @@ while IFS= read -r line; do
 done <<<"$commands"
 
 # machines differ between sessions (a throttled VM ran 20x slower): say how fast this one is before hours go in
-python - <<'PY'
+python - "$DEVICE" <<'PY'
+import sys
 import torch
 from bootdistill.compute import measure_matmul_peak
 from bootdistill.train.accel import cpu_model
-torch.set_num_threads(1)
-gflops = measure_matmul_peak(torch.bfloat16, size=2048, seconds=1.0) / 1e9
-print(f"[where-it-pays] {cpu_model()}: bf16 matmul {gflops:.0f} GFLOP/s on one thread (a 2-core Xeon with AMX "
-      f"did about 1000, and a 4.5M student took 20 min; much less means hours per run)")
+from bootdistill.errors import BootdistillError
+from bootdistill.train.precision import resolve_device
+try:
+    device = resolve_device(sys.argv[1], "DEVICE=")
+except BootdistillError as e:
+    sys.exit(f"[where-it-pays] error: {e}")
+if device.type == "cuda":
+    print(f"[where-it-pays] {torch.cuda.get_device_name(device)}: training and evaluating on {device}")
+else:
+    torch.set_num_threads(1)
+    gflops = measure_matmul_peak(torch.bfloat16, size=2048, seconds=1.0) / 1e9
+    print(f"[where-it-pays] {cpu_model()}: bf16 matmul {gflops:.0f} GFLOP/s on one thread (a 2-core Xeon with AMX "
+          f"did about 1000, and a 4.5M student took 20 min; much less means hours per run)")
 PY
 echo "[where-it-pays] teachers: ${teachers[*]:-none}; students (${JOBS} at a time): ${students[*]:-none}"
-for t in "${teachers[@]}"; do  # a teacher is small: two threads, one at a time
-  bootdistill experiment "$RECIPE" train.threads=2 log.progress=false --only "$t" >"$LOGS/$t.log" 2>&1 \
-    || { echo "[where-it-pays] teacher $t failed: see $LOGS/$t.log" >&2; exit 1; }
-done
+train_teachers() {  # N TEACHER...: N at a time, two threads each
+  local n=$1
+  shift
+  [ $# -eq 0 ] || printf '%s\n' "$@" | xargs -P "$n" -I{} sh -c \
+    'bootdistill experiment "$1" train.threads=2 train.device="$4" log.progress=false --only "$2" >"$3/$2.log" 2>&1 \
+     || { echo "[where-it-pays] teacher $2 failed: see $3/$2.log" >&2; exit 1; }' _ "$RECIPE" {} "$LOGS" "$DEVICE"
+}
+# a teacher is small: on 2 cores one at a time; TEACHER_JOBS=N (a GPU) trains the first alone, which prepares the
+# data, then the others N at a time
+train_teachers 1 "${teachers[@]:0:1}" || exit 1
+train_teachers "${TEACHER_JOBS:-1}" "${teachers[@]:1}" || exit 1
 report_and_archive() {  # both reports, then the archives: they then hold every whole-split loss they need
-  bootdistill report "$OUT" --out "$OUT.report-val"
-  bootdistill report "$OUT" --split test --no-diagnostics --out "$OUT.report-test"
+  bootdistill report "$OUT" --device "$DEVICE" --out "$OUT.report-val"
+  bootdistill report "$OUT" --device "$DEVICE" --split test --no-diagnostics --out "$OUT.report-test"
   [ -n "$ARCHIVE" ] || return 0
   local names=("${teachers[@]}") weighted=() t d
   [ "$KEEP_WEIGHTS" = teachers ] || names+=("${baselines[@]}")
@@ -94,9 +117,9 @@ started=$SECONDS
 for ((b = 0; b < batches; b++)); do
   batch=("${ordered[@]:b*JOBS:JOBS}")
   [ ${#batch[@]} -eq 0 ] || printf '%s\n' "${batch[@]}" | xargs -P "$JOBS" -I{} sh -c \
-    'bootdistill experiment "$1" train.threads=1 log.progress=false --only "$2" >"$3/$2.log" 2>&1 \
+    'bootdistill experiment "$1" train.threads=1 train.device="$4" log.progress=false --only "$2" >"$3/$2.log" 2>&1 \
      && echo "[where-it-pays] done: $2" || { echo "[where-it-pays] FAILED: $2 (see $3/$2.log)" >&2; exit 1; }' \
-    _ "$RECIPE" {} "$LOGS" || status=1
+    _ "$RECIPE" {} "$LOGS" "$DEVICE" || status=1
   report_and_archive
   done_=$((b + 1)) elapsed=$((SECONDS - started))
   echo "[where-it-pays] batch $done_/$batches $([ -n "$ARCHIVE" ] && echo archived || echo reported) (${batch[*]:-nothing to train}) after $((elapsed / 60)) min;" \

@@ -39,6 +39,15 @@ def test_eval_bad_numbers(run, args, message):
     assert message in error_line(run_main("eval", str(run), *args))
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a machine with a GPU accepts --device cuda")
+def test_report_refuses_a_device_that_is_not_there(run, tmp_path):
+    out = tmp_path / "report"
+    line = error_line(run_main("report", str(run), "--device", "cuda", "--out", str(out)))
+    assert line == "error: --device cuda but no CUDA GPU is visible: use --device cpu or auto"
+    assert "--device tpu is not a device" in error_line(run_main("report", str(run), "--device", "tpu", "--out", str(out)))
+    assert not out.exists()  # said before anything was evaluated or written
+
+
 def test_bad_numbers_elsewhere(tiny_corpus, tmp_path):
     assert "--margin" in error_line(run_main("plan", "--student", "150e6", "--budget", "1e20", "--margin", "-1"))
     assert "--vocab-size" in error_line(run_main("presets", "--vocab-size", "0"))

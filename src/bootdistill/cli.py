@@ -88,7 +88,7 @@ def cmd_experiment(args) -> int:
 
         out = args.report_out or str(Path(run_dirs[0]).parent / "report")
         return cmd_report(argparse.Namespace(runs=[str(d) for d in run_dirs], target=None, out=out, baseline=None, json=False,
-                                             split="val", no_diagnostics=False))
+                                             split="val", no_diagnostics=False, device="auto"))
     return 0
 
 

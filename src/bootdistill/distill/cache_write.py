@@ -72,7 +72,7 @@ def write_teacher_cache(teacher: str, out: str, top_p: float = 0.95, top_k: int 
     out_path = Path(out)
     if out_path.exists() and not C.is_cache(out_path) and (not out_path.is_dir() or any(out_path.iterdir())):
         raise ConfigError(f"'{out}' exists and is not a teacher cache: choose another --out (an old cache is replaced)")
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device ")
     amp, _ = resolve_precision(precision, dev)
     model, meta, ckpt = load_model_from_checkpoint(teacher, dev)
     if data_dir is None:

@@ -31,9 +31,13 @@ def cmd_report(args) -> int:
     from .tables import build_report, load_runs
 
     baselines = _parse_baselines(args.baseline)
+    if args.device != "auto":  # a wrong device is said before any run is read or evaluated
+        from ..train.precision import resolve_device
+
+        resolve_device(args.device, "--device ")
     runs = load_runs(list(args.runs) + list(baselines.values()))  # an override's baseline joins the report
     report = build_report(runs, target=args.target, baselines=baselines, split=args.split,
-                          diagnostics=not args.no_diagnostics)
+                          diagnostics=not args.no_diagnostics, device=args.device)
     out = Path(args.out) if args.out else default_out(runs)
     check_writable(out)
     plots = write_plots(runs, out, report)
@@ -75,6 +79,9 @@ def add_subcommands(subparsers) -> None:
                         "snapshots, train.eval_snapshots=true)")
     p.add_argument("--no-diagnostics", action="store_true",
                    help="skip the out-of-domain loss and the loss by teacher-difficulty bucket (they load checkpoints)")
+    p.add_argument("--device", default="auto",
+                   help="where snapshots and checkpoints are evaluated when the report needs them: auto (a CUDA GPU "
+                        "when there is one), cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table")
     p.set_defaults(func=cmd_report)
 

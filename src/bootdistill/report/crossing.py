@@ -44,8 +44,8 @@ def final_loss(run, split: str) -> float | None:
 class FullSetEvaluator:
     """Loss of one run's snapshots on its final evaluation set, evaluated lazily and cached on disk."""
 
-    def __init__(self, run, split: str = "val"):
-        self.run, self.split = run, split
+    def __init__(self, run, split: str = "val", device: str = "auto"):
+        self.run, self.split, self.device_name = run, split, device
         self.cache_path = run.path / "evals" / f"full_{split}.json"
         key = (run.config.get("train") or {}).get("final_eval_batches")
         self.key = f"batches={key}"
@@ -74,6 +74,7 @@ class FullSetEvaluator:
         from ..train.accel import cpu_threads
         from ..train.checkpoint import snapshot_path
         from ..train.evaluate import evaluate
+        from ..train.precision import resolve_device
         from ..train.trainer import micro_batch_size
         from safetensors.torch import load_model
 
@@ -85,7 +86,8 @@ class FullSetEvaluator:
         cfg = from_dict(RunConfig, self.run.config)
         shape = ModelShape(**s["model"])
         if self._model is None:
-            self._model = GPT(shape)
+            self._device = resolve_device(self.device_name, "--device ")
+            self._model = GPT(shape).to(self._device)
             precision = s.get("precision", "float32")
             self._amp = None if precision == "float32" else getattr(torch, precision)
             self._tokens = token_file(s["data"]["dir"], self.split)
@@ -94,7 +96,7 @@ class FullSetEvaluator:
               f"({len(self._tokens):,} tokens; cached in evals/)", file=sys.stderr, flush=True)
         micro, _ = micro_batch_size(resolve_model(cfg).train, shape.context)
         with cpu_threads(cfg.train.threads):  # the run's own setting: oversubscribed cores evaluate many times slower
-            return evaluate(self._model, self._tokens, shape.context, micro, torch.device("cpu"), self._amp,
+            return evaluate(self._model, self._tokens, shape.context, micro, self._device, self._amp,
                             cfg.train.final_eval_batches)["loss"]
 
 
@@ -103,12 +105,12 @@ def _row_at(run, step: int) -> dict | None:
 
 
 def robust_crossing(run, target: float, subset_crossing: dict | None, split: str = "val",
-                    keys: tuple = ()) -> dict | None:
+                    keys: tuple = (), device: str = "auto") -> dict | None:
     """The first crossing of `target` on the final evaluation set (see the module doc); None if never reached."""
     steps = [st for st in snapshot_steps(run.path) if _row_at(run, st) is not None]
     last = _row_at(run, (run.summary or {}).get("steps", -1))
     fin = final_loss(run, split)
-    ev = FullSetEvaluator(run, split)
+    ev = FullSetEvaluator(run, split, device)
     points = [(st, _row_at(run, st)) for st in steps]
     if last is not None and fin is not None:
         ev.losses[last["step"]] = fin  # the trainer measured it on this very set

@@ -60,7 +60,7 @@ def ood_tokens(prepared_dir: Path | str) -> tuple[np.ndarray, str]:
     return ids, desc
 
 
-def _per_token_losses(model, tokens: np.ndarray, context: int, amp, max_tokens: int) -> np.ndarray:
+def _per_token_losses(model, tokens: np.ndarray, context: int, amp, max_tokens: int, device) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
@@ -68,33 +68,35 @@ def _per_token_losses(model, tokens: np.ndarray, context: int, amp, max_tokens: 
     from ..train.evaluate import autocast_context
 
     out = []
-    device = torch.device("cpu")
     batches = max(1, max_tokens // (context * 8))
     with torch.no_grad():
         for x, y in eval_batches(tokens, context, 8, batches):
             with autocast_context(device, amp):
-                logits = model(x)
-            out.append(F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").numpy())
+                logits = model(x.to(device))
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(), reduction="none")
+            out.append(loss.cpu().numpy())
     return np.concatenate(out)
 
 
 def run_diagnostics(student_path: Path, baseline_path: Path | None, teacher_path: Path, data_dir: Path | str,
-                    amp_name: str = "float32", max_tokens: int = MAX_TOKENS) -> dict:
+                    amp_name: str = "float32", max_tokens: int = MAX_TOKENS, device: str = "auto") -> dict:
     """OOD and test loss, and test loss per teacher-difficulty third, for a student, its baseline and teacher."""
     import torch
 
     from ..data.prepare import token_file
     from ..train.eval_cli import load_model_from_checkpoint
+    from ..train.precision import resolve_device
 
+    dev = resolve_device(device, "--device ")
     amp = None if amp_name == "float32" else getattr(torch, amp_name)
     models = {"teacher": teacher_path, "student": student_path}
     if baseline_path is not None:
         models["baseline"] = baseline_path
-    loaded = {k: load_model_from_checkpoint(p) for k, p in models.items()}
+    loaded = {k: load_model_from_checkpoint(p, dev) for k, p in models.items()}
     context = min(m.shape.context for m, _, _ in loaded.values())
     test = token_file(data_dir, "test")
     ood, ood_desc = ood_tokens(data_dir)
-    losses = {k: _per_token_losses(m, test, context, amp, max_tokens) for k, (m, _, _) in loaded.items()}
+    losses = {k: _per_token_losses(m, test, context, amp, max_tokens, dev) for k, (m, _, _) in loaded.items()}
     edges = np.quantile(losses["teacher"], [1 / 3, 2 / 3])
     which = np.digitize(losses["teacher"], edges)  # 0 easy, 1 medium, 2 hard
     out = {"ood_source": ood_desc, "context": context, "test_tokens": int(len(losses["teacher"])),
@@ -103,13 +105,13 @@ def run_diagnostics(student_path: Path, baseline_path: Path | None, teacher_path
         out["models"][k] = {
             "checkpoint": str(ckpt),
             "test_loss": float(losses[k].mean()),
-            "ood_loss": float(_per_token_losses(m, ood, context, amp, max_tokens).mean()),
+            "ood_loss": float(_per_token_losses(m, ood, context, amp, max_tokens, dev).mean()),
             "buckets": {b: float(losses[k][which == i].mean()) for i, b in enumerate(BUCKETS)},
         }
     return out
 
 
-def cached_diagnostics(student, baseline, teacher, threads: int | None = None) -> dict | None:
+def cached_diagnostics(student, baseline, teacher, threads: int | None = None, device: str = "auto") -> dict | None:
     """run_diagnostics for report Run objects, cached in the student's evals/diagnostics.json; None when a
     checkpoint is missing (hand-made or deleted runs)."""
     from ..train.checkpoint import checkpoint_dirs
@@ -136,7 +138,7 @@ def cached_diagnostics(student, baseline, teacher, threads: int | None = None) -
           f"up to {2 * MAX_TOKENS:,} tokens each; cached in evals/)", file=sys.stderr, flush=True)
     with cpu_threads(threads):
         result = run_diagnostics(student.path, baseline.path if baseline else None, teacher.path,
-                                 s["data"]["dir"], s.get("precision", "float32"))
+                                 s["data"]["dir"], s.get("precision", "float32"), device=device)
     try:
         atomic_write_json(cache, {"key": key, "result": result})
     except Exception:

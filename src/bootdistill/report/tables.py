@@ -342,7 +342,7 @@ def _group_row(g: Group, per: dict) -> dict:
     }
 
 
-def _measure(r: Run, b: Run | None, target: float | None, split: str, warn: list) -> dict:
+def _measure(r: Run, b: Run | None, target: float | None, split: str, warn: list, device: str = "auto") -> dict:
     """Target and crossing of one run: on the final evaluation set when the runs allow it (report/crossing.py),
     else on the in-training validation subset (noisier; said in a warning)."""
     own_target = r.policy == "classical" and b is None
@@ -355,7 +355,7 @@ def _measure(r: Run, b: Run | None, target: float | None, split: str, warn: list
             return {"target": tgt, "crossing": whole_run(r, CROSS_KEYS), "measured_on": f"final {split} set"}
         if r.finished:
             subset = first_crossing(r.evals, b.final_eval_loss) if b.final_eval_loss is not None else None
-            return {"target": tgt, "crossing": robust_crossing(r, tgt, subset, split, CROSS_KEYS),
+            return {"target": tgt, "crossing": robust_crossing(r, tgt, subset, split, CROSS_KEYS, device),
                     "measured_on": f"final {split} set"}
     if split != "val":
         raise BootdistillError(f"--split {split} needs finished runs whose students kept evaluation snapshots "
@@ -370,8 +370,9 @@ def _measure(r: Run, b: Run | None, target: float | None, split: str, warn: list
 
 
 def build_report(runs: list[Run], target: float | None = None, baselines: dict[str, str] | None = None,
-                 split: str = "val", diagnostics: bool = True) -> dict:
-    """Everything the report shows, as plain data: `rows` (Table 3), `teachers`, `runs`, `warnings`."""
+                 split: str = "val", diagnostics: bool = True, device: str = "auto") -> dict:
+    """Everything the report shows, as plain data: `rows` (Table 3), `teachers`, `runs`, `warnings`.
+    `device` evaluates snapshots and checkpoints where the report needs them (auto: a CUDA GPU when there is one)."""
     if target is not None and not (_finite(target) and target > 0):
         raise BootdistillError(f"--target must be a positive loss, got {target}")
     runs = list(runs)
@@ -398,7 +399,7 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
         if b is not None and (r.summary or {}).get("data", {}).get("tokenizer_sha256") != \
                 (b.summary or {}).get("data", {}).get("tokenizer_sha256") and r.finished and b.finished:
             warn.append(f"{r.name}: its baseline {b.name} used another tokenizer: losses are not comparable")
-        per[r.path] = {"baseline": b, "teacher": find_teacher(r, runs), **_measure(r, b, target, split, warn)}
+        per[r.path] = {"baseline": b, "teacher": find_teacher(r, runs), **_measure(r, b, target, split, warn, device)}
     for r in runs:
         p, b = per[r.path], per[r.path]["baseline"]
         base_cross = per[b.path]["crossing"] if b is not None else None
@@ -421,7 +422,8 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
         for r in runs:
             p = per[r.path]
             if r.policy != "classical" and r.finished and p["teacher"] is not None:
-                p["diagnostics"] = cached_diagnostics(r, p["baseline"], p["teacher"], r.cfg("train", "threads"))
+                p["diagnostics"] = cached_diagnostics(r, p["baseline"], p["teacher"], r.cfg("train", "threads"),
+                                                      device)
 
     groups = group_runs(runs)
     group_of = {r.path: g for g in groups for r in g.runs}

@@ -43,7 +43,7 @@ def evaluate_checkpoint(path, split="val", data_dir=None, context=None, max_batc
     for name, value in (("--context", context), ("--batches", max_batches), ("--bucket", bucket)):
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value}")
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device ")
     amp, _ = resolve_precision(precision, dev)
     model, meta, ckpt = load_model_from_checkpoint(path, dev)
     if data_dir is None:

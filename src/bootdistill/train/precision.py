@@ -9,15 +9,16 @@ from ..compute import cpu_has_fast_bf16
 from ..errors import ConfigError
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, option: str = "train.device=") -> torch.device:
+    """`option` names the setting in errors: `train.device=` for configs, `--device ` for CLI flags."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but no CUDA GPU is visible: use train.device=cpu or auto")
+        raise ConfigError(f"{option}{name} but no CUDA GPU is visible: use {option}cpu or auto")
     try:
         return torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"train.device '{name}' is not a device: use auto, cpu, cuda or cuda:N") from None
+        raise ConfigError(f"{option}{name} is not a device: use auto, cpu, cuda or cuda:N") from None
 
 
 def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
