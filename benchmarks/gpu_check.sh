@@ -22,7 +22,7 @@
 #                                                    # confirmation on the GPU (benchmarks/gpu_where_it_pays.sh)
 #
 # Python: the machine's own (python, python3 or $PYTHON) when it imports torch with CUDA; bootdistill is then
-# installed into it with pip (no torch is pulled: it is already there) or, offline, used from src/.
+# used from src/ when that python has its dependencies, else installed into it with pip (no torch is pulled).
 # scripts/setup_env.sh (a .venv with torch==2.13.0) only when no python with a usable torch is found.
 # Corpus: $BOOTDISTILL_CORPUS, else ../shared/corpus, ./gpu_data/corpus or ./shared/corpus (to take the corpus
 # along to a machine that has no ../shared, copy wiki.valid.raw, wiki.test.raw and two or three train parts
@@ -80,9 +80,14 @@ fi
 note "python $PY: torch $("$PY" -c 'import torch; print(torch.__version__, torch.cuda.is_available())' 2>&1)"
 DEPS='import bootdistill.cli, tokenizers, yaml, safetensors, scipy, tqdm, pytest'
 if ! "$PY" -c "$DEPS" 2>/dev/null; then
-  # offline pip fails fast (no retries); then the source tree, if its dependencies are there; then a .venv
-  phase install 120 "'$PY' -m pip install --retries 0 --timeout 5 -q -e '.[dev,hf]'" \
-    || export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
+  # the source tree when this python has its dependencies (the device image does: no time lost on an offline
+  # pip); else pip (offline it fails fast: no retries); else a .venv
+  if PYTHONPATH="$ROOT/src" "$PY" -c "$DEPS" 2>/dev/null; then
+    export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
+    note "bootdistill from $ROOT/src (not installed)"
+  else
+    phase install 120 "'$PY' -m pip install --retries 0 --timeout 5 -q -e '.[dev,hf]'"
+  fi
   if ! "$PY" -c "$DEPS" 2>/dev/null; then
     note "bootdistill's dependencies are missing for $PY: creating .venv with scripts/setup_env.sh"
     phase setup_env 240 ". scripts/setup_env.sh" && PY="$ROOT/.venv/bin/python"

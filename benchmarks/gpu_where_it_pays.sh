@@ -2,7 +2,7 @@
 # benchmarks/gpu_check.sh when GPU_CHECK_TASK=where-it-pays, after it found python, the corpus and the device; it
 # uses that script's PY, DEVICE, CORPUS, SMOKE, OUT, WORK and its phase/note/left helpers.
 #   1. scripts/where_it_pays.sh on configs/where-it-pays/search.yaml: 4 teachers (first one alone: it prepares the
-#      data, then 3 at once), then the 17 students of 6.1M tokens each, WIP_JOBS (default 9) at a time on the GPU.
+#      data, then 3 at once), then the baseline and 15 students of 6.1M tokens each, WIP_JOBS (default 9) at a time.
 #      On the 2-core CPU this takes about three sessions; on a GPU the students share it side by side.
 #   2. only if every run of 1 finished: scripts/where_it_pays_confirm.py picks the leader by the fixed rule, and
 #      the script trains leader, teacher and baseline on seeds 1, 2, 3 (archive: WIP_ARCHIVE-confirm).
