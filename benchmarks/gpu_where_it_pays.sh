@@ -62,7 +62,7 @@ for f in "$WIP_ARCHIVE" "$WIP_ARCHIVE-confirm" "$WIP_CONFIRM_RECIPE" "$RUNS_OUT"
   [ -e "$f" ] && packed+=("$f")
 done
 if [ ${#packed[@]} -gt 0 ]; then
-  tar czf - "${packed[@]}" 2> >(grep -v "Removing leading" >>"$OUT/summary.txt") | split -b 15M -d - "$OUT/where-it-pays.tgz.part-"
+  tar czf - --exclude=".*.tmp" "${packed[@]}" 2> >(grep -v "Removing leading" >>"$OUT/summary.txt") | split -b 15M -d - "$OUT/where-it-pays.tgz.part-"
   note "packed ${packed[*]} into $(ls "$OUT"/where-it-pays.tgz.part-* | wc -l) part(s), $(du -ch "$OUT"/where-it-pays.tgz.part-* | tail -1 | cut -f1)"
 else
   note "nothing to pack: no run finished"
