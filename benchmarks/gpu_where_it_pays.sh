@@ -34,21 +34,17 @@ printf '#!/bin/sh\nexec "%s" "$@"\n' "$PY" > "$WORK/bin/python"  # not a link: a
 chmod +x "$WORK/bin/bootdistill" "$WORK/bin/python"
 export PATH="$WORK/bin:$PATH"
 RUNS_OUT="$("$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["out_dir"])' "$WIP_RECIPE")"
-search() {  # PHASE CAP RECIPE ARCHIVE
-  phase "$1" "$2" "RECIPE='$3' ARCHIVE='$4' KEEP_WEIGHTS=teachers DEVICE=$DEVICE JOBS=$WIP_JOBS TEACHER_JOBS=3 \
-bash scripts/where_it_pays.sh"
-}
+SEARCH="KEEP_WEIGHTS=teachers DEVICE=$DEVICE JOBS=$WIP_JOBS TEACHER_JOBS=3 bash scripts/where_it_pays.sh"
 
 note "where-it-pays: recipe $WIP_RECIPE, $WIP_JOBS students at a time on $DEVICE, archive $WIP_ARCHIVE"
 wip_status=1
 # the search may take all the time (what it finishes is archived, and the confirmation is quick to add in another
 # call); the confirmation runs only if WIP_CONFIRM_MIN seconds are left; packing keeps 30
-if search wip_search "$(( $(left) - 30 ))" "$WIP_RECIPE" "$WIP_ARCHIVE"; then
+if phase wip_search "$(( $(left) - 30 ))" "RECIPE='$WIP_RECIPE' ARCHIVE='$WIP_ARCHIVE' $SEARCH"; then
   if (( $(left) >= ${WIP_CONFIRM_MIN:-150} )); then
     phase wip_confirm "$(( $(left) - 20 ))" "'$PY' scripts/where_it_pays_confirm.py --recipe '$WIP_RECIPE' \
---report '$RUNS_OUT.report-val/report.json' --out '$WIP_CONFIRM_RECIPE' && RECIPE='$WIP_CONFIRM_RECIPE' \
-ARCHIVE='$WIP_ARCHIVE-confirm' KEEP_WEIGHTS=teachers DEVICE=$DEVICE JOBS=$WIP_JOBS TEACHER_JOBS=3 \
-bash scripts/where_it_pays.sh" && wip_status=0
+--report '$RUNS_OUT.report-val/report.json' --out '$WIP_CONFIRM_RECIPE' \
+&& RECIPE='$WIP_CONFIRM_RECIPE' ARCHIVE='$WIP_ARCHIVE-confirm' $SEARCH" && wip_status=0
   else
     note "wip_confirm: SKIPPED (too little time left; commit the search's archives and call again)"
   fi

@@ -82,17 +82,18 @@ else:
           f"did about 1000, and a 4.5M student took 20 min; much less means hours per run)")
 PY
 echo "[where-it-pays] teachers: ${teachers[*]:-none}; students (${JOBS} at a time): ${students[*]:-none}"
-train_teachers() {  # N TEACHER...: N at a time, two threads each
-  local n=$1
-  shift
-  [ $# -eq 0 ] || printf '%s\n' "$@" | xargs -P "$n" -I{} sh -c \
-    'bootdistill experiment "$1" train.threads=2 train.device="$4" log.progress=false --only "$2" >"$3/$2.log" 2>&1 \
-     || { echo "[where-it-pays] teacher $2 failed: see $3/$2.log" >&2; exit 1; }' _ "$RECIPE" {} "$LOGS" "$DEVICE"
+train() {  # JOBS THREADS RUN...: the runs, JOBS at a time with THREADS threads each; fails if one failed
+  local jobs=$1 threads=$2
+  shift 2
+  [ $# -eq 0 ] || printf '%s\n' "$@" | xargs -P "$jobs" -I{} sh -c \
+    'bootdistill experiment "$1" train.threads="$5" train.device="$4" log.progress=false --only "$2" >"$3/$2.log" 2>&1 \
+     && echo "[where-it-pays] done: $2" || { echo "[where-it-pays] FAILED: $2 (see $3/$2.log)" >&2; exit 1; }' \
+    _ "$RECIPE" {} "$LOGS" "$DEVICE" "$threads"
 }
-# a teacher is small: on 2 cores one at a time; TEACHER_JOBS=N (a GPU) trains the first alone, which prepares the
-# data, then the others N at a time
-train_teachers 1 "${teachers[@]:0:1}" || exit 1
-train_teachers "${TEACHER_JOBS:-1}" "${teachers[@]:1}" || exit 1
+# a teacher is small: on 2 cores one at a time with two threads; TEACHER_JOBS=N (a GPU) trains the first alone,
+# which prepares the data, then the others N at a time
+train 1 2 "${teachers[@]:0:1}" || exit 1
+train "${TEACHER_JOBS:-1}" 2 "${teachers[@]:1}" || exit 1
 report_and_archive() {  # both reports, then the archives: they then hold every whole-split loss they need
   bootdistill report "$OUT" --device "$DEVICE" --out "$OUT.report-val"
   bootdistill report "$OUT" --device "$DEVICE" --split test --no-diagnostics --out "$OUT.report-test"
@@ -116,10 +117,7 @@ batches=$(( (${#ordered[@]} + JOBS - 1) / JOBS ))
 started=$SECONDS
 for ((b = 0; b < batches; b++)); do
   batch=("${ordered[@]:b*JOBS:JOBS}")
-  [ ${#batch[@]} -eq 0 ] || printf '%s\n' "${batch[@]}" | xargs -P "$JOBS" -I{} sh -c \
-    'bootdistill experiment "$1" train.threads=1 train.device="$4" log.progress=false --only "$2" >"$3/$2.log" 2>&1 \
-     && echo "[where-it-pays] done: $2" || { echo "[where-it-pays] FAILED: $2 (see $3/$2.log)" >&2; exit 1; }' \
-    _ "$RECIPE" {} "$LOGS" "$DEVICE" || status=1
+  train "$JOBS" 1 "${batch[@]}" || status=1  # students: two at a time on one thread each, the fastest on 2 cores
   report_and_archive
   done_=$((b + 1)) elapsed=$((SECONDS - started))
   echo "[where-it-pays] batch $done_/$batches $([ -n "$ARCHIVE" ] && echo archived || echo reported) (${batch[*]:-nothing to train}) after $((elapsed / 60)) min;" \
