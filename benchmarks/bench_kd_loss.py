@@ -113,7 +113,8 @@ def loss_level(args):
 
 def make_step(tokens, v, tau):
     """A closure running one student training step (fwd+bwd, no optimizer) of a given variant."""
-    from bootdistill.model import GPT, ModelShape
+    from bootdistill.model import GPT
+    from bootdistill.shape import ModelShape
 
     torch.manual_seed(0)
     ctx = 256

@@ -35,7 +35,7 @@ from bench_train import apply_mods, corpus_dir, sync, timed_steps  # noqa: E402
 
 from bootdistill.compute import flops_per_token  # noqa: E402
 from bootdistill.config import load_config  # noqa: E402
-from bootdistill.model import count_params  # noqa: E402
+from bootdistill.shape import count_params  # noqa: E402
 from bootdistill.train.trainer import Trainer  # noqa: E402
 
 

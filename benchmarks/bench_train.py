@@ -32,7 +32,7 @@ import torch
 
 from bootdistill.compute import flops_per_token, measure_matmul_peak, peak_flops
 from bootdistill.config import load_config
-from bootdistill.model import PRESETS, count_params
+from bootdistill.shape import PRESETS, count_params
 from bootdistill.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -100,6 +100,9 @@ def peak(dtype: torch.dtype, args) -> tuple[float, float]:
     rate = measure_matmul_peak(dtype, "cpu", size=args.peak_size, seconds=args.peak_seconds)
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     return rate, rate * wall / max(cpu, 1e-9)  # same FLOPs, counted against CPU seconds
+
+
+MODS = ("sdpa", "flashattn", "fusedadam", "foreach", "compile")  # what apply_mods knows
 
 
 def apply_mods(tr: Trainer, mods: set[str]) -> None:
@@ -235,6 +238,13 @@ def main() -> int:
     args.variants = [d for d in args.dtypes.split(",") if d]
     if all(v.startswith("plain-") for v in args.variants) or (args.profile and args.variants[-1].startswith("plain-")):
         ap.error("--dtypes needs one of our variants (fp32|bf16...) besides plain-*; --profile profiles ours only")
+    for v in (parse_variant(spec, 1) for spec in args.variants):
+        if v["dtype"] not in DTYPES:
+            ap.error(f"--dtypes: '{v['name']}' has an unknown dtype '{v['dtype']}' (fp32 or bf16)")
+        wrong = v["mods"] if v["plain"] else v["mods"] - set(MODS)  # the plain GPT is textbook: no what-ifs
+        if wrong:
+            ap.error(f"--dtypes: '{v['name']}' cannot take +{' +'.join(sorted(wrong))}; "
+                     + ("plain-* variants take only +tN" if v["plain"] else f"known: +tN +{' +'.join(MODS)}"))
     if args.threads:
         torch.set_num_threads(args.threads)
     args.threads = torch.get_num_threads()

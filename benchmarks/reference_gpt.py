@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bootdistill.model import ModelShape
+from bootdistill.shape import ModelShape
 
 
 class PlainGPTStepper:

@@ -16,7 +16,9 @@
 # DEVICE=... trains and evaluates there (default auto: a CUDA GPU when there is one; benchmarks/gpu_check.sh runs
 # the whole search on one GPU with GPU_CHECK_TASK=where-it-pays). The bootdistill on PATH is used when there is
 # one (an environment you activated, a GPU machine's own); else scripts/setup_env.sh makes the project's .venv.
+# CHECKPOINT_EVERY=N checkpoints every N steps (default: the recipe's): on a slow machine a stop then loses little.
 set -euo pipefail
+{  # read whole before it runs: editing this file mid-search (a git pull) cannot derail the search in flight
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck disable=SC1091
 command -v bootdistill >/dev/null 2>&1 || . "$ROOT/scripts/setup_env.sh"
@@ -27,6 +29,8 @@ JOBS="${JOBS:-2}"
 DEVICE="${DEVICE:-auto}"
 ARCHIVE="${ARCHIVE-docs/where-it-pays/archive}"
 KEEP_WEIGHTS="${KEEP_WEIGHTS:-teachers+baselines}"
+[[ "${CHECKPOINT_EVERY:-1}" =~ ^[1-9][0-9]*$ ]] || {
+  echo "[where-it-pays] error: CHECKPOINT_EVERY must be a whole number of steps >= 1, got '$CHECKPOINT_EVERY'" >&2; exit 2; }
 OUT="$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["out_dir"])' "$RECIPE")"
 LOGS="$OUT.logs"
 mkdir -p "$LOGS" "$OUT"
@@ -86,9 +90,9 @@ train() {  # JOBS THREADS RUN...: the runs, JOBS at a time with THREADS threads 
   local jobs=$1 threads=$2
   shift 2
   [ $# -eq 0 ] || printf '%s\n' "$@" | xargs -P "$jobs" -I{} sh -c \
-    'bootdistill experiment "$1" train.threads="$5" train.device="$4" log.progress=false --only "$2" >"$3/$2.log" 2>&1 \
-     && echo "[where-it-pays] done: $2" || { echo "[where-it-pays] FAILED: $2 (see $3/$2.log)" >&2; exit 1; }' \
-    _ "$RECIPE" {} "$LOGS" "$DEVICE" "$threads"
+    'bootdistill experiment "$1" train.threads="$5" train.device="$4" log.progress=false ${6:+"$6"} --only "$2" \
+       >"$3/$2.log" 2>&1 && echo "[where-it-pays] done: $2" || { echo "[where-it-pays] FAILED: $2 (see $3/$2.log)" >&2; exit 1; }' \
+    _ "$RECIPE" {} "$LOGS" "$DEVICE" "$threads" "${CHECKPOINT_EVERY:+train.checkpoint_every=$CHECKPOINT_EVERY}"
 }
 # a teacher is small: on 2 cores one at a time with two threads; TEACHER_JOBS=N (a GPU) trains the first alone,
 # which prepares the data, then the others N at a time
@@ -124,3 +128,4 @@ for ((b = 0; b < batches; b++)); do
     "about $((elapsed * (batches - done_) / done_ / 60)) min to go${ARCHIVE:+; commit $ARCHIVE now to keep it}"
 done
 exit "$status"
+}

@@ -1,7 +1,7 @@
 import pytest
 
 from bootdistill.compute import FlopsLedger, fixed_aspect_flops_per_token, flops_per_token
-from bootdistill.model import ModelShape, count_params
+from bootdistill.shape import ModelShape, count_params
 
 
 def test_flops_per_token_formulas():

@@ -11,7 +11,8 @@ from conftest import run_cli, tiny_overrides
 from bootdistill.compute import peak_flops
 from bootdistill.config import load_config
 from bootdistill.distill import losses
-from bootdistill.model import GPT, ModelShape
+from bootdistill.model import GPT
+from bootdistill.shape import ModelShape
 from bootdistill.train.precision import resolve_precision
 from bootdistill.train.trainer import Trainer
 

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from bootdistill.model import GPT, PRESETS, ModelShape, count_params
+from bootdistill.model import GPT
+from bootdistill.shape import PRESETS, ModelShape, count_params
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

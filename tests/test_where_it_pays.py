@@ -72,10 +72,17 @@ def test_a_report_without_students_is_refused(tmp_path):
 def test_where_it_pays_script_spreads_a_search_over_sessions(tiny_corpus, tmp_path):
     """scripts/where_it_pays.sh archives after every batch; a later session without runs/ restores and reuses it."""
     recipe = write_recipe(tmp_path, tiny_corpus, tmp_path / "prep")
-    env = {**os.environ, "RECIPE": str(recipe), "ARCHIVE": str(tmp_path / "archive"), "JOBS": "1"}
+    env = {**os.environ, "RECIPE": str(recipe), "ARCHIVE": str(tmp_path / "archive"), "JOBS": "1",
+           "CHECKPOINT_EVERY": "0"}
     script = [str(REPO / "scripts" / "where_it_pays.sh")]
+    bad = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "CHECKPOINT_EVERY must be a whole number of steps >= 1, got '0'" in bad.stderr
+    assert not (tmp_path / "runs").exists()
+    env["CHECKPOINT_EVERY"] = "3"  # the recipe says 4; a slow machine checkpoints more often, same runs
     first = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout + first.stderr
+    for config in (tmp_path / "runs").glob("*/config.yaml"):
+        assert yaml.safe_load(config.read_text())["train"]["checkpoint_every"] == 3, config
     # one student at a time, the baseline first: its results are reported and archived before the student starts,
     # so a session that ends during the student keeps them
     out = first.stdout
@@ -90,6 +97,7 @@ def test_where_it_pays_script_spreads_a_search_over_sessions(tiny_corpus, tmp_pa
     saving = json.loads((tmp_path / "runs.report-test" / "report.json").read_text())
     shutil.rmtree(tmp_path / "runs")  # the next session starts without the run directories
     env["JOBS"] = "2"
+    del env["CHECKPOINT_EVERY"]
     second = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout + second.stderr
     assert second.stdout.count("restored") == len(names)

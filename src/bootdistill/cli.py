@@ -73,13 +73,13 @@ def cmd_presets(args) -> int:
 def cmd_experiment(args) -> int:
     from .experiment import load_recipe, run_recipe
 
-    from .train.distributed import finish, is_main
-
-    if args.list:
+    if args.list:  # without torch: cluster launch scripts call this once per job
         from .interop.cluster import run_commands
 
         print("\n".join(run_commands(args.recipe, args.overrides, load_recipe(args.recipe, args.overrides)[1])))
         return 0
+    from .train.distributed import finish, is_main
+
     run_dirs = run_recipe(args.recipe, args.overrides, dry_run=args.dry_run, only=args.only)
     main_rank = is_main()
     finish()  # under torchrun: the ranks part here, so the others need not wait out rank 0's report

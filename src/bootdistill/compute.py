@@ -14,10 +14,12 @@ import functools
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+from .shape import ModelShape, count_params
 
-from .model import ModelShape, count_params
+if TYPE_CHECKING:  # torch is imported where a matmul runs: planning and listing stay fast
+    import torch
 
 
 def flops_per_token(shape: ModelShape, training: bool = True, exact: bool = False) -> float:
@@ -108,6 +110,8 @@ def measure_matmul_peak(dtype: torch.dtype, device: str = "cpu", size: int = 102
 
     The operands come from a private generator: drawing from the global one would shift a resumed run's
     dropout masks (its RNG state was restored just before this runs)."""
+    import torch
+
     gen = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(size, size, device=device, generator=gen).to(dtype)
     b = torch.randn(size, size, device=device, generator=gen).to(dtype)
@@ -124,6 +128,8 @@ def measure_matmul_peak(dtype: torch.dtype, device: str = "cpu", size: int = 102
 
 def peak_flops(device: torch.device, dtype: torch.dtype) -> float:
     """The MFU denominator: the GPU's published bf16 peak, or the measured CPU matmul peak of `dtype`."""
+    import torch
+
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for key, value in GPU_PEAK_FLOPS.items():

@@ -292,7 +292,7 @@ def _check(cond: bool, message: str) -> None:
 
 def resolve_model(cfg: RunConfig) -> RunConfig:
     """Fill unset model/train fields from the preset; error if anything is still unset."""
-    from .model import PRESETS
+    from .shape import PRESETS
 
     m, t = cfg.model, cfg.train
     if m.preset is not None:
@@ -357,9 +357,9 @@ def validate(cfg: RunConfig) -> None:
     _check(k.kd_lr_factor > 0 and k.post_kd_lr_factor > 0, "distill.kd_lr_factor and distill.post_kd_lr_factor must be > 0")
     _check(k.diag_batches >= 1, f"distill.diag_batches must be >= 1, got {k.diag_batches}")
     _check(k.teacher_train_flops is None or k.teacher_train_flops >= 0, "distill.teacher_train_flops must be >= 0")
-    from .distill.losses import get_loss
+    from .distill.loss_specs import loss_spec
 
-    get_loss(k.loss, k.loss_params)  # unknown loss or parameter: one line with a did-you-mean
+    loss_spec(k.loss).bind_params(k.loss_params)  # unknown loss or parameter: one line with a did-you-mean
     _check(k.select_k >= 1, f"distill.select_k must be >= 1, got {k.select_k}")
     if k.select_with and (k.policy != "fixed" or k.kd_steps is None):
         raise ConfigError("distill.select_with (SALT_DS) selects the data of a KD phase of known length: "

@@ -29,7 +29,7 @@ from pathlib import Path
 from .compute import flops_per_token
 from .config import RunConfig, _deep_merge, from_dict, load_yaml, resolve_model, set_dotted, to_dict, validate
 from .errors import ConfigError
-from .model import ModelShape, count_params
+from .shape import ModelShape, count_params
 from .train.rundir import _identity
 
 RECIPE_KEYS = {"name", "out_dir", "defaults", "seeds", "runs", "description", "planner"}

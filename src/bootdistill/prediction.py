@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .model import ModelShape, count_params
+from .shape import ModelShape, count_params
 
 
 def predict_saving(student_params: float, student_tokens: float, teacher_params: float, teacher_flops: float,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .compute import flops_per_token
-from .model import PRESETS, ModelShape, count_params
+from .shape import PRESETS, ModelShape, count_params
 
 
 def presets_rows(vocab_size: int = 5000) -> list[dict]:

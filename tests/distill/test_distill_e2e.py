@@ -9,7 +9,7 @@ from conftest import run_cli, tiny_overrides
 from bootdistill.compute import flops_per_token
 from bootdistill.config import load_config
 from bootdistill.errors import BootdistillError
-from bootdistill.model import ModelShape
+from bootdistill.shape import ModelShape
 from bootdistill.train.metrics import read_metrics
 from bootdistill.train.trainer import Trainer
 

@@ -69,3 +69,23 @@ def test_only_runs_exactly_one_run_and_refuses_a_student_before_its_teacher(tiny
     runs = {p.name.rsplit("-", 1)[0]: p for p in (tmp_path / "out").iterdir()}
     assert sorted(runs) == ["teacher", "weak"] and (runs["weak"] / "summary.json").is_file()
     assert "[1/1] weak: starting" in r.stdout
+
+
+def test_list_presets_and_their_config_errors_never_import_torch(tiny_corpus, tmp_path):
+    """A launch script calls `--list` once per job; importing torch took 12-20 s on a slow VM."""
+    recipe = write_recipe(tmp_path, tiny_corpus)
+    probe = (
+        "import sys\n"
+        "from bootdistill.cli import main\n"
+        f"codes = [main(['experiment', {str(recipe)!r}, '--list']),\n"
+        f"         main(['experiment', {str(recipe)!r}, '--list', 'distill.loss=jsd', 'distill.loss_params.beta=2']),\n"
+        f"         main(['experiment', {str(recipe)!r}, '--list', 'distill.loss=jsd', 'distill.loss_params.bta=0.2']),\n"
+        "         main(['presets'])]\n"
+        "print('codes', codes, 'torch' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.stdout.splitlines()[-1] == "codes [0, 2, 2, 0] False", (r.stdout, r.stderr)
+    assert "--only student  # after teacher" in r.stdout and "150M" in r.stdout  # the list and the preset table
+    errors = r.stderr.strip().splitlines()
+    assert errors == ["error: jsd beta must be a number in [0, 1], got 2 (set distill.loss_params.beta)",
+                      "error: distill.loss_params.bta is not a parameter of loss 'jsd' (did you mean 'beta'?)"]

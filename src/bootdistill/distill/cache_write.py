@@ -13,7 +13,7 @@ from ..compute import FlopsLedger, flops_per_token
 from ..data.loader import num_blocks
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_dir
-from ..model import count_params
+from ..shape import count_params
 from ..train.evaluate import autocast_context
 from . import cache as C
 from .signals import sparsify

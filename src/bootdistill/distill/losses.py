@@ -33,7 +33,6 @@ with activation checkpointing when the logits are large.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import queue
@@ -45,6 +44,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
+from .loss_specs import LOSS_SPECS, LossSpec, loss_spec
 from .signals import SUPPORT_FLOOR
 from .truncation import check_truncation, keep_threshold, truncates
 
@@ -417,60 +417,37 @@ def _mse_probs(s, t, tau, keep, **_):
 
 @dataclass(frozen=True)
 class KDLoss:
-    """One distillation loss: its per-token kernel and the parameters it owns (config: distill.loss_params).
+    """One distillation loss: its spec (name, parameters, needs; loss_specs.py), its per-token kernel and the
+    parameters bound to it (config: distill.loss_params)."""
 
-    Adding a loss = one entry in KD_LOSSES (plus its test). needs_truncation: only defined on a truncated
-    teacher; needs_logits: uses raw teacher logits, which a sparse signal (log-probabilities) does not carry.
-    """
-
-    name: str
+    spec: LossSpec
     kernel: Callable
-    defaults: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
-    needs_truncation: bool = False
-    needs_logits: bool = False
-    check: Callable[[dict], None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def needs_truncation(self) -> bool:
+        return self.spec.needs_truncation
+
+    @property
+    def needs_logits(self) -> bool:
+        return self.spec.needs_logits
 
     def bind(self, params: dict | None = None) -> "KDLoss":
         """This loss with its parameters set (unknown names and bad values are one clear ConfigError)."""
-        params = dict(params or {})
-        for key in params:
-            if key not in self.defaults:
-                from ..config import _closest
-
-                valid = list(self.defaults)
-                hint = _closest(key, valid) if valid else " (it takes no parameters)"
-                raise ConfigError(f"distill.loss_params.{key} is not a parameter of loss '{self.name}'{hint}")
-        merged = {**self.defaults, **params}
-        if self.check is not None:
-            self.check(merged)
-        return replace(self, params=merged)
+        return replace(self, params=self.spec.bind_params(params))
 
 
-def _check_jsd(p: dict) -> None:
-    beta = p["beta"]
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= beta <= 1.0:
-        raise ConfigError(f"jsd beta must be a number in [0, 1], got {beta!r} (set distill.loss_params.beta)")
-
-
-KD_LOSSES: dict[str, KDLoss] = {loss.name: loss for loss in (
-    KDLoss("kl", _kl),
-    KDLoss("reverse_kl", _reverse_kl),
-    KDLoss("soft_ce", _soft_ce),
-    KDLoss("mse_logits", _mse_logits, needs_logits=True),
-    KDLoss("mse_probs", _mse_probs),
-    KDLoss("jsd", _jsd, defaults={"beta": 0.5}, check=_check_jsd),
-    KDLoss("topk_kl", _topk_kl, needs_truncation=True),
-)}
-_KERNELS: dict[str, Callable] = {name: loss.kernel for name, loss in KD_LOSSES.items()}
+_KERNELS: dict[str, Callable] = {"kl": _kl, "reverse_kl": _reverse_kl, "soft_ce": _soft_ce, "mse_logits": _mse_logits,
+                                 "mse_probs": _mse_probs, "jsd": _jsd, "topk_kl": _topk_kl}
+KD_LOSSES: dict[str, KDLoss] = {name: KDLoss(spec, _KERNELS[name], dict(spec.defaults)) for name, spec in LOSS_SPECS.items()}
 
 
 def _resolve(name: str) -> Callable:
-    if name not in _KERNELS:
-        close = difflib.get_close_matches(str(name), list(_KERNELS), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown distillation loss '{name}'{hint} (choose from {', '.join(_KERNELS)})")
-    return _KERNELS[name]
+    return _KERNELS[loss_spec(name).name]
 
 
 def get_loss(name: str, params: dict | None = None) -> KDLoss:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ..compute import FlopsLedger, flops_per_token
 from ..data.loader import eval_batches
 from ..errors import CheckpointError, DataError
-from ..model import count_params
+from ..shape import count_params
 from ..train.evaluate import autocast_context, evaluate
 from .cache import LogitCache, is_cache
 from .signals import DenseSignal, SparseSignal

@@ -22,7 +22,8 @@ import yaml
 from ..data.tokenizer import SEP_ID, SPECIAL_TOKENS, file_sha256
 from ..errors import BootdistillError, CheckpointError, DataError
 from ..fsutil import translate_os_errors
-from ..model import GPT, ModelShape
+from ..model import GPT
+from ..shape import ModelShape
 
 
 def _transformers():

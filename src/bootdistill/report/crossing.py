@@ -70,7 +70,8 @@ class FullSetEvaluator:
 
         from ..config import RunConfig, from_dict, resolve_model
         from ..data.prepare import token_file
-        from ..model import GPT, ModelShape
+        from ..model import GPT
+        from ..shape import ModelShape
         from ..train.accel import cpu_threads
         from ..train.checkpoint import snapshot_path
         from ..train.evaluate import evaluate

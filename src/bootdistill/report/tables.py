@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import BootdistillError
+from ..shape import ModelShape, count_params
 from ..train.metrics import read_metrics
 from .crossing import final_loss, robust_crossing, snapshot_steps, whole_run
 
@@ -72,8 +73,9 @@ class Run:
         if self.summary and self.summary.get("n_params_non_embedding"):
             return self.summary["n_params_non_embedding"]
         _, d, layers, *_ = self.shape + (None,) * 3
-        # the count of bootdistill.model.count_params, without importing torch
-        return layers * (12 * d * d + 13 * d) + 2 * d if isinstance(d, int) and isinstance(layers, int) else None
+        if not (isinstance(d, int) and isinstance(layers, int)):
+            return None  # vocabulary, heads and context do not enter the non-embedding count
+        return count_params(ModelShape(vocab_size=0, d_model=d, n_layers=layers, n_heads=1, context=0))["non_embedding"]
 
     @cached_property
     def evals(self) -> list[dict]:

@@ -10,7 +10,8 @@ import yaml
 from ..config import from_dict, RunConfig
 from ..data.prepare import load_meta, prepare, token_file
 from ..errors import ConfigError, DataError
-from ..model import GPT, ModelShape
+from ..model import GPT
+from ..shape import ModelShape
 from . import checkpoint as ckpt_io
 from .evaluate import evaluate
 from .precision import resolve_device, resolve_precision

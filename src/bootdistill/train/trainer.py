@@ -25,7 +25,8 @@ from ..distill.objective import kd_loss_of, student_loss
 from ..distill.policies import Policy, StepKnobs, build_policy
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fsutil import atomic_write_json
-from ..model import GPT, ModelShape, count_params
+from ..model import GPT
+from ..shape import ModelShape, count_params
 from . import checkpoint as ckpt_io, preflight
 from . import distributed as dist
 from .accel import check_compile, compile_model, cpu_model, set_cpu_threads
