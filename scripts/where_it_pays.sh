@@ -29,9 +29,13 @@ JOBS="${JOBS:-2}"
 DEVICE="${DEVICE:-auto}"
 ARCHIVE="${ARCHIVE-docs/where-it-pays/archive}"
 KEEP_WEIGHTS="${KEEP_WEIGHTS:-teachers+baselines}"
+[ -f "$RECIPE" ] || { echo "[where-it-pays] error: RECIPE '$RECIPE' is not a file: give the path of a recipe YAML" >&2; exit 2; }
 [[ "${CHECKPOINT_EVERY:-1}" =~ ^[1-9][0-9]*$ ]] || {
   echo "[where-it-pays] error: CHECKPOINT_EVERY must be a whole number of steps >= 1, got '$CHECKPOINT_EVERY'" >&2; exit 2; }
-OUT="$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["out_dir"])' "$RECIPE")"
+# the recipe is checked first (a typo is one line and exit 2, before anything is written); --list needs no torch
+commands="$(bootdistill experiment "$RECIPE" --list train.threads=1 log.progress=false)"
+OUT="$(python -c 'import sys; from bootdistill.experiment import load_recipe
+print(load_recipe(sys.argv[1])[1][0].run_dir.parent)' "$RECIPE")"
 LOGS="$OUT.logs"
 mkdir -p "$LOGS" "$OUT"
 if [ -n "$ARCHIVE" ] && [ -d "$ARCHIVE" ]; then  # runs finished in earlier sessions: reused, not retrained
@@ -41,7 +45,6 @@ if [ -n "$ARCHIVE" ] && [ -d "$ARCHIVE" ]; then  # runs finished in earlier sess
   done
 fi
 
-commands="$(bootdistill experiment "$RECIPE" --list train.threads=1 log.progress=false)"
 wanted() {  # is run $1 asked for (or needed as a teacher by one that is)?
   [ $# -eq 1 ] && [ ${#SELECTED[@]} -eq 0 ] && return 0
   local r
@@ -67,6 +70,7 @@ done <<<"$commands"
 
 # machines differ between sessions (a throttled VM ran 20x slower): say how fast this one is before hours go in
 python - "$DEVICE" <<'PY'
+import os
 import sys
 import torch
 from bootdistill.compute import measure_matmul_peak
@@ -82,8 +86,9 @@ if device.type == "cuda":
 else:
     torch.set_num_threads(1)
     gflops = measure_matmul_peak(torch.bfloat16, size=2048, seconds=1.0) / 1e9
-    print(f"[where-it-pays] {cpu_model()}: bf16 matmul {gflops:.0f} GFLOP/s on one thread (a 2-core Xeon with AMX "
-          f"did about 1000, and a 4.5M student took 20 min; much less means hours per run)")
+    busy = os.getloadavg()[0]  # other work on the cores makes the probe read low
+    print(f"[where-it-pays] {cpu_model()}: bf16 matmul {gflops:.0f} GFLOP/s on one thread, load average {busy:.1f} "
+          f"(a 2-core Xeon with AMX did about 1000, and a 4.5M student took 20 min; much less means hours per run)")
 PY
 echo "[where-it-pays] teachers: ${teachers[*]:-none}; students (${JOBS} at a time): ${students[*]:-none}"
 train() {  # JOBS THREADS RUN...: the runs, JOBS at a time with THREADS threads each; fails if one failed

@@ -105,3 +105,16 @@ def test_where_it_pays_script_spreads_a_search_over_sessions(tiny_corpus, tmp_pa
     assert "starting" not in logs and logs.count("finished earlier, reused") >= len(names)
     again = json.loads((tmp_path / "runs.report-test" / "report.json").read_text())
     assert [r["savings_pct"] for r in again["runs"]] == [r["savings_pct"] for r in saving["runs"]]
+
+
+def test_where_it_pays_script_refuses_a_bad_recipe_before_writing_anything(tmp_path):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(f"name: typo\nout_dir: {tmp_path / 'runs'}\nruns:\n  a: {{model: {{d_modl: 3}}}}\n")
+    script = str(REPO / "scripts" / "where_it_pays.sh")
+    for recipe, message in [(typo, "error: unknown config key 'a.model.d_modl' (did you mean 'd_model'?)"),
+                            (tmp_path / "missing.yaml", f"error: RECIPE '{tmp_path / 'missing.yaml'}' is not a file")]:
+        r = subprocess.run(["bash", script], cwd=REPO, env={**os.environ, "RECIPE": str(recipe)}, capture_output=True,
+                           text=True, timeout=300)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and message in lines[0], r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["typo.yaml"]
