@@ -33,7 +33,8 @@ printf '#!/bin/sh\nexec "%s" -m bootdistill.cli "$@"\n' "$PY" > "$WORK/bin/bootd
 printf '#!/bin/sh\nexec "%s" "$@"\n' "$PY" > "$WORK/bin/python"  # not a link: a venv's python needs its own path
 chmod +x "$WORK/bin/bootdistill" "$WORK/bin/python"
 export PATH="$WORK/bin:$PATH"
-RUNS_OUT="$("$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["out_dir"])' "$WIP_RECIPE")"
+RUNS_OUT="$("$PY" -c 'import sys; from bootdistill.experiment import load_recipe
+print(load_recipe(sys.argv[1])[1][0].run_dir.parent)' "$WIP_RECIPE")"  # as the recipe resolves it
 SEARCH="KEEP_WEIGHTS=teachers DEVICE=$DEVICE JOBS=$WIP_JOBS TEACHER_JOBS=3 bash scripts/where_it_pays.sh"
 
 note "where-it-pays: recipe $WIP_RECIPE, $WIP_JOBS students at a time on $DEVICE, archive $WIP_ARCHIVE"

@@ -55,11 +55,16 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def non_embedding_params(d_model: int, n_layers: int) -> int:
+    """The blocks and the final LayerNorm: the N of the scaling laws (vocabulary and context do not enter)."""
+    per_block = 12 * d_model * d_model + 13 * d_model  # qkv, proj, fc, fc2 weights + biases, two LayerNorms
+    return n_layers * per_block + 2 * d_model  # + final LayerNorm
+
+
 def count_params(shape: ModelShape) -> dict[str, int]:
     """Exact parameter counts of GPT(shape), without building it."""
     d, L, V, T = shape.d_model, shape.n_layers, shape.vocab_size, shape.context
-    per_block = 12 * d * d + 13 * d  # qkv, proj, fc, fc2 weights + biases, two LayerNorms
-    non_embedding = L * per_block + 2 * d  # + final LayerNorm
+    non_embedding = non_embedding_params(d, L)
     return {
         "total": V * d + T * d + non_embedding,
         "non_embedding": non_embedding,

@@ -447,7 +447,8 @@ KD_LOSSES: dict[str, KDLoss] = {name: KDLoss(spec, _KERNELS[name], dict(spec.def
 
 
 def _resolve(name: str) -> Callable:
-    return _KERNELS[loss_spec(name).name]
+    loss_spec(name)  # an unknown name: one line with a did-you-mean
+    return _KERNELS[name]
 
 
 def get_loss(name: str, params: dict | None = None) -> KDLoss:

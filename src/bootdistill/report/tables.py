@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import BootdistillError
-from ..shape import ModelShape, count_params
+from ..shape import non_embedding_params
 from ..train.metrics import read_metrics
 from .crossing import final_loss, robust_crossing, snapshot_steps, whole_run
 
@@ -73,9 +73,7 @@ class Run:
         if self.summary and self.summary.get("n_params_non_embedding"):
             return self.summary["n_params_non_embedding"]
         _, d, layers, *_ = self.shape + (None,) * 3
-        if not (isinstance(d, int) and isinstance(layers, int)):
-            return None  # vocabulary, heads and context do not enter the non-embedding count
-        return count_params(ModelShape(vocab_size=0, d_model=d, n_layers=layers, n_heads=1, context=0))["non_embedding"]
+        return non_embedding_params(d, layers) if isinstance(d, int) and isinstance(layers, int) else None
 
     @cached_property
     def evals(self) -> list[dict]:
