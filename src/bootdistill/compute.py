@@ -22,6 +22,17 @@ if TYPE_CHECKING:  # torch is imported where a matmul runs: planning and listing
     import torch
 
 
+# How much of the teacher a run pays for: (delta_logits, delta_pretraining) of the distillation scaling laws'
+# eq. 9 / Table 2. The planner optimises under each; the report measures each from a run's ledger.
+SCENARIOS = {"best": (0, 0), "inference": (1, 0), "pretraining": (0, 1), "both": (1, 1)}
+SCENARIO_TITLES = {
+    "best": "best case (teacher free)",
+    "inference": "teacher inference counted",
+    "pretraining": "teacher pretraining counted",
+    "both": "teacher pretraining + inference counted",
+}
+
+
 def flops_per_token(shape: ModelShape, training: bool = True, exact: bool = False) -> float:
     """FLOPs to process one token: training (forward + backward) or inference (forward only)."""
     if exact:

@@ -13,7 +13,7 @@ import yaml
 from bootdistill.errors import BootdistillError
 from bootdistill.report import build_report, first_crossing, load_runs
 from bootdistill.report.cli import add_subcommands
-from bootdistill.report.markdown import describe_corpus, savings_table
+from bootdistill.report.markdown import describe_corpus, render_markdown, savings_table
 from bootdistill.report.plots import write_plots
 
 TPS = 1000  # tokens per step
@@ -106,6 +106,37 @@ def test_savings_include_teacher_training_and_inference(pair):
     # the teacher is listed as a teacher, not as a Table 3 row
     assert [t["name"] for t in report["teachers"]] == ["teacher"]
     assert len(report["rows"]) == 2 and report["rows"][0]["role"] == "classical"
+
+
+def test_teacher_counted_four_ways_and_students_needed_to_share_it(tmp_path):
+    """Table 2 of the distillation scaling laws, read off the ledger at the crossing; and the smallest number of
+    students that, sharing one teacher's training and each paying its own inference, all save."""
+    teacher = make_run(tmp_path, "teacher", [(10, 3.5), (20, 3.0)], d_model=32)
+    make_run(tmp_path, "classical", CLASSICAL)
+    make_run(tmp_path, "boot", DISTILLED, policy="bootstrapped", teacher=teacher, teacher_train=4e10, kd_until=20)
+    make_run(tmp_path, "late", [(10, 3.9), (20, 3.2), (30, 2.5)], policy="fixed", teacher=teacher,
+             teacher_train=4e10, kd_until=20)
+    report = build_report(load_runs([tmp_path]))
+    boot = by_name(report, "boot")
+    student, inference = boot["crossing"]["flops_student"], boot["crossing"]["flops_teacher_inference"]
+    base = 6.0 * N_STUDENT * TPS * 30
+    expected = {"both": student + inference + 4e10, "inference": student + inference,
+                "pretraining": student + 4e10, "best": student}
+    for scenario, cost in expected.items():
+        assert boot["teacher_accounting"][scenario] == pytest.approx(100 * (1 - cost / base)), scenario
+    assert boot["teacher_accounting"]["both"] == pytest.approx(boot["savings_pct"])  # the headline is the worst case
+    assert boot["savings_pct"] < 0 < boot["teacher_accounting"]["inference"]
+    shared = lambda k: student + inference + 4e10 / k < base  # noqa: E731
+    k = boot["teacher_accounting"]["break_even_students"]
+    assert shared(k) and not shared(k - 1) and k == 3
+    # reaching the target no earlier than the baseline: no number of students makes the teacher pay
+    late = by_name(report, "late")["teacher_accounting"]
+    assert late["break_even_students"] is None and late["best"] == pytest.approx(0.0, abs=1e-9)
+    md = render_markdown(report, {})
+    section = md.split("## The teacher's cost, counted four ways")[1].split("\n## ")[0]
+    boot_line = next(line for line in section.splitlines() if "(boot)" in line)
+    assert boot_line.rstrip(" |").endswith("| 3") and f"{boot['teacher_accounting']['inference']:.1f}%" in boot_line
+    assert next(line for line in section.splitlines() if "(late)" in line).rstrip(" |").endswith("| never")
 
 
 def test_target_never_reached_says_so(pair):

@@ -11,6 +11,9 @@ from .tables import size_label
 
 HEADERS = ["Configuration", "Target loss", "Steps", "Compute (PFLOPs)", "Teacher train", "Teacher inference",
            "Student", "Savings", "Savings (exact FLOPs)"]
+SCENARIO_ORDER = ("both", "inference", "pretraining", "best")  # worst case first, as in the table above
+SCENARIO_HEADERS = {"both": "Pretraining + inference (above)", "inference": "Teacher exists: inference only",
+                    "pretraining": "Logits stored: pretraining only", "best": "Teacher free"}
 PAPER = ("The paper (Table 3, Wikitext-103, 10.8k steps) reports 8.0% savings for 17M→70M and 20.3% for "
          "17M→150M, teacher training included.")
 
@@ -192,6 +195,35 @@ def prediction_section(report: dict) -> list[str]:
             markdown_table(["Run", "Laws", "Predicted saving", "Measured saving", "Error"], rows), ""]
 
 
+def accounting_section(report: dict) -> list[str]:
+    """The saving with the teacher counted four ways (distillation scaling laws, Table 2), and the number of
+    students that must share one teacher for each to save: a user who already has a teacher, or will distil
+    several students from it, reads their case here."""
+    rows = [r for r in report["rows"] if r.get("teacher_accounting") and r.get("baseline")]
+    if not rows:
+        return []
+    never = "not reached"
+
+    def students(st):
+        if not st or st["reached"] == 0:
+            return "never"  # not reached, or even a free teacher costs more than the baseline
+        return fmt_stat(st, lambda v: f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}")
+
+    cells = [[r["configuration"]] + [fmt_stat(r["teacher_accounting"][sc], _pct, never) for sc in SCENARIO_ORDER]
+             + [students(r["teacher_accounting"]["break_even_students"])] for r in rows]
+    return ["## The teacher's cost, counted four ways", "",
+            "The table above counts the teacher's whole training and its inference (the worst case). The "
+            "distillation scaling laws (Table 2) name three other cases, read here from the same runs' ledgers at "
+            "the crossing: the teacher's logits stored and reused (its inference not counted), the teacher already "
+            "there (only its inference counted), and a free teacher. The last column is how many students of this "
+            "kind must share the one teacher (its training split between them, each paying its own inference) for "
+            "each to reach the target with less compute than its baseline: 1 means this run alone already saves; "
+            "never means it does not reach the target, or its own training plus the teacher's inference already "
+            "cost at least the baseline.", "",
+            markdown_table(["Configuration"] + [SCENARIO_HEADERS[sc] for sc in SCENARIO_ORDER]
+                           + ["Students sharing the teacher to save"], cells), ""]
+
+
 def diagnostics_section(report: dict) -> list[str]:
     """Where KD helps (weak-teacher paper; SALT §5.4): OOD vs in-domain loss, loss by teacher-difficulty third."""
     runs = [r for r in report["runs"] if r.get("diagnostics")]
@@ -245,7 +277,7 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
     md += ["## Runs", "", markdown_table(["Run", "Policy", "Seed", "Status", "Steps", "Params",
                                           "Final val loss (full split)", "Test loss", "Compute (PFLOPs)",
                                           "KD stopped at step", "Baseline", "Teacher"], rows), ""]
-    md += prediction_section(report) + diagnostics_section(report)
+    md += accounting_section(report) + prediction_section(report) + diagnostics_section(report)
     md += significance_lines(report)
     if report["warnings"]:
         md += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from ..compute import SCENARIOS
 from ..errors import BootdistillError
 from ..shape import non_embedding_params
 from ..train.metrics import read_metrics
@@ -193,6 +194,24 @@ def savings(distilled: dict | None, classical: dict | None, key: str = "flops_to
     return 100.0 * (1.0 - distilled[key] / classical[key])
 
 
+def teacher_accounting(distilled: dict | None, classical: dict | None) -> dict | None:
+    """The saving under each accounting of the teacher (distillation scaling laws, Table 2), from the ledger at
+    the crossing, and how many students must share one teacher for each to come out ahead (teacher pretraining
+    split between them, inference paid by each). None when either never reaches the target."""
+    if distilled is None or classical is None or not classical.get("flops_total"):
+        return None
+    base = classical["flops_total"]
+    student, inference = distilled["flops_student"], distilled["flops_teacher_inference"]
+    pretraining = distilled["flops_teacher_train"]
+    out = {sc: 100.0 * (1.0 - (student + dl * inference + dp * pretraining) / base)
+           for sc, (dl, dp) in SCENARIOS.items()}
+    margin = base - student - inference  # what the student saves before paying for the teacher's training
+    # the smallest whole k with student + inference + pretraining / k < base; None: no number of students pays
+    out["break_even_students"] = (None if margin <= 0 else 1 if pretraining <= 0
+                                  else math.floor(pretraining / margin) + 1)
+    return out
+
+
 def stat(values: list) -> dict:
     """mean ± sample std over the values that exist; `n` counts all, `reached` the ones that exist."""
     have = [float(v) for v in values if v is not None and math.isfinite(v)]
@@ -294,6 +313,7 @@ def _run_record(run: Run, res: dict) -> dict:
         "baseline": res["baseline"].name if res["baseline"] else None,
         "target": res["target"], "crossing": cross, "measured_on": res.get("measured_on"),
         "savings_pct": res["savings"], "savings_exact_pct": res["savings_exact"],
+        "teacher_accounting": res.get("accounting"),
         "data": s.get("data") or {"source": run.cfg("data", "corpus"), "synthetic": None},
         "diagnostics": res.get("diagnostics"),
         "prediction": _prediction(run, res["savings"]),
@@ -336,6 +356,9 @@ def _group_row(g: Group, per: dict) -> dict:
         "at_first_eval": any(c["crossing"] and c["crossing"]["at_first_eval"] for c in res),
         "savings_pct": _with_significance(stat([c["savings"] for c in res])) if g.policy != "classical" else None,
         "savings_exact_pct": stat([c["savings_exact"] for c in res]) if g.policy != "classical" else None,
+        "teacher_accounting": None if g.policy == "classical" else {
+            key: stat([(c.get("accounting") or {}).get(key) for c in res])
+            for key in (*SCENARIOS, "break_even_students")},
         "final_val_loss": stat([r.summary.get("final_val_loss") if r.summary else r.final_eval_loss for r in g.runs]),
         "final_compute_pflops": stat([_final(r, "flops_total") / PFLOP if _finite(_final(r, "flops_total")) else None
                                       for r in g.runs]),
@@ -405,6 +428,7 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
         base_cross = per[b.path]["crossing"] if b is not None else None
         p["savings"], p["savings_exact"] = savings(p["crossing"], base_cross), \
             savings(p["crossing"], base_cross, "flops_total_exact")
+        p["accounting"] = teacher_accounting(p["crossing"], base_cross) if r.policy != "classical" else None
         teacher_only = r.policy == "classical" and any(per[s.path]["teacher"] is r for s in runs) and \
             not any(per[s.path]["baseline"] is r for s in runs)
         if p["target"] is not None and p["crossing"] is None and not teacher_only:

@@ -14,18 +14,10 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import brentq, minimize, minimize_scalar
 
-from ..compute import fixed_aspect_flops_per_token
+from ..compute import SCENARIO_TITLES, SCENARIOS, fixed_aspect_flops_per_token
 from ..errors import BootdistillError, ConfigError, DataError
 from . import laws
 
-# (delta_logits, delta_pretraining) of eq. 9 / Table 2
-SCENARIOS = {"best": (0, 0), "inference": (1, 0), "pretraining": (0, 1), "both": (1, 1)}
-SCENARIO_TITLES = {
-    "best": "best case (teacher free)",
-    "inference": "teacher inference counted",
-    "pretraining": "teacher pretraining counted",
-    "both": "teacher pretraining + inference counted",
-}
 RANGE = (1e6, 1e17)
 TABLE6_N_RANGE = (1.0e8, 1.3e10)  # the model sizes Table 6 was fitted on
 
