@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..compute import SCENARIO_TITLES, SCENARIOS
 from ..errors import BootdistillError, ConfigError, DataError
 from ..fsutil import check_writable
 
@@ -71,7 +72,7 @@ def add_subcommands(subparsers) -> None:
     g.add_argument("--budget", type=quantity, help="total compute budget in FLOPs, e.g. 1e21")
     g.add_argument("--tokens", type=quantity,
                    help="student token budget D_S (with --teacher: the classical run's tokens that set the target)")
-    p.add_argument("--scenario", choices=["best", "inference", "pretraining", "both", "all"], default="all",
+    p.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all",
                    help="what the budget pays for: best (teacher free), inference (teacher logits), pretraining "
                         "(teacher training), both; default all four")
     p.add_argument("--coefficients", metavar="FIT_JSON",
@@ -248,7 +249,7 @@ def cmd_plan(args) -> int:
 
 
 def _plan(P, lw, args, rng):
-    scenarios = list(P.SCENARIOS) if args.scenario == "all" else [args.scenario]
+    scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     n_s = args.student
     lines, result = [], {"student_params": n_s, "scenarios": {}}
     if args.budget:
@@ -273,7 +274,7 @@ def _plan(P, lw, args, rng):
         r["decision"], r["answer"] = P.decide(r["student_loss"], reference)
         result["scenarios"][sc] = r
         fl = r["flops"]
-        lines.append(f"\n  distillation, {P.SCENARIO_TITLES[sc]}:")
+        lines.append(f"\n  distillation, {SCENARIO_TITLES[sc]}:")
         lines.append(f"    student loss {r['student_loss']:.4f} with D_S = {r['student_tokens']:.4g}; teacher loss "
                      f"{r['teacher_loss']:.4f} (N_T = {r['teacher_params']:.4g}, D_T = {r['teacher_tokens']:.4g})")
         split = ", ".join(f"{k} {100 * v / fl['total']:.0f}%" for k, v in fl.items() if k != "total" and v > 0)
