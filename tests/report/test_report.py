@@ -196,6 +196,10 @@ def test_cli_end_to_end(pair, capsys):
     assert run_cli(teacher, c, d, unfinished, lone) == 0
     out, err = capsys.readouterr()
     assert "Savings" in out and "Bootstrapped" in out and "%" in out
+    rows = json.loads((root / "report" / "report.json").read_text())["rows"]
+    boot = next(r for r in rows if "(boot, 2 seeds)" in r["configuration"])
+    assert boot["teacher_accounting"]["inference"]["reached"] == 1  # the unfinished seed never got there
+    assert "(boot, 2 seeds): with a teacher" not in out  # so nothing is claimed for the configuration
     assert "boot-unfinished: unfinished" in err and "lonely: no classical baseline" in err
     md = (root / "report" / "report.md").read_text()
     assert "| Configuration |" in md and "![" in md and "(unfinished)" in md and "no baseline" in md
@@ -210,6 +214,12 @@ def test_cli_end_to_end(pair, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["target"] == 2.6 and by_name(doc, "lonely")["baseline"] == "classical"
     assert (root / "r2" / "report.md").is_file()
+    # the plain lines under the table: the one finished seed of the pair saves, teacher included
+    assert run_cli(teacher, c, d, "--out", root / "r3") == 0
+    out = capsys.readouterr().out
+    inference = build_report(load_runs([teacher, c, d]))["rows"][1]["teacher_accounting"]["inference"]["mean"]
+    assert f"(boot): with a teacher you already have (its inference counted) {inference:+.1f}%; training the " \
+        "teacher for it, it pays on its own." in out
 
 
 def test_cli_errors(tmp_path):

@@ -224,6 +224,26 @@ def accounting_section(report: dict) -> list[str]:
                            + ["Students sharing the teacher to save"], cells), ""]
 
 
+def sharing_lines(report: dict) -> list[str]:
+    """A plain line per distilled configuration: what it saves with a teacher you already have, and how many
+    students must share a teacher trained for them."""
+    lines = []
+    for row in report["rows"]:
+        acc = row.get("teacher_accounting")
+        if not acc or not row.get("baseline") or not acc["inference"]["reached"]:
+            continue
+        missed = acc["inference"]["n"] - acc["inference"]["reached"]
+        if missed:  # the significance lines say it: a seed that never gets there has no saving to share
+            continue
+        k = acc["break_even_students"]
+        share = ("no number of students sharing it saves" if not k["reached"] else
+                 "it pays on its own" if k["mean"] == 1 and not k["std"] else
+                 f"it pays once {math.ceil(k['mean'])} students share it" + (" (mean over seeds)" if k["std"] else ""))
+        lines.append(f"- {row['configuration']}: with a teacher you already have (its inference counted) "
+                     f"{acc['inference']['mean']:+.1f}%; training the teacher for it, {share}.")
+    return lines
+
+
 def diagnostics_section(report: dict) -> list[str]:
     """Where KD helps (weak-teacher paper; SALT §5.4): OOD vs in-domain loss, loss by teacher-difficulty third."""
     runs = [r for r in report["runs"] if r.get("diagnostics")]
