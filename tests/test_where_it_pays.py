@@ -95,6 +95,19 @@ def test_where_it_pays_script_spreads_a_search_over_sessions(tiny_corpus, tmp_pa
         assert list((tmp_path / "archive").glob(f"{kept}-*/checkpoints/step_*/model.safetensors"))
     assert not list((tmp_path / "archive").glob("student-*/checkpoints"))
     saving = json.loads((tmp_path / "runs.report-test" / "report.json").read_text())
+    # the docs' results table, from both reports: one row per distilled run, its savings as the reports give them
+    table = subprocess.run([sys.executable, str(REPO / "scripts" / "where_it_pays_table.py"), "--recipe", str(recipe),
+                            "--val", str(tmp_path / "runs.report-val" / "report.json"),
+                            "--test", str(tmp_path / "runs.report-test" / "report.json")],
+                           capture_output=True, text=True, cwd=REPO)
+    assert table.returncode == 0, table.stderr
+    student = [line for line in table.stdout.splitlines() if line.startswith("| student |")]
+    val_student = next(r for r in json.loads((tmp_path / "runs.report-val" / "report.json").read_text())["runs"]
+                       if r["name"].startswith("student-"))
+    test_saving = next(r["savings_pct"] for r in saving["runs"] if r["name"].startswith("student-"))
+    cells = student[0].strip("| ").split(" | ")
+    assert len(student) == 1 and cells[3] == f"{val_student['final_val_loss']:.4f}"
+    assert cells[5:7] == ["not reached" if v is None else f"{v:+.1f}%" for v in (val_student["savings_pct"], test_saving)]
     shutil.rmtree(tmp_path / "runs")  # the next session starts without the run directories
     env["JOBS"] = "2"
     del env["CHECKPOINT_EVERY"]
@@ -118,3 +131,10 @@ def test_where_it_pays_script_refuses_a_bad_recipe_before_writing_anything(tmp_p
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and message in lines[0], r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["typo.yaml"]
+
+
+def test_results_table_without_reports_says_what_to_run(tmp_path):
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "where_it_pays_table.py"),
+                        "--val", str(tmp_path / "none.json")], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("error: cannot read the reports or the recipe") and len(r.stderr.splitlines()) == 1
