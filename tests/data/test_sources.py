@@ -14,7 +14,8 @@ import pytest
 
 from bootdistill.config import DataConfig
 from bootdistill.data import sources
-from bootdistill.data.sources import is_title_line, resolve_corpus, split_wikitext
+from bootdistill.data.sources import resolve_corpus
+from bootdistill.data.textfiles import is_title_line, split_wikitext, uncompressed_size
 from bootdistill.data.synthetic import synthetic_articles
 from bootdistill.errors import DataError
 
@@ -85,8 +86,8 @@ def test_compressed_files_read_like_plain(tmp_path):
     write_wiki(tmp_path / "c.txt.gz", range(3), gzip.open)
     got = [list(sources.file_source(tmp_path / n, "text").articles()) for n in ("a.raw", "b.raw.xz", "c.txt.gz")]
     assert got[0] == got[1] == got[2] and len(got[0]) == 3
-    assert sources.uncompressed_size(tmp_path / "b.raw.xz") == len(plain.encode())
-    assert sources.uncompressed_size(tmp_path / "c.txt.gz") == len(plain.encode())
+    assert uncompressed_size(tmp_path / "b.raw.xz") == len(plain.encode())
+    assert uncompressed_size(tmp_path / "c.txt.gz") == len(plain.encode())
 
 
 def test_directory_corpus_finds_valid_and_test_files(tmp_path):

@@ -35,8 +35,8 @@ import numpy as np
 from .. import __version__
 from ..errors import DataError
 from ..fsutil import check_writable
-from . import sources as _sources
 from .sources import Corpus, resolve_corpus
+from .textfiles import nbytes
 from .synthetic import SYNTHETIC_WARNING
 from .tokenizer import SEP_ID, SPECIAL_TOKENS, encode_articles, file_sha256, save_tokenizer, train_tokenizer
 
@@ -199,7 +199,7 @@ def _encode_split(tok, articles, path: Path, bar, batch_bytes: int) -> dict:
 
 def _counted(articles, bar, counter: dict):
     for text in articles:
-        n = _sources.nbytes(text)
+        n = nbytes(text)
         counter["bytes"] += n
         counter["articles"] += 1
         if bar is not None:
