@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import run_cli, tiny_overrides
-from bootdistill.train.metrics import read_metrics
+from bootdistill.train.metrics import duration, progress_line, read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,21 @@ def test_train_writes_metrics_summary_checkpoints(tiny_corpus, prepared, tmp_pat
     assert summary["machine"]["cpu"] and summary["machine"]["threads"] == 1  # figures name their machine
     assert (out / "config.yaml").is_file()
     assert len(list((out / "checkpoints").glob("step_*"))) == 2  # keep_checkpoints
+    # without a progress bar (log.progress=false, as in logs and background jobs): a plain line per evaluation
+    progress = [line for line in r.stdout.splitlines() if line.startswith("step ") and "so far" in line]
+    assert [line.split(":")[0] for line in progress] == ["step 4/12 (33%)", "step 8/12 (67%)", "step 12/12 (100%)"]
+    for line, row in zip(progress, evals):
+        assert f"val {row['val_loss']:.4f}, " in line and " tokens/s, " in line
+    assert progress[-1].endswith("about 0s to go")
+
+
+def test_progress_line_speed_and_time_left():
+    # 300 steps of 4096 tokens in 40 minutes: 512 tokens/s; 1,075 steps left at 8 s each
+    line = progress_line(425, 1500, 300, 2400.0, 4096, 5.61414)
+    assert line == "step 425/1500 (28%): val 5.6141, 512 tokens/s, 40m00s so far, about 2h23m to go"
+    assert duration(59.4) == "59s" and duration(61) == "1m01s" and duration(4 * 3600 + 300) == "4h05m"
+    assert progress_line(3, 10, 0, 0.0, 8, None) == \
+        "step 3/10 (30%): speed not yet known, 0s so far, time left not yet known"
 
 
 def test_same_config_same_curve(tiny_corpus, prepared, tmp_path):

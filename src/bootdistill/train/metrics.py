@@ -22,6 +22,23 @@ def read_metrics(path: Path | str) -> list[dict]:
     return rows
 
 
+def duration(seconds: float) -> str:
+    """4h05m, 12m30s or 45s: how long, at a glance."""
+    s = max(0, round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def progress_line(step: int, total: int, steps_done: int, seconds: float, tokens_per_step: int,
+                  val_loss: float | None) -> str:
+    """One plain line for logs and background jobs, where a progress bar is noise: where the run is, its speed in
+    this process (evaluations included) and the time left at that speed."""
+    rate = steps_done / seconds if seconds > 0 and steps_done > 0 else None
+    speed = f"{rate * tokens_per_step:,.0f} tokens/s" if rate else "speed not yet known"
+    left = f"about {duration((total - step) / rate)} to go" if rate else "time left not yet known"
+    val = f"val {val_loss:.4f}, " if val_loss is not None else ""
+    return f"step {step}/{total} ({100 * step / total:.0f}%): {val}{speed}, {duration(seconds)} so far, {left}"
+
+
 class MetricsLogger:
     def __init__(self, run_dir: Path, log_cfg, run_config: dict, resume_step: int | None):
         self.path = Path(run_dir) / "metrics.jsonl"

@@ -33,7 +33,7 @@ from .accel import check_compile, compile_model, cpu_model, set_cpu_threads
 from .evaluate import autocast_context, evaluate
 from .guard import DivergenceGuard
 from .lock import RunLock
-from .metrics import MetricsLogger, NullLogger
+from .metrics import MetricsLogger, NullLogger, progress_line
 from .optim import build_optimizer
 from .precision import resolve_device, resolve_precision
 from .rundir import append_history, check_run_dir, write_run_config
@@ -340,6 +340,8 @@ class Trainer:
         bar = tqdm(total=self.max_steps, initial=self.step, disable=not self.cfg.log.progress or not dist.is_main(), unit="step",
                    dynamic_ncols=True)
         last_val = last_tps = None
+        lines = not self.cfg.log.progress and dist.is_main()  # no bar (logs, background jobs): a line per evaluation
+        first_step, started = self.step, time.perf_counter()
         while self.step < self.max_steps:
             if self.teacher is not None and self.policy.teacher_done(self.step):
                 self.teacher.release()
@@ -371,6 +373,9 @@ class Trainer:
                 if events:
                     row["events"] = events
                     bar.write(f"step {self.step}: {', '.join(events)}")
+                if lines:
+                    print(progress_line(self.step, self.max_steps, self.step - first_step,
+                                        time.perf_counter() - started, self.tokens_per_step, last_val), flush=True)
             if "tokens_per_s" in row or is_eval:
                 self.logger.log(row)
             bar.update(1)
