@@ -13,7 +13,7 @@ import yaml
 from bootdistill.errors import BootdistillError
 from bootdistill.report import build_report, first_crossing, load_runs
 from bootdistill.report.cli import add_subcommands
-from bootdistill.report.markdown import describe_corpus, render_markdown, savings_table
+from bootdistill.report.markdown import describe_corpus, render_markdown, savings_table, sharing_lines
 from bootdistill.report.plots import write_plots
 
 TPS = 1000  # tokens per step
@@ -137,6 +137,23 @@ def test_teacher_counted_four_ways_and_students_needed_to_share_it(tmp_path):
     boot_line = next(line for line in section.splitlines() if "(boot)" in line)
     assert boot_line.rstrip(" |").endswith("| 3") and f"{boot['teacher_accounting']['inference']:.1f}%" in boot_line
     assert next(line for line in section.splitlines() if "(late)" in line).rstrip(" |").endswith("| never")
+
+
+def test_sharing_lines_over_seeds_claim_only_what_every_seed_shows():
+    from bootdistill.report.tables import stat
+
+    def row(name, inference, students):
+        return {"configuration": name, "baseline": "classical",
+                "teacher_accounting": {"inference": stat(inference), "break_even_students": stat(students)}}
+
+    lines = sharing_lines({"rows": [row("a", [3.0, 4.0, 5.0], [2, 3, 2]), row("b", [1.0, 2.0], [None, 1]),
+                                    row("c", [2.0, None], [1, None]), row("d", [4.0], [1])]})
+    assert lines == ["- a: with a teacher you already have (its inference counted) +4.0%; training the teacher "
+                     "for it, it pays once 3 students share it (enough for every seed).",
+                     "- b: with a teacher you already have (its inference counted) +1.5%; training the teacher "
+                     "for it, no number of students sharing it saves in 1 of 2 seeds.",
+                     "- d: with a teacher you already have (its inference counted) +4.0%; training the teacher "
+                     "for it, it pays on its own."]  # c: a seed never reached the target, nothing to claim
 
 
 def test_target_never_reached_says_so(pair):

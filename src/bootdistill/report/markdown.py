@@ -236,9 +236,11 @@ def sharing_lines(report: dict) -> list[str]:
         if missed:  # the significance lines say it: a seed that never gets there has no saving to share
             continue
         k = acc["break_even_students"]
+        every_seed = max((v for v in k["values"] if v is not None), default=None)  # enough for every seed to save
         share = ("no number of students sharing it saves" if not k["reached"] else
-                 "it pays on its own" if k["mean"] == 1 and not k["std"] else
-                 f"it pays once {math.ceil(k['mean'])} students share it" + (" (mean over seeds)" if k["std"] else ""))
+                 f"no number of students sharing it saves in {k['n'] - k['reached']} of {k['n']} seeds"
+                 if k["reached"] < k["n"] else "it pays on its own" if every_seed == 1 else
+                 f"it pays once {every_seed} students share it" + (" (enough for every seed)" if k["n"] > 1 else ""))
         lines.append(f"- {row['configuration']}: with a teacher you already have (its inference counted) "
                      f"{acc['inference']['mean']:+.1f}%; training the teacher for it, {share}.")
     return lines
