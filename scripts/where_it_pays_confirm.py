@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from bootdistill.config import _deep_merge
-from bootdistill.report.tables import RUN_HASH
+from bootdistill.report.runs import RUN_HASH
 
 SEEDS = [1, 2, 3]
 

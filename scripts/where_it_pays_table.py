@@ -19,7 +19,8 @@ from pathlib import Path
 import yaml
 
 from bootdistill.report.markdown import markdown_table
-from bootdistill.report.tables import RUN_HASH, teacher_accounting
+from bootdistill.report.runs import RUN_HASH
+from bootdistill.report.tables import teacher_accounting
 
 HEADERS = ["run", "changes", "switch (step)", "final val (whole split)", "reaches target at step",
            "saving, val", "saving, test", "teacher already there, val", "students sharing the teacher to save",

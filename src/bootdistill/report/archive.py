@@ -102,14 +102,14 @@ def archive_run(run_dir: Path | str, to: Path | str, weights: bool = False) -> P
 
 
 def cmd_archive(args) -> int:
-    from .tables import _is_run_dir
+    from .runs import is_run_dir
 
     dirs = []
     for item in args.runs:
         p = Path(item)
         if not p.is_dir():
             raise BootdistillError(f"'{item}' is not a directory: give run directories or a directory holding them")
-        dirs += [p] if _is_run_dir(p) else sorted(q for q in p.iterdir() if q.is_dir() and _is_run_dir(q))
+        dirs += [p] if is_run_dir(p) else sorted(q for q in p.iterdir() if q.is_dir() and is_run_dir(q))
     finished = [d for d in dirs if (d / "summary.json").is_file()]
     if not finished:
         raise BootdistillError(f"no finished run in {', '.join(args.runs)}: archive runs after training ends")

@@ -28,7 +28,8 @@ def default_out(runs) -> Path:
 def cmd_report(args) -> int:
     from .markdown import savings_table, write_report
     from .plots import write_plots
-    from .tables import build_report, load_runs
+    from .runs import load_runs
+    from .tables import build_report
 
     baselines = _parse_baselines(args.baseline)
     if args.device != "auto":  # a wrong device is said before any run is read or evaluated

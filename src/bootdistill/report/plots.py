@@ -12,7 +12,8 @@ matplotlib.use("Agg")  # files only, never a window: this runs on headless machi
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..fsutil import atomic_write_bytes  # noqa: E402
-from .tables import PFLOP, Run, find_teacher, group_runs  # noqa: E402
+from .runs import Run  # noqa: E402
+from .tables import PFLOP, find_teacher, group_runs  # noqa: E402
 
 FILES = {"loss_vs_compute": "loss_vs_compute.png", "loss_vs_step": "loss_vs_step.png",
          "lr_vs_loss": "lr_vs_loss.png", "positional_loss": "positional_loss.png", "savings": "savings.png"}

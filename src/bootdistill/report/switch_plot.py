@@ -7,7 +7,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from .tables import Run
+from .runs import Run
 
 FILE = "switch.png"
 WINDOW = 300  # steps shown on each side of the switch

@@ -1,163 +1,23 @@
-"""Compute-to-target arithmetic: load run dirs, pair students with classical baselines, find where each run
+"""Compute-to-target arithmetic: pair students with classical baselines, find where each run
 first reaches the target loss (interpolated), and the savings, teacher included. Seeds aggregate to mean ± std."""
 
 from __future__ import annotations
 
 import math
 import os
-import re
 import statistics
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-
-import yaml
 
 from ..compute import SCENARIOS
 from ..errors import BootdistillError
-from ..shape import non_embedding_params
-from ..train.metrics import read_metrics
 from .crossing import final_loss, robust_crossing, snapshot_steps, whole_run
+from .runs import RUN_HASH, SEED_SUFFIX, Run, finite, load_run
 
 PFLOP = 1e15
 # columns interpolated at the crossing; flops_teacher_train is constant, so it interpolates to itself
 CROSS_KEYS = ("step", "tokens", "flops_student", "flops_teacher_inference", "flops_teacher_train", "flops_total",
               "flops_total_exact")
-# config keys that do not make another experiment (seeds of one config share everything else)
-NOT_IDENTITY = {("out_dir",), ("log",), ("train", "seed"), ("train", "threads"), ("train", "device"),
-                ("data", "prepared_dir"), ("distill", "teacher")}
-SEED_SUFFIX = re.compile(r"[-_.]?(seed|s)[-_]?\d+$", re.I)
-RUN_HASH = re.compile(r"-[0-9a-f]{8}$")  # experiment run directories end in the config hash
-
-
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-@dataclass
-class Run:
-    path: Path
-    config: dict
-    summary: dict | None
-    metrics: list[dict]
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def finished(self) -> bool:
-        return self.summary is not None
-
-    def cfg(self, section: str, key: str, default=None):
-        return (self.config.get(section) or {}).get(key, default)
-
-    @property
-    def policy(self) -> str:
-        return (self.summary or {}).get("policy", {}).get("policy") or self.cfg("distill", "policy", "classical")
-
-    @property
-    def seed(self):
-        return self.cfg("train", "seed")
-
-    @property
-    def shape(self) -> tuple:
-        m = (self.summary or {}).get("model") or {}
-        if m:
-            return tuple(m.get(k) for k in ("vocab_size", "d_model", "n_layers", "n_heads", "context"))
-        c = self.config.get("model") or {}
-        shape = (self.cfg("data", "vocab_size"),) + tuple(c.get(k) for k in ("d_model", "n_layers", "n_heads", "context"))
-        return shape if None not in shape else (self.cfg("data", "vocab_size"), c.get("preset"))
-
-    @property
-    def n_params_non_embedding(self) -> int | None:
-        if self.summary and self.summary.get("n_params_non_embedding"):
-            return self.summary["n_params_non_embedding"]
-        _, d, layers, *_ = self.shape + (None,) * 3
-        return non_embedding_params(d, layers) if isinstance(d, int) and isinstance(layers, int) else None
-
-    @cached_property
-    def evals(self) -> list[dict]:
-        rows = [r for r in self.metrics if _finite(r.get("val_loss"))]
-        return sorted(rows, key=lambda r: r.get("step", 0))
-
-    @property
-    def last_row(self) -> dict:
-        return self.metrics[-1] if self.metrics else {}
-
-    @property
-    def final_eval_loss(self) -> float | None:
-        return self.evals[-1]["val_loss"] if self.evals else None
-
-    @property
-    def identity(self) -> tuple:
-        flat = _flatten(self.config)
-        teacher = (self.summary or {}).get("teacher") or {}
-        return tuple(sorted(flat.items())) + (("teacher_model", str(teacher.get("model"))),)
-
-    def teacher_paths(self) -> list[Path]:
-        """Where this run's teacher may live: the config's path (as given, from the cwd or beside the run) and
-        the checkpoint the trainer recorded."""
-        refs = [self.cfg("distill", "teacher"), ((self.summary or {}).get("teacher") or {}).get("checkpoint")]
-        out = []
-        for ref in filter(None, refs):
-            p = Path(ref)
-            out += [p] if p.is_absolute() else [p, self.path.parent / p, self.path.parent.parent / p]
-            out.append(self.path.parent / p.name)  # archived (or moved) together with its students
-        return [p.resolve() for p in out]
-
-
-def _flatten(d: dict, prefix=()) -> dict:
-    out = {}
-    for k, v in d.items():
-        key = prefix + (k,)
-        if key in NOT_IDENTITY:
-            continue
-        if isinstance(v, dict):
-            out.update(_flatten(v, key))
-        else:
-            out[".".join(key)] = repr(v)
-    return out
-
-
-def _is_run_dir(p: Path) -> bool:
-    return (p / "config.yaml").is_file() or (p / "metrics.jsonl").is_file() or (p / "summary.json").is_file()
-
-
-def load_run(path: Path | str) -> Run:
-    import json
-
-    p = Path(path)
-    if not p.is_dir() or not _is_run_dir(p):
-        raise BootdistillError(f"'{path}' is not a run directory (no config.yaml, metrics.jsonl or summary.json): "
-                               "pass directories written by `bootdistill train`")
-    try:
-        config = yaml.safe_load((p / "config.yaml").read_text()) or {} if (p / "config.yaml").is_file() else {}
-        summary = json.loads((p / "summary.json").read_text()) if (p / "summary.json").is_file() else None
-    except (yaml.YAMLError, json.JSONDecodeError) as e:
-        raise BootdistillError(f"run directory '{path}' has a corrupt config.yaml or summary.json: {e}") from None
-    return Run(p.resolve(), config, summary, read_metrics(p / "metrics.jsonl"))
-
-
-def load_runs(paths: list) -> list[Run]:
-    """Run dirs in the order given; a directory holding run dirs (not one itself) stands for all of them."""
-    if not paths:
-        raise BootdistillError("no run directories given: pass one or more directories written by `bootdistill train`")
-    dirs: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir() and not _is_run_dir(path):
-            dirs += sorted(c for c in path.iterdir() if c.is_dir() and _is_run_dir(c)) or [path]
-        else:
-            dirs.append(path)
-    runs, seen = [], set()
-    for d in dirs:
-        run = load_run(d)
-        if run.path not in seen:
-            seen.add(run.path)
-            runs.append(run)
-    return runs
-
-
 CROSSING_DEFINITION = (
     "C_classical is the classical run's whole scheduled compute; the target is its final loss on the final "
     "evaluation set (the whole split unless train.final_eval_batches limits it); C_distilled is where the "
@@ -307,7 +167,7 @@ def _run_record(run: Run, res: dict) -> dict:
         "steps": s.get("steps", run.last_row.get("step")), "n_params": s.get("n_params"),
         "n_params_non_embedding": run.n_params_non_embedding, "vocab_size": run.shape[0],
         "final_val_loss": s.get("final_val_loss"), "last_eval_val_loss": run.final_eval_loss,
-        "test_loss": s.get("test_loss"), "compute_pflops": total / PFLOP if _finite(total) else None,
+        "test_loss": s.get("test_loss"), "compute_pflops": total / PFLOP if finite(total) else None,
         "kd_stopped_step": (s.get("policy") or {}).get("kd_stopped_step"),
         "teacher": res["teacher"].name if res["teacher"] else None,
         "baseline": res["baseline"].name if res["baseline"] else None,
@@ -360,7 +220,7 @@ def _group_row(g: Group, per: dict) -> dict:
             key: stat([(c.get("accounting") or {}).get(key) for c in res])
             for key in (*SCENARIOS, "break_even_students")},
         "final_val_loss": stat([r.summary.get("final_val_loss") if r.summary else r.final_eval_loss for r in g.runs]),
-        "final_compute_pflops": stat([_final(r, "flops_total") / PFLOP if _finite(_final(r, "flops_total")) else None
+        "final_compute_pflops": stat([_final(r, "flops_total") / PFLOP if finite(_final(r, "flops_total")) else None
                                       for r in g.runs]),
     }
 
@@ -396,7 +256,7 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
                  split: str = "val", diagnostics: bool = True, device: str = "auto") -> dict:
     """Everything the report shows, as plain data: `rows` (Table 3), `teachers`, `runs`, `warnings`.
     `device` evaluates snapshots and checkpoints where the report needs them (auto: a CUDA GPU when there is one)."""
-    if target is not None and not (_finite(target) and target > 0):
+    if target is not None and not (finite(target) and target > 0):
         raise BootdistillError(f"--target must be a positive loss, got {target}")
     runs = list(runs)
     warn: list[str] = []
@@ -480,7 +340,7 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
             seen.add(t.get("checkpoint"))
             teachers.append({"name": Path(str(t.get("checkpoint"))).name, "path": t.get("checkpoint"),
                              "n_params": t.get("n_params"), "final_val_loss": t.get("val_loss"),
-                             "compute_pflops": t["train_flops"] / PFLOP if _finite(t.get("train_flops")) else None,
+                             "compute_pflops": t["train_flops"] / PFLOP if finite(t.get("train_flops")) else None,
                              "students": [group_of[r.path].label], "finished": True, "steps": None,
                              "note": "run directory not given: from the student's summary.json"})
     return {

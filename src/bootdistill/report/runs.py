@@ -1,0 +1,149 @@
+"""Run directories as the report reads them: config, summary and metrics, what makes two runs the same
+experiment (seeds aside), and where a student's teacher lives."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+
+from ..errors import BootdistillError
+from ..shape import non_embedding_params
+from ..train.metrics import read_metrics
+
+# config keys that do not make another experiment (seeds of one config share everything else)
+NOT_IDENTITY = {("out_dir",), ("log",), ("train", "seed"), ("train", "threads"), ("train", "device"),
+                ("data", "prepared_dir"), ("distill", "teacher")}
+SEED_SUFFIX = re.compile(r"[-_.]?(seed|s)[-_]?\d+$", re.I)
+RUN_HASH = re.compile(r"-[0-9a-f]{8}$")  # experiment run directories end in the config hash
+
+
+def finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict
+    summary: dict | None
+    metrics: list[dict]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
+
+    def cfg(self, section: str, key: str, default=None):
+        return (self.config.get(section) or {}).get(key, default)
+
+    @property
+    def policy(self) -> str:
+        return (self.summary or {}).get("policy", {}).get("policy") or self.cfg("distill", "policy", "classical")
+
+    @property
+    def seed(self):
+        return self.cfg("train", "seed")
+
+    @property
+    def shape(self) -> tuple:
+        m = (self.summary or {}).get("model") or {}
+        if m:
+            return tuple(m.get(k) for k in ("vocab_size", "d_model", "n_layers", "n_heads", "context"))
+        c = self.config.get("model") or {}
+        shape = (self.cfg("data", "vocab_size"),) + tuple(c.get(k) for k in ("d_model", "n_layers", "n_heads", "context"))
+        return shape if None not in shape else (self.cfg("data", "vocab_size"), c.get("preset"))
+
+    @property
+    def n_params_non_embedding(self) -> int | None:
+        if self.summary and self.summary.get("n_params_non_embedding"):
+            return self.summary["n_params_non_embedding"]
+        _, d, layers, *_ = self.shape + (None,) * 3
+        return non_embedding_params(d, layers) if isinstance(d, int) and isinstance(layers, int) else None
+
+    @cached_property
+    def evals(self) -> list[dict]:
+        rows = [r for r in self.metrics if finite(r.get("val_loss"))]
+        return sorted(rows, key=lambda r: r.get("step", 0))
+
+    @property
+    def last_row(self) -> dict:
+        return self.metrics[-1] if self.metrics else {}
+
+    @property
+    def final_eval_loss(self) -> float | None:
+        return self.evals[-1]["val_loss"] if self.evals else None
+
+    @property
+    def identity(self) -> tuple:
+        flat = _flatten(self.config)
+        teacher = (self.summary or {}).get("teacher") or {}
+        return tuple(sorted(flat.items())) + (("teacher_model", str(teacher.get("model"))),)
+
+    def teacher_paths(self) -> list[Path]:
+        """Where this run's teacher may live: the config's path (as given, from the cwd or beside the run) and
+        the checkpoint the trainer recorded."""
+        refs = [self.cfg("distill", "teacher"), ((self.summary or {}).get("teacher") or {}).get("checkpoint")]
+        out = []
+        for ref in filter(None, refs):
+            p = Path(ref)
+            out += [p] if p.is_absolute() else [p, self.path.parent / p, self.path.parent.parent / p]
+            out.append(self.path.parent / p.name)  # archived (or moved) together with its students
+        return [p.resolve() for p in out]
+
+
+def _flatten(d: dict, prefix=()) -> dict:
+    out = {}
+    for k, v in d.items():
+        key = prefix + (k,)
+        if key in NOT_IDENTITY:
+            continue
+        if isinstance(v, dict):
+            out.update(_flatten(v, key))
+        else:
+            out[".".join(key)] = repr(v)
+    return out
+
+
+def is_run_dir(p: Path) -> bool:
+    return (p / "config.yaml").is_file() or (p / "metrics.jsonl").is_file() or (p / "summary.json").is_file()
+
+
+def load_run(path: Path | str) -> Run:
+    p = Path(path)
+    if not p.is_dir() or not is_run_dir(p):
+        raise BootdistillError(f"'{path}' is not a run directory (no config.yaml, metrics.jsonl or summary.json): "
+                               "pass directories written by `bootdistill train`")
+    try:
+        config = yaml.safe_load((p / "config.yaml").read_text()) or {} if (p / "config.yaml").is_file() else {}
+        summary = json.loads((p / "summary.json").read_text()) if (p / "summary.json").is_file() else None
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise BootdistillError(f"run directory '{path}' has a corrupt config.yaml or summary.json: {e}") from None
+    return Run(p.resolve(), config, summary, read_metrics(p / "metrics.jsonl"))
+
+
+def load_runs(paths: list) -> list[Run]:
+    """Run dirs in the order given; a directory holding run dirs (not one itself) stands for all of them."""
+    if not paths:
+        raise BootdistillError("no run directories given: pass one or more directories written by `bootdistill train`")
+    dirs: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir() and not is_run_dir(path):
+            dirs += sorted(c for c in path.iterdir() if c.is_dir() and is_run_dir(c)) or [path]
+        else:
+            dirs.append(path)
+    runs, seen = [], set()
+    for d in dirs:
+        run = load_run(d)
+        if run.path not in seen:
+            seen.add(run.path)
+            runs.append(run)
+    return runs
