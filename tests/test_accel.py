@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import run_cli, tiny_overrides
-from bootdistill.distill import losses
+from bootdistill.distill import fused_kd
 from bootdistill.errors import ConfigError
 from bootdistill.train.accel import check_compile, set_cpu_threads
 
@@ -33,7 +33,7 @@ def test_kd_worker_pool_runs_for_cpu_tensors_only(device, workers_used):
     torch.set_num_threads(2)
     ran_in = set()
     try:
-        losses._for_row_chunks(10, 2, lambda r0, r1, buf: ran_in.add(threading.current_thread().name),
+        fused_kd._for_row_chunks(10, 2, lambda r0, r1, buf: ran_in.add(threading.current_thread().name),
                                lambda: {}, device)
     finally:
         torch.set_num_threads(before)
@@ -42,9 +42,9 @@ def test_kd_worker_pool_runs_for_cpu_tensors_only(device, workers_used):
 
 
 def test_kd_chunks_are_larger_on_cuda():
-    assert losses._chunk_rows(5000, None, CPU) == losses.CHUNK_ELEMENTS // 5000
-    assert losses._chunk_rows(5000, None, CUDA) == losses.CUDA_CHUNK_ELEMENTS // 5000
-    assert losses._chunk_rows(5000, 7, CUDA) == 7  # an explicit size wins
+    assert fused_kd.rows_per_chunk(5000, None, CPU) == fused_kd.CHUNK_ELEMENTS // 5000
+    assert fused_kd.rows_per_chunk(5000, None, CUDA) == fused_kd.CUDA_CHUNK_ELEMENTS // 5000
+    assert fused_kd.rows_per_chunk(5000, 7, CUDA) == 7  # an explicit size wins
 
 
 def test_compile_without_a_cxx_compiler_is_one_line(tiny_corpus, tmp_path):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from conftest import run_cli, tiny_overrides
 from bootdistill.compute import peak_flops
 from bootdistill.config import load_config
-from bootdistill.distill import losses
+from bootdistill.distill import fused_kd, losses
 from bootdistill.model import GPT
 from bootdistill.shape import ModelShape
 from bootdistill.train.precision import resolve_precision
@@ -87,9 +87,9 @@ def test_fused_kd_loss_on_cuda_matches_reference_without_the_cpu_pool(monkeypatc
     before = torch.get_num_threads()
     torch.set_num_threads(max(2, before))  # the CPU pool would start here for CPU tensors
     started = []
-    monkeypatch.setattr(losses, "ThreadPoolExecutor", lambda *a, **k: started.append(a) or pytest.fail("pool on CUDA"))
-    monkeypatch.setattr(losses, "_POOL", None)  # a pool left by CPU tests would be reused without a new executor
-    monkeypatch.setattr(losses, "CUDA_CHUNK_ELEMENTS", 1 << 14)  # several chunks at this size too
+    monkeypatch.setattr(fused_kd, "ThreadPoolExecutor", lambda *a, **k: started.append(a) or pytest.fail("pool on CUDA"))
+    monkeypatch.setattr(fused_kd, "_POOL", None)  # a pool left by CPU tests would be reused without a new executor
+    monkeypatch.setattr(fused_kd, "CUDA_CHUNK_ELEMENTS", 1 << 14)  # several chunks at this size too
     try:
         torch.manual_seed(0)
         N, V = 512, 1000
@@ -105,7 +105,7 @@ def test_fused_kd_loss_on_cuda_matches_reference_without_the_cpu_pool(monkeypatc
         (ref_ce.mean() + ref_kd.mean() + 1e-4 * ref_z.mean()).backward()
     finally:
         torch.set_num_threads(before)
-    assert not started and losses._POOL is None
+    assert not started and fused_kd._POOL is None
     torch.testing.assert_close(out.kd, ref_kd, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(out.ce, ref_ce, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(zs.grad, ref_zs.grad, rtol=1e-4, atol=1e-6)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bootdistill.distill import losses as L
+from bootdistill.distill import fused_kd, losses as L
 from bootdistill.distill.losses import LOSSES, Z_LOSS_WEIGHT, ce_and_kd, combine, kd_loss, masked_mean, z_loss
 from bootdistill.distill.truncation import keep_mask, teacher_distribution
 from bootdistill.errors import ConfigError
@@ -373,14 +373,14 @@ def test_topk_kl_without_truncation_and_bad_combine_mode():
         kd_loss("topk_kl", s, s, 1.0)
     with pytest.raises(ConfigError, match="combine mode"):
         combine(torch.tensor(1.0), torch.tensor(1.0), 0.5, "sum")
-    assert L.CHUNK_ELEMENTS > 0
+    assert fused_kd.CHUNK_ELEMENTS > 0
 
 
 def test_large_inputs_use_checkpointed_chunks_with_same_result(monkeypatch):
     s, t = rand_logits(n=20, v=9, seed=34), rand_logits(n=20, v=9, seed=35)
     plain = value_and_grad(lambda x: kd_loss("jsd", x, t, 2.0, 0.9, 4), s)
     monkeypatch.setattr(L, "CHECKPOINT_ABOVE", 10)
-    monkeypatch.setattr(L, "CHUNK_ELEMENTS", 27)  # 3 rows per chunk
+    monkeypatch.setattr(fused_kd, "CHUNK_ELEMENTS", 27)  # 3 rows per chunk
     chunked = value_and_grad(lambda x: kd_loss("jsd", x, t, 2.0, 0.9, 4), s)
     for a, b in zip(plain, chunked):
         torch.testing.assert_close(a, b)

@@ -24,19 +24,14 @@ JSD_β itself goes to 0 at both ends; forward/reverse KL are the limits of JSD_�
 topk_kl is SALT's restricted cross-entropy minus the restricted teacher entropy (a constant): same gradient,
 and 0 when the student matches the teacher on S. Without any truncation it equals kl.
 
-Fast path: kl and soft_ce (and cross-entropy + z-loss, see `ce_and_kd`) run in a fused autograd Function that
-works in row chunks, computes p_τ − q (the KL gradient is τ (p_τ − q)) and p₁ − onehot (CE) during the
-forward and keeps them in the logits' dtype (bf16 under autocast) for the backward. No full-vocabulary fp32
-tensor is ever materialized and the backward does no exp. The other losses are plain autograd code, chunked
-with activation checkpointing when the logits are large.
+Fast path: kl and soft_ce (and cross-entropy + z-loss, see `ce_and_kd`) run in the fused kernel of
+fused_kd.py, which keeps no full-vocabulary fp32 tensor. The other losses are plain autograd code, chunked with
+activation checkpointing when the logits are large.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import queue
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple
 
@@ -44,21 +39,16 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
+from .fused_kd import FusedCEKD, compute_dtype, rows_per_chunk
 from .loss_specs import LOSS_SPECS, LossSpec, loss_spec
 from .signals import SUPPORT_FLOOR
 from .truncation import check_truncation, keep_threshold, truncates
 
 Z_LOSS_WEIGHT = 1e-4  # distillation scaling laws App. I ("a Z-loss of 1e-4 is used for stability")
-CHUNK_ELEMENTS = 1 << 19  # 2 MB of fp32 per buffer: stays in cache; fewer chunks would mean less Python overhead
-CUDA_CHUNK_ELEMENTS = 1 << 26  # 256 MB of fp32 per buffer: on a GPU each chunk costs ~15 kernel launches, not cache
 CHECKPOINT_ABOVE = 1 << 24  # reference losses chunk + recompute above this many logits (64 MB in fp32)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def _compute_dtype(*ts: torch.Tensor | None) -> torch.dtype:
-    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in ts) else torch.float32
 
 
 def valid_mask(n: int, mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
@@ -94,213 +84,6 @@ def _check_common(temperature: float, top_p: float, top_k: int | None, teacher_t
     return float(temperature if teacher_temperature is None else teacher_temperature)
 
 
-# ------------------------------------------------------------------------------------------ fused path
-
-
-def _softmax_into(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    # out= variant: a fresh multi-MB output per chunk costs page faults comparable to the softmax itself here
-    try:
-        return torch.ops.aten._softmax.out(x, -1, False, out=out)
-    except (AttributeError, RuntimeError):
-        return out.copy_(torch.softmax(x, -1))
-
-
-_POOL: tuple[ThreadPoolExecutor, int, int] | None = None  # (pool, workers, pid): a forked child needs its own
-
-
-def _single_threaded_worker() -> None:
-    torch.set_num_threads(1)  # this thread's OpenMP team size; the caller restores the process-wide settings
-
-
-def _use_worker_pool(device: torch.device, threads: int, chunks: int) -> bool:
-    """The pool is CPU machinery: on a GPU the work is kernels queued on one stream, and worker threads calling
-    set_num_threads(1) would only fight over the launch queue."""
-    return device.type == "cpu" and threads > 1 and chunks > 1
-
-
-def _for_row_chunks(N: int, C: int, work: Callable[[int, int, dict], None], new_buffers: Callable[[], dict],
-                    device: torch.device) -> None:
-    """Run work(r0, r1, buffers) over row chunks.
-
-    On CPU with several intra-op threads, chunks are spread over a pool of single-threaded workers instead of
-    running each small op across an OpenMP team: one join per call rather than one barrier per op, which
-    matters on a shared CPU where a descheduled team member stalls every op (measured 2-10x here).
-    """
-    global _POOL
-    starts = list(range(0, N, C))
-    threads = torch.get_num_threads()
-    if not _use_worker_pool(device, threads, len(starts)):
-        bufs = new_buffers()
-        for r0 in starts:
-            work(r0, min(N, r0 + C), bufs)
-        return
-    workers = min(threads, len(starts))
-    if _POOL is None or _POOL[1:] != (threads, os.getpid()):
-        pool = ThreadPoolExecutor(threads, thread_name_prefix="bootdistill-kd", initializer=_single_threaded_worker)
-        _POOL = (pool, threads, os.getpid())
-    free: queue.SimpleQueue = queue.SimpleQueue()
-    for _ in range(workers):
-        free.put(new_buffers())
-
-    def task(r0):
-        bufs = free.get()
-        try:
-            with torch.no_grad():  # grad mode is thread-local: workers start with it on
-                work(r0, min(N, r0 + C), bufs)
-        finally:
-            free.put(bufs)
-
-    try:
-        list(_POOL[0].map(task, starts))
-    finally:
-        torch.set_num_threads(threads)  # a worker's set_num_threads(1) also lowers MKL's global count
-
-
-class _FusedCEKD(torch.autograd.Function):
-    """Per-token CE, KL/soft-CE and log Z of the student in one chunked pass; gradients kept from the forward.
-
-    Saved for backward, in the logits' dtype (bf16 under autocast): B = p₁ − onehot (CE and z-loss) and
-    A = p_τ − q (KD). The backward is one multiply-add per element, written in place into B (or A), so a
-    step holds at most these two logits-sized tensors instead of fp32 log-probabilities.
-    All work happens on preallocated (rows, V) fp32 buffers with in-place ops.
-    """
-
-    @staticmethod
-    def forward(ctx, zs, zt, labels, valid, tau, tau_t, top_p, top_k, want_ce, want_kd, soft_ce, want_z, chunk_rows,
-                reuse_teacher):
-        ctx.set_materialize_grads(False)
-        N, V = zs.shape
-        cd = _compute_dtype(zs, zt)
-        dev = zs.device
-        grad_needed = ctx.needs_input_grad[0]
-        need_b = grad_needed and (want_ce or want_z)
-        need_a = grad_needed and want_kd
-        ce = torch.zeros(N, dtype=cd, device=dev) if want_ce else None
-        kd = torch.zeros(N, dtype=cd, device=dev) if want_kd else None
-        lse1 = torch.zeros(N, dtype=cd, device=dev) if (want_z or want_ce) else None
-        B = torch.empty_like(zs) if need_b else None
-        A = None
-        if need_a:  # each chunk of z_t is read before A's chunk is written, so A may take over z_t's memory
-            reuse = reuse_teacher and zt.dtype == zs.dtype and zt.stride() == zs.stride()
-            A = zt if reuse else torch.empty_like(zs)
-        truncated = want_kd and truncates(top_p, top_k, V)
-        shared = want_kd and tau == 1.0 and lse1 is not None  # p_τ = p₁: one softmax fewer
-        C = min(chunk_rows, N)
-        # 4 fp32 buffers per worker: x (then x/τ), p (p₁, then p_τ), t, q
-        names = ["x", "p"] + (["t", "q"] if want_kd else [])
-        lab_all = labels.clamp(0, V - 1) if want_ce else None  # ignored rows: any index, zeroed below
-        ar = torch.arange(C, device=dev)
-        inv_tau = 1.0 / tau
-
-        def write_b(P, r0, r1):
-            if want_ce:
-                P[ar[: r1 - r0], lab_all[r0:r1]] -= 1.0
-            B[r0:r1] = P
-
-        def work(r0, r1, buf):
-            n = r1 - r0
-            X = buf["x"][:n].copy_(zs[r0:r1])
-            xmax = X.amax(-1)
-            P = None
-            if lse1 is not None:
-                P = _softmax_into(X, buf["p"][:n])
-                # log Z = x_max − log p_max (p_max >= 1/V, so this is as exact as a logsumexp)
-                l1 = torch.sub(xmax, P.amax(-1).log_(), out=lse1[r0:r1])
-                if want_ce:
-                    torch.sub(l1, X[ar[:n], lab_all[r0:r1]], out=ce[r0:r1])
-                if need_b and not shared:
-                    write_b(P, r0, r1)
-            if not want_kd:
-                return
-            if shared:
-                S, ls_norm = X, lse1[r0:r1]
-            else:
-                S = X.mul_(inv_tau)
-                P = _softmax_into(S, buf["p"][:n])
-                ls_norm = xmax.mul_(inv_tau).sub_(P.amax(-1).log_())
-            zt_c = zt[r0:r1]
-            T = buf["t"][:n].copy_(zt_c)
-            if tau_t != 1.0:
-                T.mul_(1.0 / tau_t)
-            tmax = T.amax(-1)
-            off = None
-            if truncated:
-                off = zt_c < keep_threshold(zt_c, top_p, top_k).unsqueeze(-1)
-                T.masked_fill_(off, float("-inf"))
-            Q = _softmax_into(T, buf["q"][:n])
-            if off is not None:
-                T.masked_fill_(off, 0.0)  # finite again: q = 0 there, so it drops out of Σ q (t − s)
-            if soft_ce:  # −Σ q log p = lse_s − Σ q s
-                val = ls_norm - T.copy_(Q).mul_(S).sum(-1)
-            else:  # Σ q (log q − log p) = Σ q (t − s) − lse_t + lse_s
-                val = T.sub_(S).mul_(Q).sum(-1) - (tmax - Q.amax(-1).log_()) + ls_norm
-            torch.mul(val, tau * tau, out=kd[r0:r1])
-            if need_a:
-                A[r0:r1] = torch.sub(P, Q, out=T) if shared else P.sub_(Q)
-            if need_b and shared:
-                write_b(P, r0, r1)
-
-        with torch.autocast(dev.type, enabled=False), torch.no_grad():
-            _for_row_chunks(N, C, work, lambda: {k: torch.empty(C, V, dtype=cd, device=dev) for k in names}, dev)
-            if valid is not None and not bool(valid.all()):
-                bad = (~valid).nonzero().squeeze(-1)
-                for v in (A, B):
-                    if v is not None:
-                        v.index_fill_(0, bad, 0.0)
-                for v in (ce, kd, lse1):
-                    if v is not None:
-                        v.masked_fill_(~valid, 0.0)
-        ctx.save_for_backward(A, B, lse1, labels if (want_ce and want_z) else None)
-        ctx.chunk_rows, ctx.cd, ctx.tau = C, cd, tau
-        ctx.used = False
-        z = lse1 * lse1 if want_z else None
-        return ce, kd, z
-
-    @staticmethod
-    def backward(ctx, g_ce, g_kd, g_z):
-        if ctx.used:
-            raise RuntimeError("bootdistill fused loss: backward can run only once (its saved gradient is reused in place)")
-        ctx.used = True
-        A, B, lse1, labels = ctx.saved_tensors
-        use_b = B is not None and (g_ce is not None or g_z is not None)
-        use_a = A is not None and g_kd is not None
-        if not use_a and not use_b:
-            return (None,) * 14
-        cd, C = ctx.cd, ctx.chunk_rows
-        coef_b = coef_a = None
-        if use_b:  # z-loss grad is 2 lse p₁ = 2 lse (B + onehot): a row weight on B plus a label correction
-            coef_b = (g_ce if g_ce is not None else 0.0) + (2.0 * g_z * lse1 if g_z is not None else 0.0)
-            coef_b = coef_b.to(cd).unsqueeze(-1)
-        if use_a:
-            coef_a = (g_kd.to(cd) * ctx.tau).unsqueeze(-1)  # d KD / d z_s = τ² · (1/τ) (p_τ − q)
-        out = B if use_b else A
-        N, V = out.shape
-
-        def work(r0, r1, buf):
-            G = buf["g"][: r1 - r0]
-            if use_b:
-                G.copy_(B[r0:r1]).mul_(coef_b[r0:r1])
-                if use_a:
-                    G.addcmul_(buf["h"][: r1 - r0].copy_(A[r0:r1]), coef_a[r0:r1])
-            else:
-                G.copy_(A[r0:r1]).mul_(coef_a[r0:r1])
-            out[r0:r1] = G
-
-        names = ["g"] + (["h"] if use_a and use_b else [])
-        with torch.no_grad():
-            _for_row_chunks(N, C, work, lambda: {k: torch.empty(min(C, N), V, dtype=cd, device=out.device) for k in names},
-                            out.device)
-            if use_b and g_z is not None and labels is not None:
-                rows = torch.arange(N, device=out.device)
-                out[rows, labels.clamp(0, V - 1)] += (2.0 * g_z * lse1).to(out.dtype)  # lse1 is 0 at ignored rows
-        return (out,) + (None,) * 13
-
-
-def _chunk_rows(V: int, chunk_rows: int | None, device: torch.device) -> int:
-    per_chunk = CUDA_CHUNK_ELEMENTS if device.type == "cuda" else CHUNK_ELEMENTS
-    return chunk_rows if chunk_rows else max(1, per_chunk // max(V, 1))
-
-
 class CEKD(NamedTuple):
     ce: torch.Tensor | None  # per-token cross-entropy against labels (N,)
     kd: torch.Tensor | None  # per-token distillation loss (N,)
@@ -333,8 +116,8 @@ def ce_and_kd(student_logits: torch.Tensor, labels: torch.Tensor | None, teacher
     zt = teacher_logits.reshape(-1, V).detach() if fuse_kd else None
     ce = kd = z = None
     if want_ce or z_loss or fuse_kd:
-        ce, kd, z = _FusedCEKD.apply(zs, zt, lab, valid, float(temperature), tau_t, top_p, top_k, want_ce, fuse_kd,
-                                     loss == "soft_ce", z_loss, _chunk_rows(V, chunk_rows, zs.device), reuse_teacher_logits)
+        ce, kd, z = FusedCEKD.apply(zs, zt, lab, valid, float(temperature), tau_t, top_p, top_k, want_ce, fuse_kd,
+                                     loss == "soft_ce", z_loss, rows_per_chunk(V, chunk_rows, zs.device), reuse_teacher_logits)
     if want_kd and not fuse_kd:
         kd = kd_loss(loss, zs, teacher_logits.reshape(-1, V), temperature, top_p, top_k, mask=valid,
                      teacher_temperature=teacher_temperature, **kw)
@@ -458,7 +241,7 @@ def get_loss(name: str, params: dict | None = None) -> KDLoss:
 
 
 def _reference_rows(name, zs, zt, tau, tau_t, top_p, top_k, kw, support=False):
-    cd = _compute_dtype(zs, zt)
+    cd = compute_dtype(zs, zt)
     fn = _KERNELS[name]
     t_scale = tau / tau_t if name != "mse_logits" else 1.0  # kernels divide both sides by τ
 
@@ -474,7 +257,7 @@ def _reference_rows(name, zs, zt, tau, tau_t, top_p, top_k, kw, support=False):
 
     if zs.numel() <= CHECKPOINT_ABOVE or not (torch.is_grad_enabled() and zs.requires_grad):
         return rows(zs, zt)
-    c = _chunk_rows(zs.shape[-1], None, zs.device)  # split (not slicing): its backward concatenates once
+    c = rows_per_chunk(zs.shape[-1], None, zs.device)  # split (not slicing): its backward concatenates once
     return torch.cat([checkpoint(rows, a, b, use_reentrant=False) for a, b in zip(zs.split(c), zt.split(c))])
 
 
@@ -508,8 +291,8 @@ def kd_loss(name: str, student_logits: torch.Tensor, teacher_logits: torch.Tenso
     zt = teacher_logits.reshape(-1, V).detach()
     valid = valid_mask(zs.shape[0], mask, labels, ignore_index)
     if fused and name in ("kl", "soft_ce"):
-        _, out, _ = _FusedCEKD.apply(zs, zt, None, valid, float(temperature), tau_t, top_p, top_k, False, True,
-                                     name == "soft_ce", False, _chunk_rows(V, chunk_rows, zs.device), reuse_teacher_logits)
+        _, out, _ = FusedCEKD.apply(zs, zt, None, valid, float(temperature), tau_t, top_p, top_k, False, True,
+                                     name == "soft_ce", False, rows_per_chunk(V, chunk_rows, zs.device), reuse_teacher_logits)
     else:
         out = _reference_rows(name, zs, zt, float(temperature), tau_t, top_p, top_k,
                               {"beta": beta} if name == "jsd" else {}, teacher_support)
