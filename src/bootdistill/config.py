@@ -237,6 +237,20 @@ def set_dotted(data: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = yaml.safe_load(value) if isinstance(value, str) else value
 
 
+def flatten(data: dict, skip: set = frozenset(), prefix: tuple = ()) -> dict:
+    """{'train.lr_max': 0.001, ...} of a nested config, without the keys (as tuples) in `skip` or below them."""
+    out = {}
+    for k, v in data.items():
+        key = prefix + (k,)
+        if key in skip:
+            continue
+        if isinstance(v, dict):
+            out.update(flatten(v, skip, key))
+        else:
+            out[".".join(key)] = v
+    return out
+
+
 def parse_overrides(overrides: list[str]) -> list[tuple[str, str]]:
     pairs = []
     for item in overrides:

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .compute import flops_per_token
-from .config import RunConfig, _deep_merge, from_dict, load_yaml, resolve_model, set_dotted, to_dict, validate
+from .config import RunConfig, _deep_merge, flatten, from_dict, load_yaml, resolve_model, set_dotted, to_dict, validate
 from .errors import ConfigError
 from .shape import ModelShape, count_params
-from .train.rundir import _identity
+from .train.rundir import VOLATILE
 
 RECIPE_KEYS = {"name", "out_dir", "defaults", "seeds", "runs", "description", "planner"}
 RUN_KEYS = {"extends", "grid", "reference"}
@@ -53,8 +53,8 @@ class PlannedRun:
 
 def _config_hash(cfg_dict: dict) -> str:
     """Hash of the settings that differ from the defaults, so adding a config field keeps old runs' names."""
-    defaults = _identity(to_dict(RunConfig()))
-    identity = {k: v for k, v in _identity(cfg_dict).items() if k not in defaults or defaults[k] != v}
+    defaults = flatten(to_dict(RunConfig()), VOLATILE)
+    identity = {k: v for k, v in flatten(cfg_dict, VOLATILE).items() if k not in defaults or defaults[k] != v}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 

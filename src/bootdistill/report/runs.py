@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from ..config import flatten
 from ..errors import BootdistillError
 from ..shape import non_embedding_params
 from ..train.metrics import read_metrics
@@ -84,7 +85,7 @@ class Run:
 
     @property
     def identity(self) -> tuple:
-        flat = _flatten(self.config)
+        flat = {k: repr(v) for k, v in flatten(self.config, NOT_IDENTITY).items()}
         teacher = (self.summary or {}).get("teacher") or {}
         return tuple(sorted(flat.items())) + (("teacher_model", str(teacher.get("model"))),)
 
@@ -98,19 +99,6 @@ class Run:
             out += [p] if p.is_absolute() else [p, self.path.parent / p, self.path.parent.parent / p]
             out.append(self.path.parent / p.name)  # archived (or moved) together with its students
         return [p.resolve() for p in out]
-
-
-def _flatten(d: dict, prefix=()) -> dict:
-    out = {}
-    for k, v in d.items():
-        key = prefix + (k,)
-        if key in NOT_IDENTITY:
-            continue
-        if isinstance(v, dict):
-            out.update(_flatten(v, key))
-        else:
-            out[".".join(key)] = repr(v)
-    return out
 
 
 def is_run_dir(p: Path) -> bool:

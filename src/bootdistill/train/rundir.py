@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import RunConfig, TrainConfig, from_dict, to_dict
+from ..config import RunConfig, TrainConfig, flatten, from_dict, to_dict
 from ..errors import BootdistillError
 from ..fsutil import atomic_write_text, translate_os_errors
 
@@ -20,22 +20,9 @@ VOLATILE = {("log",), ("train", "max_steps"), ("train", "threads"), ("train", "d
             ("train", "parallel")}  # the same run on more processes: same batches, same curve
 
 
-def _identity(d: dict, prefix=()) -> dict:
-    out = {}
-    for k, v in d.items():
-        key = prefix + (k,)
-        if key in VOLATILE:
-            continue
-        if isinstance(v, dict):
-            out.update(_identity(v, key))
-        else:
-            out[".".join(key)] = v
-    return out
-
-
 def config_differences(old: dict, new: dict) -> dict[str, list]:
     """{dotted key: [value there, value now]} for every setting that makes a run another run."""
-    a, b = _identity(old), _identity(new)
+    a, b = flatten(old, VOLATILE), flatten(new, VOLATILE)
     return {key: [a.get(key), b.get(key)] for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
 
 
