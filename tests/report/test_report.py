@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 
 import pytest
@@ -15,6 +16,7 @@ from bootdistill.report import build_report, first_crossing, load_runs
 from bootdistill.report.cli import add_subcommands
 from bootdistill.report.markdown import describe_corpus, render_markdown, savings_table, sharing_lines
 from bootdistill.report.plots import write_plots
+from bootdistill.report.tables import teacher_accounting
 
 TPS = 1000  # tokens per step
 N_STUDENT, N_TEACHER = 1_000_000, 100_000
@@ -132,6 +134,8 @@ def test_teacher_counted_four_ways_and_students_needed_to_share_it(tmp_path):
     # reaching the target no earlier than the baseline: no number of students makes the teacher pay
     late = by_name(report, "late")["teacher_accounting"]
     assert late["break_even_students"] is None and late["best"] == pytest.approx(0.0, abs=1e-9)
+    assert teacher_accounting({**boot["crossing"], "flops_teacher_inference": math.nan},
+                              by_name(report, "classical")["crossing"]) is None  # no split ledger: no claim
     md = render_markdown(report, {})
     section = md.split("## The teacher's cost, counted four ways")[1].split("\n## ")[0]
     boot_line = next(line for line in section.splitlines() if "(boot)" in line)

@@ -61,8 +61,10 @@ def teacher_accounting(distilled: dict | None, classical: dict | None) -> dict |
     if distilled is None or classical is None or not classical.get("flops_total"):
         return None
     base = classical["flops_total"]
-    student, inference = distilled["flops_student"], distilled["flops_teacher_inference"]
-    pretraining = distilled["flops_teacher_train"]
+    student, inference = distilled.get("flops_student"), distilled.get("flops_teacher_inference")
+    pretraining = distilled.get("flops_teacher_train")
+    if not all(finite(v) for v in (base, student, inference, pretraining)):
+        return None  # a ledger without the split (metrics from before it existed): only the total is known
     out = {sc: 100.0 * (1.0 - (student + dl * inference + dp * pretraining) / base)
            for sc, (dl, dp) in SCENARIOS.items()}
     margin = base - student - inference  # what the student saves before paying for the teacher's training
