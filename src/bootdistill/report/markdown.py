@@ -230,10 +230,8 @@ def sharing_lines(report: dict) -> list[str]:
     lines = []
     for row in report["rows"]:
         acc = row.get("teacher_accounting")
-        if not acc or not row.get("baseline") or not acc["inference"]["reached"]:
-            continue
-        missed = acc["inference"]["n"] - acc["inference"]["reached"]
-        if missed:  # the significance lines say it: a seed that never gets there has no saving to share
+        # a seed that never gets there has no saving to share (the significance lines say so)
+        if not acc or not row.get("baseline") or acc["inference"]["reached"] < acc["inference"]["n"]:
             continue
         k = acc["break_even_students"]
         every_seed = max((v for v in k["values"] if v is not None), default=None)  # enough for every seed to save
