@@ -29,7 +29,7 @@ from ..model import GPT
 from ..shape import ModelShape, count_params
 from . import checkpoint as ckpt_io, preflight
 from . import distributed as dist
-from .accel import check_compile, compile_model, cpu_model, set_cpu_threads
+from .accel import check_compile, compile_model, cpu_model, keep_freed_memory, set_cpu_threads
 from .evaluate import autocast_context, evaluate
 from .guard import DivergenceGuard
 from .lock import RunLock
@@ -72,6 +72,7 @@ class Trainer:
         dist.init()
         self.device = dist.local_device(resolve_device(t.device))
         set_cpu_threads(t.threads, self.device)
+        keep_freed_memory(self.device)
         self.parallel = dist.resolve_mode(t.parallel)
         self.amp_dtype, use_scaler = resolve_precision(t.precision, self.device)
         if t.compile:
