@@ -72,7 +72,7 @@ class FullSetEvaluator:
         from ..data.prepare import token_file
         from ..model import GPT
         from ..shape import ModelShape
-        from ..train.accel import cpu_threads
+        from ..train.accel import cpu_threads, keep_freed_memory
         from ..train.checkpoint import snapshot_path
         from ..train.evaluate import evaluate
         from ..train.precision import resolve_device
@@ -88,6 +88,7 @@ class FullSetEvaluator:
         shape = ModelShape(**s["model"])
         if self._model is None:
             self._device = resolve_device(self.device_name, "--device ")
+            keep_freed_memory(self._device)  # hundreds of snapshot evaluations reuse the same buffers
             self._model = GPT(shape).to(self._device)
             precision = s.get("precision", "float32")
             self._amp = None if precision == "float32" else getattr(torch, precision)

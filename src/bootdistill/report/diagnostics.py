@@ -84,10 +84,12 @@ def run_diagnostics(student_path: Path, baseline_path: Path | None, teacher_path
     import torch
 
     from ..data.prepare import token_file
+    from ..train.accel import keep_freed_memory
     from ..train.eval_cli import load_model_from_checkpoint
     from ..train.precision import resolve_device
 
     dev = resolve_device(device, "--device ")
+    keep_freed_memory(dev)
     amp = None if amp_name == "float32" else getattr(torch, amp_name)
     models = {"teacher": teacher_path, "student": student_path}
     if baseline_path is not None:
