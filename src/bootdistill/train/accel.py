@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import platform
 from contextlib import contextmanager
 
@@ -39,6 +40,11 @@ KEEP_FREED = 2**30  # freed heap kept by the process before glibc trims it
 TOP_PAD = 256 * 2**20  # each heap extension grabs this much more, so a step's buffers rarely extend it again
 
 
+@functools.cache
+def _on_glibc() -> bool:
+    return platform.libc_ver()[0] == "glibc"  # reads the Python binary: once per process
+
+
 def keep_freed_memory(device: torch.device) -> bool:
     """On Linux glibc, keep the buffers a CPU training step frees for the next step instead of handing them back.
 
@@ -47,7 +53,7 @@ def keep_freed_memory(device: torch.device) -> bool:
     10-15% of its CPU time in the kernel (docs/benchmarks.md). Serving buffers up to 32 MiB from the heap and
     keeping up to 1 GiB of it free removes almost all of them. Values are unchanged; memory is held, not grown
     per step. Returns whether glibc accepted the settings."""
-    if device.type != "cpu" or platform.libc_ver()[0] != "glibc":
+    if device.type != "cpu" or not _on_glibc():
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
