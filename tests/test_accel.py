@@ -80,8 +80,15 @@ def test_compile_check_on_cuda_needs_triton(monkeypatch):
 # A step's pattern: two 20 MiB activations and a smaller buffer, freed at the end. Page faults over 10 steps
 # after warm-up, in a fresh process so that no earlier allocation shapes the heap.
 STEP_FAULTS = """
-import resource, sys, torch
+import mmap, resource, sys, torch
 from bootdistill.train.accel import keep_freed_memory
+def minor_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+# probe: does this kernel count minor faults at all? (some sandboxes, e.g. gVisor, report none)
+before, fresh = minor_faults(), mmap.mmap(-1, 8 * 2**20)
+for page in range(0, len(fresh), 4096):
+    fresh[page] = 1
+probe = minor_faults() - before
 if sys.argv[1] == "kept":
     assert keep_freed_memory(torch.device("cpu"))
 def step():
@@ -89,10 +96,10 @@ def step():
     del buffers
 for _ in range(6):
     step()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+before = minor_faults()
 for _ in range(10):
     step()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(probe, minor_faults() - before)
 """
 
 
@@ -100,7 +107,10 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 def test_freed_step_buffers_are_reused_without_page_faults():
     def faults_in_10_steps(mode):
         out = subprocess.run([sys.executable, "-c", STEP_FAULTS, mode], capture_output=True, text=True, check=True)
-        return int(out.stdout)
+        probe, faults = map(int, out.stdout.split())
+        if probe == 0:
+            pytest.skip("this kernel reports no minor page faults (getrusage ru_minflt is 0 for fresh pages)")
+        return faults
 
     pages = 40 * 2**20 / 4096  # the two large buffers, in 4 KiB pages
     thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
