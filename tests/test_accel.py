@@ -113,10 +113,10 @@ def test_freed_step_buffers_are_reused_without_page_faults():
         return faults
 
     pages = 40 * 2**20 / 4096  # the two large buffers, in 4 KiB pages
-    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    if not (thp.is_file() and "[always]" in thp.read_text()):  # else a fault maps 2 MiB: fewer, not cheaper
-        assert faults_in_10_steps("glibc-default") > 4 * pages  # glibc hands them back, and they fault in again
-    assert faults_in_10_steps("kept") < 0.1 * pages
+    # No control assertion on glibc's defaults: from one fresh process to the next they make either ~87k faults
+    # here or none (the heap's layout differs), so only the kept setting is asserted, in three fresh processes.
+    for _ in range(3):
+        assert faults_in_10_steps("kept") < 0.1 * pages
 
 
 def test_freed_memory_is_kept_for_cpu_training_only():
