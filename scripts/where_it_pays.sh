@@ -16,6 +16,7 @@
 # DEVICE=... trains and evaluates there (default auto: a CUDA GPU when there is one; benchmarks/gpu_check.sh runs
 # the whole search on one GPU with GPU_CHECK_TASK=where-it-pays). The bootdistill on PATH is used when there is
 # one (an environment you activated, a GPU machine's own); else scripts/setup_env.sh makes the project's .venv.
+# PLAN=1 prints the teachers and the batches of students it would train, and writes nothing.
 # CHECKPOINT_EVERY=N checkpoints every N steps (default: the recipe's): on a slow machine a stop then loses little.
 set -euo pipefail
 {  # read whole before it runs: editing this file mid-search (a git pull) cannot derail the search in flight
@@ -37,14 +38,6 @@ commands="$(bootdistill experiment "$RECIPE" --list train.threads=1 log.progress
 OUT="$(python -c 'import sys; from bootdistill.experiment import load_recipe
 print(load_recipe(sys.argv[1])[1][0].run_dir.parent)' "$RECIPE")"
 LOGS="$OUT.logs"
-mkdir -p "$LOGS" "$OUT"
-if [ -n "$ARCHIVE" ] && [ -d "$ARCHIVE" ]; then  # runs finished in earlier sessions: reused, not retrained
-  for a in "$ARCHIVE"/*/; do
-    a="${a%/}"
-    [ -e "$OUT/$(basename "$a")" ] || { cp -r "$a" "$OUT/"; echo "[where-it-pays] restored $(basename "$a") from $ARCHIVE"; }
-  done
-fi
-
 wanted() {  # is run $1 asked for (or needed as a teacher by one that is)?
   [ $# -eq 1 ] && [ ${#SELECTED[@]} -eq 0 ] && return 0
   local r
@@ -67,6 +60,28 @@ while IFS= read -r line; do
     baselines+=("$run")
   fi
 done <<<"$commands"
+ordered=("${baselines[@]}")  # baselines first: every later batch's report then has its target
+for s in "${students[@]}"; do [[ " ${baselines[*]} " == *" $s "* ]] || ordered+=("$s"); done
+# a seeded recipe (the confirmation): seed by seed, so each batch is a baseline with its own students and a
+# session that stops early still leaves whole seeds (stable sort on the -sN suffix; none sorts first)
+mapfile -t ordered < <(for i in "${!ordered[@]}"; do
+  seed="$(sed -nE 's/.*-s([0-9]+)$/\1/p' <<<"${ordered[$i]}")"
+  echo "${seed:-0} $i ${ordered[$i]}"
+done | sort -n -k1,1 -k2,2 | cut -d' ' -f3)
+batches=$(( (${#ordered[@]} + JOBS - 1) / JOBS ))
+[ "$batches" -gt 0 ] || batches=1
+if [ -n "${PLAN:-}" ]; then  # PLAN=1: what would train, in which batches; nothing is written
+  echo "[where-it-pays] teachers: ${teachers[*]:-none}"
+  for ((b = 0; b < batches; b++)); do batch=("${ordered[@]:b*JOBS:JOBS}"); echo "[where-it-pays] batch $((b + 1))/$batches: ${batch[*]:-nothing to train}"; done
+  exit 0
+fi
+mkdir -p "$LOGS" "$OUT"
+if [ -n "$ARCHIVE" ] && [ -d "$ARCHIVE" ]; then  # runs finished in earlier sessions: reused, not retrained
+  for a in "$ARCHIVE"/*/; do
+    a="${a%/}"
+    [ -e "$OUT/$(basename "$a")" ] || { cp -r "$a" "$OUT/"; echo "[where-it-pays] restored $(basename "$a") from $ARCHIVE"; }
+  done
+fi
 
 # machines differ between sessions (a throttled VM ran 20x slower): say how fast this one is before hours go in
 python - "$DEVICE" <<'PY'
@@ -119,10 +134,6 @@ report_and_archive() {  # both reports, then the archives: they then hold every 
   bootdistill archive "$OUT" --to "$ARCHIVE"
 }
 status=0
-ordered=("${baselines[@]}")  # baselines first: every later batch's report then has its target
-for s in "${students[@]}"; do [[ " ${baselines[*]} " == *" $s "* ]] || ordered+=("$s"); done
-batches=$(( (${#ordered[@]} + JOBS - 1) / JOBS ))
-[ "$batches" -gt 0 ] || batches=1
 started=$SECONDS
 for ((b = 0; b < batches; b++)); do
   batch=("${ordered[@]:b*JOBS:JOBS}")

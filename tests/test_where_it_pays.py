@@ -55,6 +55,23 @@ def test_the_largest_saving_leads_and_is_confirmed_on_three_fresh_seeds(tmp_path
     assert lead.cfg.train.total_steps == searched.cfg.train.total_steps == 1500
 
 
+
+def test_the_confirmation_trains_seed_by_seed_and_plan_writes_nothing(tmp_path):
+    """Each batch is one seed's baseline and leader, so a session that stops early still leaves whole seeds."""
+    runs = [run("classical", "classical", None, 4.95), run("bootstrapped", "mix-a0.25-tt0.5", 1.5, 4.945)]
+    r, recipe = confirm(tmp_path, runs)
+    assert r.returncode == 0, r.stderr
+    recipe["out_dir"] = str(tmp_path / "runs")
+    path = tmp_path / "confirm.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    env = {**os.environ, "RECIPE": str(path), "PLAN": "1", "ARCHIVE": str(tmp_path / "archive")}
+    plan = subprocess.run(["bash", str(REPO / "scripts" / "where_it_pays.sh")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert plan.returncode == 0, plan.stderr
+    assert plan.stdout.splitlines() == ["[where-it-pays] teachers: teacher-s1 teacher-s2 teacher-s3"] + [
+        f"[where-it-pays] batch {s}/3: classical-s{s} mix-a0.25-tt0.5-s{s}" for s in (1, 2, 3)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confirm.yaml", "report.json"]
+
 def test_when_nothing_reaches_the_target_the_closest_is_confirmed(tmp_path):
     runs = [run("classical", "classical", None, 4.95), run("bootstrapped", "paper", None, 5.03),
             run("bootstrapped", "mix-a0.5-t1", None, 4.957)]
