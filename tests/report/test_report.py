@@ -192,6 +192,21 @@ def test_seeds_mean_and_std(tmp_path):
     assert " ± " in savings_table(report)
 
 
+
+def test_a_teacher_trained_longer_is_another_configuration_not_another_seed(tmp_path):
+    """Seeds of one configuration have teachers of one shape and training; a longer-trained teacher of the same
+    shape makes a configuration of its own (it was merged with the short one as a second seed)."""
+    short = [make_run(tmp_path, f"teacher-s{s}", [(10, 3.5), (20, 3.0)], d_model=32, seed=s) for s in (1, 2)]
+    long = make_run(tmp_path, "teacher-long", [(10, 3.4), (20, 2.9)], d_model=32)
+    for s in (1, 2):
+        make_run(tmp_path, f"classical-s{s}", CLASSICAL, seed=s)
+        make_run(tmp_path, f"boot-s{s}", DISTILLED, policy="bootstrapped", seed=s, teacher=short[s - 1],
+                 teacher_train=5e9, kd_until=20)
+    make_run(tmp_path, "boot-long", DISTILLED, policy="bootstrapped", teacher=long, teacher_train=1e10, kd_until=20)
+    report = build_report(load_runs([tmp_path]))
+    distilled = sorted(tuple(r["runs"]) for r in report["rows"] if r["role"] == "distilled")
+    assert distilled == [("boot-long",), ("boot-s1", "boot-s2")]
+
 def test_plots_are_written(pair, tmp_path):
     root, teacher, c, d = pair
     runs = load_runs([teacher, c, d])

@@ -87,7 +87,10 @@ class Run:
     def identity(self) -> tuple:
         flat = {k: repr(v) for k, v in flatten(self.config, NOT_IDENTITY).items()}
         teacher = (self.summary or {}).get("teacher") or {}
-        return tuple(sorted(flat.items())) + (("teacher_model", str(teacher.get("model"))),)
+        # the teacher's path is not identity (each seed has its own), but its shape and training are: a teacher
+        # trained twice as long makes another experiment
+        return tuple(sorted(flat.items())) + (("teacher_model", str(teacher.get("model"))),
+                                              ("teacher_train_flops", repr(self.last_row.get("flops_teacher_train"))))
 
     def teacher_paths(self) -> list[Path]:
         """Where this run's teacher may live: the config's path (as given, from the cwd or beside the run) and
