@@ -299,7 +299,10 @@ def test_seed_significance_is_a_t_interval():
 def test_sweeps_group_configurations_by_the_setting_they_vary(tmp_path):
     from types import SimpleNamespace
 
-    from bootdistill.report.sweep_plot import FILE, flat, sweeps, write_sweep_plot
+    from bootdistill.report.sweep_plot import FILE, _order, flat, sweeps, write_sweep_plot
+
+    # ticks in numeric order (0.0 before 0.05, which string order reverses), the default last
+    assert sorted([0.05, None, 0.0, 0.15], key=_order) == [0.0, 0.05, 0.15, None]
 
     base = {"train": {"seed": 1, "lr_max": 1e-3}, "distill": {"alpha": 0.25, "margin": 0.05, "teacher": "runs/x/t-0123abcd"}}
 

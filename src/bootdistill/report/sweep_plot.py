@@ -34,6 +34,13 @@ def shown(value) -> str:
     return "default" if value is None else str(value)
 
 
+def _order(value) -> tuple:
+    """Numbers in numeric order (0.0 before 0.05), then words, then the default."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value, "")
+    return (2, 0, "") if value is None else (1, 0, str(value))
+
+
 def sweeps(configs: dict[str, dict]) -> dict[tuple, dict[str, dict]]:
     """{(settings varied, the other settings held fixed): {configuration: its values of the varied ones}} for
     every pair of configurations that differ in those settings only; pairs that share both form one sweep."""
@@ -70,10 +77,11 @@ def write_sweep_plot(runs, report: dict, out: Path, save) -> str | None:
         return None
     cols = min(2, len(found))
     nrows = (len(found) + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 3.6 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 3.6 * nrows), squeeze=False,
+                             layout="constrained")  # room for the title and slanted ticks, no blank band
     for ax, ((keys, fixed), members) in zip(axes.flat, sorted(found.items())):
         context = _context(fixed, [f for k, f in found if k == keys and f != fixed], configs[next(iter(members))])
-        points = sorted(members.items(), key=lambda kv: str([kv[1][k] for k in keys]))
+        points = sorted(members.items(), key=lambda kv: [_order(kv[1][k]) for k in keys])
         ticks = [", ".join(shown(values[k]) for k in keys) for _, values in points]
         means = [rows[name]["savings_pct"]["mean"] for name, _ in points]
         stds = [rows[name]["savings_pct"]["std"] or 0.0 for name, _ in points]
@@ -88,7 +96,8 @@ def write_sweep_plot(runs, report: dict, out: Path, save) -> str | None:
                 ax.annotate("not reached", (i, floor), textcoords="offset points", xytext=(0, 6), ha="center",
                             fontsize=7, color="tab:red")
         ax.axhline(0, color="black", lw=0.8)
-        ax.set_xticks(range(len(ticks)), ticks, fontsize=8, rotation=20 if len(ticks) > 3 else 0)
+        ax.set_xticks(range(len(ticks)), ticks, fontsize=8, rotation=20 if len(ticks) > 3 else 0,
+                      ha="right" if len(ticks) > 3 else "center")
         ax.set_xlabel(" + ".join(keys) + (f"   (with {context})" if context else ""), fontsize=9)
         ax.set_ylabel("saving, teacher included (%)", fontsize=9)
         ax.grid(alpha=0.3)
