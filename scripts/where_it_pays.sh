@@ -9,7 +9,7 @@
 #   bash scripts/where_it_pays.sh                      # every run in the recipe
 #   bash scripts/where_it_pays.sh classical mix-a0.1-t1 salt-linear   # these (plus the teachers they need)
 # RECIPE=... picks another recipe (default configs/where-it-pays/search.yaml); JOBS=... parallel students;
-# TEACHER_JOBS=... parallel teachers (default 1); ARCHIVE=... where archives go (default docs/where-it-pays/archive;
+# TEACHER_JOBS=... parallel teachers (default 1; on a CPU they share its cores, at most 2 threads each); ARCHIVE=... where archives go (default docs/where-it-pays/archive;
 # ARCHIVE= with nothing: no archiving);
 # KEEP_WEIGHTS=teachers archives only the teachers' final weights (default teachers+baselines: a later session's
 # students then still get their diagnostics, which compare them with their classical baseline).
@@ -31,6 +31,9 @@ DEVICE="${DEVICE:-auto}"
 ARCHIVE="${ARCHIVE-docs/where-it-pays/archive}"
 KEEP_WEIGHTS="${KEEP_WEIGHTS:-teachers+baselines}"
 [ -f "$RECIPE" ] || { echo "[where-it-pays] error: RECIPE '$RECIPE' is not a file: give the path of a recipe YAML" >&2; exit 2; }
+for knob in JOBS TEACHER_JOBS; do
+  [[ "${!knob:-1}" =~ ^[1-9][0-9]*$ ]] || { echo "[where-it-pays] error: $knob must be a whole number >= 1, got '${!knob}'" >&2; exit 2; }
+done
 [[ "${CHECKPOINT_EVERY:-1}" =~ ^[1-9][0-9]*$ ]] || {
   echo "[where-it-pays] error: CHECKPOINT_EVERY must be a whole number of steps >= 1, got '$CHECKPOINT_EVERY'" >&2; exit 2; }
 # the recipe is checked first (a typo is one line and exit 2, before anything is written); --list needs no torch
@@ -117,7 +120,9 @@ train() {  # JOBS THREADS RUN...: the runs, JOBS at a time with THREADS threads 
 # a teacher is small: on 2 cores one at a time with two threads; TEACHER_JOBS=N (a GPU) trains the first alone,
 # which prepares the data, then the others N at a time
 train 1 2 "${teachers[@]:0:1}" || exit 1
-train "${TEACHER_JOBS:-1}" 2 "${teachers[@]:1}" || exit 1
+# threads split between parallel teachers: 2 teachers x 2 threads on 2 cores ran 5x slower than one at a time
+teacher_threads=$(( $(nproc) / ${TEACHER_JOBS:-1} ))
+train "${TEACHER_JOBS:-1}" "$(( teacher_threads < 1 ? 1 : teacher_threads > 2 ? 2 : teacher_threads ))" "${teachers[@]:1}" || exit 1
 report_and_archive() {  # both reports, then the archives: they then hold every whole-split loss they need
   bootdistill report "$OUT" --device "$DEVICE" --out "$OUT.report-val"
   bootdistill report "$OUT" --device "$DEVICE" --split test --no-diagnostics --out "$OUT.report-test"

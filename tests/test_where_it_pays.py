@@ -155,3 +155,13 @@ def test_results_table_without_reports_says_what_to_run(tmp_path):
                         "--val", str(tmp_path / "none.json")], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.startswith("error: cannot read the reports or the recipe") and len(r.stderr.splitlines()) == 1
+
+
+def test_where_it_pays_script_refuses_bad_parallelism_before_writing_anything(tmp_path):
+    script = str(REPO / "scripts" / "where_it_pays.sh")
+    for knob, value in [("JOBS", "0"), ("TEACHER_JOBS", "two")]:
+        r = subprocess.run(["bash", script], cwd=tmp_path, env={**os.environ, knob: value}, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 2 and r.stderr.strip() == \
+            f"[where-it-pays] error: {knob} must be a whole number >= 1, got '{value}'", r.stderr
+    assert list(tmp_path.iterdir()) == []
