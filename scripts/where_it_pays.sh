@@ -9,8 +9,8 @@
 #   bash scripts/where_it_pays.sh                      # every run in the recipe
 #   bash scripts/where_it_pays.sh classical mix-a0.1-t1 salt-linear   # these (plus the teachers they need)
 # RECIPE=... picks another recipe (default configs/where-it-pays/search.yaml); JOBS=... parallel students;
-# TEACHER_JOBS=... parallel teachers (default 1; on a CPU they share its cores, at most 2 threads each); ARCHIVE=... where archives go (default docs/where-it-pays/archive;
-# ARCHIVE= with nothing: no archiving);
+# TEACHER_JOBS=... parallel teachers (default 1; on a CPU they share its cores, at most 2 threads each);
+# ARCHIVE=... where archives go (default docs/where-it-pays/archive; ARCHIVE= with nothing: no archiving);
 # KEEP_WEIGHTS=teachers archives only the teachers' final weights (default teachers+baselines: a later session's
 # students then still get their diagnostics, which compare them with their classical baseline).
 # DEVICE=... trains and evaluates there (default auto: a CUDA GPU when there is one; benchmarks/gpu_check.sh runs
