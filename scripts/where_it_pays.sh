@@ -120,7 +120,7 @@ train() {  # JOBS THREADS RUN...: the runs, JOBS at a time with THREADS threads 
 # a teacher is small: on 2 cores one at a time with two threads; TEACHER_JOBS=N (a GPU) trains the first alone,
 # which prepares the data, then the others N at a time
 train 1 2 "${teachers[@]:0:1}" || exit 1
-# threads split between parallel teachers: 2 teachers x 2 threads on 2 cores ran 5x slower than one at a time
+# threads split between parallel teachers: 2 teachers x 2 threads on 2 cores ran about 4x slower than one at a time
 teacher_threads=$(( $(nproc) / ${TEACHER_JOBS:-1} ))
 train "${TEACHER_JOBS:-1}" "$(( teacher_threads < 1 ? 1 : teacher_threads > 2 ? 2 : teacher_threads ))" "${teachers[@]:1}" || exit 1
 report_and_archive() {  # both reports, then the archives: they then hold every whole-split loss they need
