@@ -32,7 +32,8 @@ ARCHIVE="${ARCHIVE-docs/where-it-pays/archive}"
 KEEP_WEIGHTS="${KEEP_WEIGHTS:-teachers+baselines}"
 [ -f "$RECIPE" ] || { echo "[where-it-pays] error: RECIPE '$RECIPE' is not a file: give the path of a recipe YAML" >&2; exit 2; }
 for knob in JOBS TEACHER_JOBS; do
-  [[ "${!knob:-1}" =~ ^[1-9][0-9]*$ ]] || { echo "[where-it-pays] error: $knob must be a whole number >= 1, got '${!knob}'" >&2; exit 2; }
+  [[ "${!knob:-1}" =~ ^[1-9][0-9]*$ ]] || {
+    echo "[where-it-pays] error: $knob must be a whole number >= 1, got '${!knob}'" >&2; exit 2; }
 done
 [[ "${CHECKPOINT_EVERY:-1}" =~ ^[1-9][0-9]*$ ]] || {
   echo "[where-it-pays] error: CHECKPOINT_EVERY must be a whole number of steps >= 1, got '$CHECKPOINT_EVERY'" >&2; exit 2; }
@@ -75,7 +76,10 @@ batches=$(( (${#ordered[@]} + JOBS - 1) / JOBS ))
 [ "$batches" -gt 0 ] || batches=1
 if [ -n "${PLAN:-}" ]; then  # PLAN=1: what would train, in which batches; nothing is written
   echo "[where-it-pays] teachers: ${teachers[*]:-none}"
-  for ((b = 0; b < batches; b++)); do batch=("${ordered[@]:b*JOBS:JOBS}"); echo "[where-it-pays] batch $((b + 1))/$batches: ${batch[*]:-nothing to train}"; done
+  for ((b = 0; b < batches; b++)); do
+    batch=("${ordered[@]:b*JOBS:JOBS}")
+    echo "[where-it-pays] batch $((b + 1))/$batches: ${batch[*]:-nothing to train}"
+  done
   exit 0
 fi
 mkdir -p "$LOGS" "$OUT"
@@ -122,7 +126,8 @@ train() {  # JOBS THREADS RUN...: the runs, JOBS at a time with THREADS threads 
 train 1 2 "${teachers[@]:0:1}" || exit 1
 # threads split between parallel teachers: 2 teachers x 2 threads on 2 cores ran about 4x slower than one at a time
 teacher_threads=$(( $(nproc) / ${TEACHER_JOBS:-1} ))
-train "${TEACHER_JOBS:-1}" "$(( teacher_threads < 1 ? 1 : teacher_threads > 2 ? 2 : teacher_threads ))" "${teachers[@]:1}" || exit 1
+teacher_threads=$(( teacher_threads < 1 ? 1 : teacher_threads > 2 ? 2 : teacher_threads ))
+train "${TEACHER_JOBS:-1}" "$teacher_threads" "${teachers[@]:1}" || exit 1
 report_and_archive() {  # both reports, then the archives: they then hold every whole-split loss they need
   bootdistill report "$OUT" --device "$DEVICE" --out "$OUT.report-val"
   bootdistill report "$OUT" --device "$DEVICE" --split test --no-diagnostics --out "$OUT.report-test"
