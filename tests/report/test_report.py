@@ -207,6 +207,25 @@ def test_a_teacher_trained_longer_is_another_configuration_not_another_seed(tmp_
     distilled = sorted(tuple(r["runs"]) for r in report["rows"] if r["role"] == "distilled")
     assert distilled == [("boot-long",), ("boot-s1", "boot-s2")]
 
+def test_held_out_split_leaves_unfinished_seeds_out_until_they_finish(tmp_path):
+    """A confirmation reports after every seed: the test split (measured once, at the end) shows the finished
+    seeds and names the ones still training, instead of failing the whole report."""
+    teacher = make_run(tmp_path, "teacher", [(10, 3.5), (20, 3.0)], d_model=32)
+    make_run(tmp_path, "classical-s1", CLASSICAL, seed=1)
+    make_run(tmp_path, "classical-s2", CLASSICAL[:2], seed=2, finished=False)
+    make_run(tmp_path, "boot-s2", DISTILLED, policy="bootstrapped", seed=2, teacher=teacher, teacher_train=5e9,
+             kd_until=20)  # finished, but its baseline is not: no target on the test split yet
+    report = build_report(load_runs([tmp_path]), split="test", diagnostics=False)
+    assert {r["name"] for r in report["runs"]} == {"teacher", "classical-s1"}
+    assert by_name(report, "classical-s1")["target"] == pytest.approx(CLASSICAL[-1][1] + 0.02)  # its test loss
+    waiting = [w for w in report["warnings"] if "left out of the test report" in w]
+    assert sorted(w.split(":")[0] for w in waiting) == ["boot-s2", "classical-s2"]
+    assert {r["name"] for r in build_report(load_runs([tmp_path]))["runs"]} == \
+        {"teacher", "classical-s1", "classical-s2", "boot-s2"}  # the validation report shows progress so far
+    with pytest.raises(BootdistillError, match="no finished runs yet"):
+        build_report(load_runs([tmp_path / "classical-s2"]), split="test", diagnostics=False)
+
+
 def test_plots_are_written(pair, tmp_path):
     root, teacher, c, d = pair
     runs = load_runs([teacher, c, d])

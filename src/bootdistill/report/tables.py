@@ -267,6 +267,14 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
             runs.append(load_run(path))  # the CLI passes it among `runs` already, so it is plotted too
         if not any(key in (r.name, str(r.path)) for r in runs):
             raise BootdistillError(f"--baseline {key}=...: no run named '{key}' among the run directories given")
+    if split != "val":  # a held-out split is measured once, at the end: unfinished runs wait, the rest report
+        waiting = {r.path for r in runs if not r.finished or (r.policy != "classical" and not getattr(
+            find_baseline(r, runs, baselines), "finished", True))}
+        warn += [f"{r.name}: left out of the {split} report until it and its baseline have finished"
+                 for r in runs if r.path in waiting]
+        runs = [r for r in runs if r.path not in waiting]
+        if not runs:
+            raise BootdistillError(f"--split {split}: no finished runs yet; the held-out split is measured at the end")
     for r in runs:
         if not r.finished:
             warn.append(f"{r.name}: unfinished (no summary.json): using its metrics so far")
