@@ -129,10 +129,10 @@ teacher_threads=$(( $(nproc) / ${TEACHER_JOBS:-1} ))
 teacher_threads=$(( teacher_threads < 1 ? 1 : teacher_threads > 2 ? 2 : teacher_threads ))
 train "${TEACHER_JOBS:-1}" "$teacher_threads" "${teachers[@]:1}" || exit 1
 report_and_archive() {  # both reports, then the archives: they then hold every whole-split loss they need
-  bootdistill report "$OUT" --device "$DEVICE" --out "$OUT.report-val"
-  bootdistill report "$OUT" --device "$DEVICE" --split test --no-diagnostics --out "$OUT.report-test"
-  [ -n "$ARCHIVE" ] || return 0
-  local names=("${teachers[@]}") weighted=() t d
+  local names=("${teachers[@]}") weighted=() t d rc=0  # each step runs even if one before it failed
+  bootdistill report "$OUT" --device "$DEVICE" --out "$OUT.report-val" || rc=1
+  bootdistill report "$OUT" --device "$DEVICE" --split test --no-diagnostics --out "$OUT.report-test" || rc=1
+  [ -n "$ARCHIVE" ] || return "$rc"
   [ "$KEEP_WEIGHTS" = teachers ] || names+=("${baselines[@]}")
   for t in "${names[@]}"; do
     for d in "$OUT/$t"-*/; do
@@ -140,15 +140,17 @@ report_and_archive() {  # both reports, then the archives: they then hold every 
       [[ "$(basename "$d")" =~ ^$t-[0-9a-f]{8}$ ]] && weighted+=("$d")
     done
   done
-  [ ${#weighted[@]} -eq 0 ] || bootdistill archive "${weighted[@]}" --to "$ARCHIVE" --weights
-  bootdistill archive "$OUT" --to "$ARCHIVE"
+  [ ${#weighted[@]} -eq 0 ] || bootdistill archive "${weighted[@]}" --to "$ARCHIVE" --weights || rc=1
+  bootdistill archive "$OUT" --to "$ARCHIVE" || rc=1
+  return "$rc"
 }
 status=0
 started=$SECONDS
 for ((b = 0; b < batches; b++)); do
   batch=("${ordered[@]:b*JOBS:JOBS}")
   train "$JOBS" 1 "${batch[@]}" || status=1  # students: two at a time on one thread each, the fastest on 2 cores
-  report_and_archive
+  # a report that fails must not cost the batches still to train: say so, finish them, exit non-zero
+  report_and_archive || { echo "[where-it-pays] FAILED: the reports or archives after batch $((b + 1))" >&2; status=1; }
   done_=$((b + 1)) elapsed=$((SECONDS - started))
   echo "[where-it-pays] batch $done_/$batches $([ -n "$ARCHIVE" ] && echo archived || echo reported) (${batch[*]:-nothing to train}) after $((elapsed / 60)) min;" \
     "about $((elapsed * (batches - done_) / done_ / 60)) min to go${ARCHIVE:+; commit $ARCHIVE now to keep it}"

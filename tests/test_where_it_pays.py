@@ -135,6 +135,19 @@ def test_where_it_pays_script_spreads_a_search_over_sessions(tiny_corpus, tmp_pa
     assert "starting" not in logs and logs.count("finished earlier, reused") >= len(names)
     again = json.loads((tmp_path / "runs.report-test" / "report.json").read_text())
     assert [r["savings_pct"] for r in again["runs"]] == [r["savings_pct"] for r in saving["runs"]]
+    # a report that fails after a batch (here: every report) costs neither the later batches nor the archives
+    fake = tmp_path / "bin" / "bootdistill"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\n[ "$1" = report ] && {{ echo "error: no space left" >&2; exit 1; }}\n'
+                    f'exec "{sys.executable}" -m bootdistill.cli "$@"\n')
+    fake.chmod(0o755)
+    shutil.rmtree(tmp_path / "archive")
+    env.update(JOBS="1", PATH=f"{fake.parent}{os.pathsep}{env['PATH']}")
+    failing = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert failing.returncode == 1, failing.stdout + failing.stderr
+    assert failing.stderr.count("FAILED: the reports or archives after batch") == 2
+    assert "batch 2/2 archived (student)" in failing.stdout
+    assert sorted(p.name for p in (tmp_path / "archive").iterdir()) == names
 
 
 def test_where_it_pays_script_refuses_a_bad_recipe_before_writing_anything(tmp_path):
