@@ -226,6 +226,19 @@ def test_held_out_split_leaves_unfinished_seeds_out_until_they_finish(tmp_path):
         build_report(load_runs([tmp_path / "classical-s2"]), split="test", diagnostics=False)
 
 
+def test_predicted_against_measured_says_why_a_prediction_is_missing(pair):
+    root, _, _, boot = pair
+    base = {"laws": "Table 6", "extrapolated": True, "margin": 0.05, "best_saving_pct": 0.33}
+    (boot / "prediction.json").write_text(json.dumps({**base, "saving_pct": 5.0}))
+    report = build_report(load_runs([root]), diagnostics=False)
+    row = by_name(report, "boot")
+    assert row["prediction"]["error_points"] == pytest.approx(row["savings_pct"] - 5.0)
+    assert f"| boot | Table 6 (extrapolated) | +5.0% | {row['savings_pct']:+.1f}% |" in render_markdown(report, {})
+    (boot / "prediction.json").write_text(json.dumps({**base, "saving_pct": None}))  # the law never switches
+    text = render_markdown(build_report(load_runs([root]), diagnostics=False), {})
+    assert "| none: by the law the student never gets within 5% of the teacher (best switch: +0.3%) |" in text
+
+
 def test_plots_are_written(pair, tmp_path):
     root, teacher, c, d = pair
     runs = load_runs([teacher, c, d])

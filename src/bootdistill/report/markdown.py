@@ -186,7 +186,10 @@ def prediction_section(report: dict) -> list[str]:
             continue
         laws = p["laws"] + (" (extrapolated)" if p.get("extrapolated") else "")
         err = "—" if p["error_points"] is None else f"{p['error_points']:+.1f} points"
-        rows.append([r["name"], laws, pct(p["saving_pct"]), pct(r["savings_pct"]), err])
+        predicted = pct(p["saving_pct"]) if p["saving_pct"] is not None else (  # say why there is no number
+            f"none: by the law the student never gets within {p['margin']:.0%} of the teacher "
+            f"(best switch: {p['best_saving_pct']:+.1f}%)")
+        rows.append([r["name"], laws, predicted, pct(r["savings_pct"]), err])
     return ["## Predicted against measured", "",
             "Before each distilled run trained, `bootdistill plan`'s bootstrapped prediction (switch at the run's "
             "margin) was written to its prediction.json. Error = measured − predicted. A large error means: do not "
