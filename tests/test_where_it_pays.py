@@ -3,6 +3,7 @@ the rule fixed before the search (scripts/where_it_pays_confirm.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -54,6 +55,21 @@ def test_the_largest_saving_leads_and_is_confirmed_on_three_fresh_seeds(tmp_path
     assert lead.cfg.model == searched.cfg.model and lead.cfg.distill.combine == searched.cfg.distill.combine
     assert lead.cfg.train.total_steps == searched.cfg.train.total_steps == 1500
 
+
+
+def test_the_follow_up_reuses_the_searchs_teacher_and_baseline():
+    """The post-hoc follow-up (longer teacher, sharpened) is measured against the search's own runs: same
+    directories, so nothing but the new student trains, and its baseline is the search's seed."""
+    _, search = load_recipe(SEARCH)
+    _, follow = load_recipe(SEARCH.with_name("followup.yaml"))
+    dirs = {p.name: p.run_dir for p in search}
+    new = {p.name: p for p in follow}
+    assert new["teacher-long"].run_dir == dirs["teacher-long"] and new["classical"].run_dir == dirs["classical"]
+    combo, tlong, tt = new["mix-a0.25-tlong-tt0.5"], *(next(p for p in search if p.name == n)
+                                                        for n in ("mix-a0.25-tlong", "mix-a0.25-tt0.5"))
+    assert combo.teacher == "teacher-long" and combo.run_dir not in dirs.values()
+    assert combo.cfg.distill == dataclasses.replace(tlong.cfg.distill, teacher_temperature=0.5)
+    assert combo.cfg.train == tt.cfg.train and combo.cfg.model == tt.cfg.model
 
 
 def test_the_confirmation_trains_seed_by_seed_and_plan_writes_nothing(tmp_path):
