@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -29,6 +30,9 @@ HEADERS = ["run", "changes", "switch (step)", "final val (whole split)", "reache
 
 def changes(specs: dict, name: str) -> str:
     """What a run's recipe entry sets beyond the run it extends, flattened: `distill.alpha 0.1 (vs mix-a0.25-t1)`."""
+    seeded = re.fullmatch(r"(.+)-s(\d+)", name)
+    if name not in specs and seeded and seeded[1] in specs:  # a seeded recipe's copy of one run
+        return f"seed {seeded[2]} of {seeded[1]}"
     spec = dict(specs.get(name) or {})
     parent = spec.pop("extends", None)
     flat = [f"{section}.{k} {v}" for section, keys in spec.items() if isinstance(keys, dict) for k, v in keys.items()]
@@ -80,8 +84,13 @@ def main(argv=None) -> int:
     table = rows(val, test, specs)
     if not table:
         sys.exit("error: the validation report has no finished distilled run with a baseline: run the search first")
-    target = next((r["target"] for r in val["runs"] if r["policy"] != "classical" and r.get("target")), None)
-    print(f"Target (classical, whole validation split): {target:.4f}\n" if target else "", end="")
+    targets = {RUN_HASH.sub("", r["baseline"]): r["target"] for r in val["runs"]
+               if r["policy"] != "classical" and r.get("baseline") and r.get("target")}
+    if len(set(targets.values())) == 1:
+        print(f"Target (classical, whole validation split): {next(iter(targets.values())):.4f}\n")
+    elif targets:  # seeds: each run is measured against the classical run of its own seed
+        print("Targets (each seed's classical run, whole validation split): "
+              + ", ".join(f"{name} {t:.4f}" for name, t in sorted(targets.items())) + "\n")
     print(markdown_table(HEADERS, table))
     return 0
 

@@ -166,6 +166,27 @@ def test_where_it_pays_script_spreads_a_search_over_sessions(tiny_corpus, tmp_pa
     assert sorted(p.name for p in (tmp_path / "archive").iterdir()) == names
 
 
+def test_results_table_of_a_confirmation_names_each_seeds_target(tmp_path):
+    """Seeds are measured against their own seed's classical run: the table says which target each one had."""
+    runs = []
+    for seed, target in ((1, 4.99), (2, 4.97)):
+        runs += [{"name": f"classical-s{seed}-0000000{seed}", "policy": "classical", "finished": True},
+                 {"name": f"mix-s{seed}-1111111{seed}", "policy": "bootstrapped", "finished": True, "target": target,
+                  "baseline": f"classical-s{seed}-0000000{seed}", "savings_pct": 3.0 * seed, "final_val_loss": 4.9,
+                  "crossing": None, "kd_stopped_step": 225}]
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"runs": runs}))
+    recipe = tmp_path / "confirm.yaml"
+    recipe.write_text(yaml.safe_dump({"seeds": [1, 2], "runs": {"classical": {}, "mix": {"extends": "classical"}}}))
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "where_it_pays_table.py"), "--recipe", str(recipe),
+                          "--val", str(report), "--test", str(report)], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Targets (each seed's classical run, whole validation split): "
+                                 "classical-s1 4.9900, classical-s2 4.9700\n")
+    assert [line.split(" | ")[:2] for line in out.stdout.splitlines() if line.startswith("| mix")] == \
+        [["| mix-s2", "seed 2 of mix"], ["| mix-s1", "seed 1 of mix"]]  # the larger saving first
+
+
 def test_where_it_pays_script_refuses_a_bad_recipe_before_writing_anything(tmp_path):
     typo = tmp_path / "typo.yaml"
     typo.write_text(f"name: typo\nout_dir: {tmp_path / 'runs'}\nruns:\n  a: {{model: {{d_modl: 3}}}}\n")
