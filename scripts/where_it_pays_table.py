@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from bootdistill.report.markdown import markdown_table
-from bootdistill.report.runs import RUN_HASH
+from bootdistill.report.runs import RUN_HASH, SEED_SUFFIX
 from bootdistill.report.tables import teacher_accounting
 
 HEADERS = ["run", "changes", "switch (step)", "final val (whole split)", "reaches target at step",
@@ -30,9 +30,10 @@ HEADERS = ["run", "changes", "switch (step)", "final val (whole split)", "reache
 
 def changes(specs: dict, name: str) -> str:
     """What a run's recipe entry sets beyond the run it extends, flattened: `distill.alpha 0.1 (vs mix-a0.25-t1)`."""
-    seeded = re.fullmatch(r"(.+)-s(\d+)", name)
-    if name not in specs and seeded and seeded[1] in specs:  # a seeded recipe's copy of one run
-        return f"seed {seeded[2]} of {seeded[1]}"
+    base = SEED_SUFFIX.sub("", name)
+    if name not in specs and base != name and base in specs:  # a seeded recipe's copy of one run
+        seed = re.search(r"\d+$", name)[0]
+        return f"seed {seed} of {base}"
     spec = dict(specs.get(name) or {})
     parent = spec.pop("extends", None)
     flat = [f"{section}.{k} {v}" for section, keys in spec.items() if isinstance(keys, dict) for k, v in keys.items()]
