@@ -67,6 +67,21 @@ def ctrl_c_reaches_child() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def wait_for_checkpoint(run_dir: Path, min_step: int, proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Wait until `run_dir` has a finished checkpoint at `min_step` or later. Not one exact step: old ones are
+    rotated away (keep_checkpoints), and a loaded machine can poll past the moment one existed."""
+    import time
+
+    from bootdistill.train.checkpoint import checkpoint_dirs
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if any(int(d.name.split("_")[1]) >= min_step for d in checkpoint_dirs(run_dir)):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint at step >= {min_step} in {run_dir} before the run ended or {timeout} s passed")
+
+
 def run_cli(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bootdistill.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO)

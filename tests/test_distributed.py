@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import REPO, run_cli, tiny_overrides
+from conftest import REPO, run_cli, tiny_overrides, wait_for_checkpoint
 from bootdistill.data.loader import BlockSampler, eval_batches, eval_shard
 from bootdistill.train.metrics import read_metrics
 
@@ -173,9 +172,7 @@ def test_two_processes_resume_after_sigkill_exactly(tiny_corpus, prepared, tmp_p
     out = tmp_path / "killed"
     agent = subprocess.Popen(torchrun_args("train", *tiny_overrides(tiny_corpus, out, prepared, **extra)), cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((out / "checkpoints").glob("step_00000015")):
-        time.sleep(0.05)
+    wait_for_checkpoint(out, 15, agent, timeout=120)
     workers = _children(agent.pid)  # they run in their own sessions: kill them, then torchrun
     assert len(workers) == 2
     for worker in workers:

@@ -3,13 +3,12 @@
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, wait_for_checkpoint
 from bootdistill.errors import ConfigError
 from bootdistill.experiment import load_recipe
 
@@ -74,9 +73,7 @@ def test_interrupted_experiment_reuses_and_resumes_then_reports(tiny_corpus, tmp
     boot_dir = next(p.run_dir for p in order if p.name == "boot")
     proc = subprocess.Popen([sys.executable, "-m", "bootdistill.cli", "experiment", str(recipe)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and not (boot_dir / "checkpoints" / "step_00000004").exists():
-        time.sleep(0.05)
+    wait_for_checkpoint(boot_dir, 2, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (boot_dir / "summary.json").exists()
