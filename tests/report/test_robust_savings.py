@@ -168,7 +168,10 @@ def test_an_archive_reports_like_its_run_and_its_teacher_still_teaches(finished,
     before = {split: build_report(load_runs([runs_dir]), split=split, diagnostics=split == "val")
               for split in ("val", "test")}  # every split reported first: that caches the whole-split losses
     assert main(["archive", str(runs_dir), "--to", str(archive), "--weights"]) == 0
+    first = {f: f.read_bytes() for f in archive.rglob("*") if f.is_file()}
+    time.sleep(1.1)  # the marker's time has a resolution of one second
     assert main(["archive", str(runs_dir), "--to", str(archive)]) == 0  # again: the archive is updated in place
+    assert {f: f.read_bytes() for f in archive.rglob("*") if f.is_file()} == first  # unchanged runs: not one byte
     assert not list(archive.rglob("evals/step_*.safetensors")) and not list(archive.rglob("state.pt"))
     runs = {r.name.split("-")[0]: r for r in load_runs([runs_dir])}
     student = archive / runs["student"].name

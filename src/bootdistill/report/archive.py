@@ -11,6 +11,7 @@ not share run directories (scripts/where_it_pays.sh does that).
 from __future__ import annotations
 
 import datetime
+import filecmp
 import json
 import shutil
 from pathlib import Path
@@ -54,8 +55,22 @@ def _merged_losses(old: Path, new: Path) -> dict:
     return out
 
 
+def _files(root: Path) -> dict[str, Path]:
+    return {str(f.relative_to(root)): f for f in root.rglob("*") if f.is_file() and f.name != MARKER}
+
+
+def _unchanged(new: Path, old: Path, marker: dict) -> bool:
+    """Whether the archive just built in `new` holds what `old` already held (its marker's time aside)."""
+    old_marker = read_marker(old)
+    if {k: v for k, v in old_marker.items() if k != "archived"} != {k: v for k, v in marker.items() if k != "archived"}:
+        return False
+    a, b = _files(new), _files(old)
+    return a.keys() == b.keys() and all(filecmp.cmp(a[k], b[k], shallow=False) for k in a)
+
+
 def archive_run(run_dir: Path | str, to: Path | str, weights: bool = False) -> Path:
-    """Write the archive of one finished run to `to`/<run name>, replacing an older archive of it in one rename."""
+    """Write the archive of one finished run to `to`/<run name>, replacing an older archive of it in one rename.
+    Archiving an unchanged run again leaves every byte of its archive as it was."""
     from ..train.checkpoint import checkpoint_dirs, read_meta
     from .crossing import snapshot_steps
 
@@ -97,6 +112,8 @@ def archive_run(run_dir: Path | str, to: Path | str, weights: bool = False) -> P
         elif read_marker(dest).get("weights") and (dest / "checkpoints").is_dir():  # kept from an earlier --weights
             shutil.copytree(dest / "checkpoints", tmp / "checkpoints")
             marker["weights"] = True
+        if _unchanged(tmp, dest, marker):  # nothing new: keep the old time, so a committed archive stays clean
+            marker["archived"] = read_marker(dest)["archived"]
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     return dest
 
