@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from conftest import REPO, ctrl_c_reaches_child, run_cli, tiny_overrides
+from conftest import REPO, ctrl_c_reaches_child, run_cli, tiny_overrides, wait_for_checkpoint
 
 EXTRA = {"train.total_steps": 24, "train.checkpoint_every": 3, "train.eval_every": 6}
 
@@ -35,10 +35,8 @@ def start(args: list[str]) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=ctrl_c_reaches_child)
 
 
-def stop_after(proc: subprocess.Popen, ckpt: Path, sig: int) -> None:
-    deadline = time.time() + 120
-    while time.time() < deadline and not ckpt.exists() and proc.poll() is None:
-        time.sleep(0.02)
+def stop_after(proc: subprocess.Popen, run_dir: Path, step: int, sig: int) -> None:
+    wait_for_checkpoint(run_dir, step, proc, timeout=120)
     proc.send_signal(sig)
     proc.wait()
 
@@ -72,7 +70,7 @@ def test_stopped_classical_run_resumes_bitwise(tiny_corpus, prepared, reference,
         assert r.returncode == 0, r.stderr
     else:
         proc = start(["train", *args])
-        stop_after(proc, out / "checkpoints" / "step_00000009", signal.SIGINT)
+        stop_after(proc, out, 9, signal.SIGINT)
         assert proc.returncode == 130
         assert not (out / "summary.json").exists(), "the run finished before it could be stopped"
     r = run_cli("train", "--resume", *args)
@@ -89,7 +87,7 @@ def test_killed_bootstrapped_run_resumes_bitwise(tiny_corpus, prepared, referenc
     out = tmp_path / "killed"
     args = tiny_overrides(tiny_corpus, out, prepared, **extra)
     proc = start(["train", *args])
-    stop_after(proc, out / "checkpoints" / "step_00000009", signal.SIGKILL)
+    stop_after(proc, out, 9, signal.SIGKILL)
     assert not (out / "summary.json").exists()
     r = run_cli("train", "--resume", *args)
     assert r.returncode == 0, r.stderr
