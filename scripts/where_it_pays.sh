@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The where-it-pays search (docs/where-it-pays.md) on a 2-core machine: teachers first, then the students two
-# at a time with one thread each (the fastest use of 2 cores), then the reports on the validation and test
-# splits. Finished runs are reused and interrupted ones resume, so it can be stopped and started again.
+# at a time with one thread each (the fastest use of 2 cores; a batch with one run left to train gives it both),
+# then the reports on the validation and test splits. Finished runs are reused and interrupted ones resume, so it can be stopped and started again.
 # Across machines or sessions that do not keep runs/: after every batch of students, both reports are brought up
 # to date and every finished run is archived (results, cached whole-split losses, teachers' weights) into
 # docs/where-it-pays/archive/, which the next start restores. A session that ends mid-search loses at most the
@@ -113,21 +113,35 @@ else:
           f"(a 2-core Xeon with AMX did about 1000, and a 4.5M student took 20 min; much less means hours per run)")
 PY
 echo "[where-it-pays] teachers: ${teachers[*]:-none}; students (${JOBS} at a time): ${students[*]:-none}"
-train() {  # JOBS THREADS RUN...: the runs, JOBS at a time with THREADS threads each; fails if one failed
-  local jobs=$1 threads=$2
-  shift 2
-  [ $# -eq 0 ] || printf '%s\n' "$@" | xargs -P "$jobs" -I{} sh -c \
-    'bootdistill experiment "$1" train.threads="$5" train.device="$4" log.progress=false ${6:+"$6"} --only "$2" \
-       >"$3/$2.log" 2>&1 && echo "[where-it-pays] done: $2" || { echo "[where-it-pays] FAILED: $2 (see $3/$2.log)" >&2; exit 1; }' \
-    _ "$RECIPE" {} "$LOGS" "$DEVICE" "$threads" "${CHECKPOINT_EVERY:+train.checkpoint_every=$CHECKPOINT_EVERY}"
+train() {  # JOBS RUN:THREADS...: the runs, JOBS at a time, each on its THREADS; fails if one failed
+  local jobs=$1
+  shift
+  [ $# -eq 0 ] || printf '%s\n' "$@" | xargs -P "$jobs" -I{} sh -c 'run="${2%:*}"
+    bootdistill experiment "$1" train.threads="${2##*:}" train.device="$4" log.progress=false ${5:+"$5"} --only "$run" \
+      >"$3/$run.log" 2>&1 && echo "[where-it-pays] done: $run" || { echo "[where-it-pays] FAILED: $run (see $3/$run.log)" >&2; exit 1; }' \
+    _ "$RECIPE" {} "$LOGS" "$DEVICE" "${CHECKPOINT_EVERY:+train.checkpoint_every=$CHECKPOINT_EVERY}"
+}
+on_threads() {  # THREADS RUN...: RUN:THREADS for each
+  local n=$1 r
+  shift
+  for r in "$@"; do echo "$r:$n"; done
+}
+batch_threads() {  # RUN...: RUN:THREADS, the cores shared by the runs still to train (experiment.batch_threads)
+  [ $# -eq 0 ] || python - "$RECIPE" "$(nproc)" "$@" <<'PY'
+import sys
+from bootdistill.experiment import batch_threads, load_recipe
+runs = {p.name: p for p in load_recipe(sys.argv[1])[1]}
+for name, threads in batch_threads([runs[n] for n in sys.argv[3:]], int(sys.argv[2])).items():
+    print(f"{name}:{threads}")
+PY
 }
 # a teacher is small: on 2 cores one at a time with two threads; TEACHER_JOBS=N (a GPU) trains the first alone,
 # which prepares the data, then the others N at a time
-train 1 2 "${teachers[@]:0:1}" || exit 1
+train 1 $(on_threads 2 "${teachers[@]:0:1}") || exit 1
 # threads split between parallel teachers: 2 teachers x 2 threads on 2 cores ran about 4x slower than one at a time
 teacher_threads=$(( $(nproc) / ${TEACHER_JOBS:-1} ))
 teacher_threads=$(( teacher_threads < 1 ? 1 : teacher_threads > 2 ? 2 : teacher_threads ))
-train "${TEACHER_JOBS:-1}" "$teacher_threads" "${teachers[@]:1}" || exit 1
+train "${TEACHER_JOBS:-1}" $(on_threads "$teacher_threads" "${teachers[@]:1}") || exit 1
 report_and_archive() {  # both reports, then the archives: they then hold every whole-split loss they need
   local names=("${teachers[@]}") weighted=() t d rc=0  # each step runs even if one before it failed
   bootdistill report "$OUT" --device "$DEVICE" --out "$OUT.report-val" || rc=1
@@ -148,7 +162,13 @@ status=0
 started=$SECONDS
 for ((b = 0; b < batches; b++)); do
   batch=("${ordered[@]:b*JOBS:JOBS}")
-  train "$JOBS" 1 "${batch[@]}" || status=1  # students: two at a time on one thread each, the fastest on 2 cores
+  # students: two at a time on one thread each, the fastest on 2 cores; one left to train gets both
+  if plan="$(batch_threads "${batch[@]}")"; then
+    train "$JOBS" $plan || status=1
+  else
+    echo "[where-it-pays] FAILED: could not share the cores among batch $((b + 1))" >&2
+    status=1
+  fi
   # a report that fails must not cost the batches still to train: say so, finish them, exit non-zero
   report_and_archive || { echo "[where-it-pays] FAILED: the reports or archives after batch $((b + 1))" >&2; status=1; }
   done_=$((b + 1)) elapsed=$((SECONDS - started))

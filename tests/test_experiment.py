@@ -10,7 +10,7 @@ import yaml
 
 from conftest import REPO, run_cli, wait_for_checkpoint
 from bootdistill.errors import ConfigError
-from bootdistill.experiment import load_recipe
+from bootdistill.experiment import batch_threads, load_recipe
 
 TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2, "context": 32}
 
@@ -64,6 +64,26 @@ def test_bad_recipes(tiny_corpus, tmp_path, runs, message):
     recipe = write_recipe(tmp_path / "r.yaml", tiny_corpus, tmp_path / "out", tmp_path / "prep", **runs)
     with pytest.raises(ConfigError, match=message):
         load_recipe(recipe)
+
+
+def test_a_batch_shares_the_cores_among_the_runs_still_to_train(tiny_corpus, tmp_path):
+    """Side by side on 2 cores: a finished run is only reused (1), a started run resumes on the threads it began
+    with (bitwise resume), the runs still to start share what is left."""
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_corpus, tmp_path / "out", tmp_path / "prep",
+                          other={"extends": "classical", "model": {"d_model": 40}})
+    _, order = load_recipe(recipe)
+    by = {p.name: p for p in order}
+    batch = [by["classical"], by["boot"], by["other"]]
+    assert batch_threads(batch, 2) == {"classical": 1, "boot": 1, "other": 1}  # three new on 2 cores: never 0
+    assert batch_threads(batch[:1], 2) == {"classical": 2}  # alone: every core
+    for name, started_with in (("classical", None), ("boot", 1)):
+        by[name].run_dir.mkdir(parents=True)
+        (by[name].run_dir / "config.yaml").write_text(yaml.safe_dump({"train": {"threads": started_with}}))
+    (by["classical"].run_dir / "summary.json").write_text("{}")
+    assert batch_threads(batch, 2) == {"classical": 1, "boot": 1, "other": 1}
+    assert batch_threads(batch, 4) == {"classical": 1, "boot": 1, "other": 3}
+    (by["classical"].run_dir / "summary.json").unlink()  # started with torch's default: it keeps every core
+    assert batch_threads(batch, 4) == {"classical": 4, "boot": 1, "other": 1}
 
 
 def test_interrupted_experiment_reuses_and_resumes_then_reports(tiny_corpus, tmp_path):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from bootdistill.model import GPT
+from bootdistill.model import GPT, matmul_attention
 from bootdistill.shape import PRESETS, ModelShape, count_params
 
 
@@ -69,7 +69,6 @@ def test_matmul_attention_equals_sdpa_forward_and_backward():
     """The CPU fast path (short contexts) computes what SDPA computes, gradients included."""
     import torch.nn.functional as F
 
-    from bootdistill.model import matmul_attention
 
     gen = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 4, 40, 16, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3))
@@ -83,14 +82,24 @@ def test_matmul_attention_equals_sdpa_forward_and_backward():
         torch.testing.assert_close(g, r)
 
 
-def test_model_uses_the_same_attention_on_both_paths():
-    """Contexts above the CPU threshold go through SDPA: a model gives the same logits either way."""
+def test_model_uses_the_same_attention_on_both_paths(monkeypatch):
+    """On CPU, short contexts train through matmul attention; a forward without gradients (a teacher, an
+    evaluation) and longer contexts go through SDPA. The logits agree either way."""
+    import bootdistill.model as model_module
+
     torch.manual_seed(0)
     m = GPT(ModelShape(100, 32, 2, 2, 16, dropout=0.0)).eval()
     x = torch.randint(0, 100, (2, 16))
+    calls = []
+    monkeypatch.setattr(model_module, "matmul_attention", lambda *a: calls.append(1) or matmul_attention(*a))
+    training_path = m(x)
+    assert len(calls) == 2  # one per layer
     with torch.no_grad():
-        fast = m(x)
+        forward_only = m(x)
+        assert len(calls) == 2  # SDPA
         for b in m.blocks:
-            b.attn.cpu_matmul_max_t = 0  # force SDPA
-        sdpa = m(x)
-    torch.testing.assert_close(fast, sdpa, atol=1e-5, rtol=1e-5)
+            b.attn.cpu_matmul_max_t = 0  # long contexts: SDPA, gradients or not
+    long_path = m(x)
+    assert len(calls) == 2
+    torch.testing.assert_close(training_path.detach(), forward_only, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(long_path.detach(), forward_only, atol=1e-5, rtol=1e-5)

@@ -265,6 +265,25 @@ def _write_prediction(p: PlannedRun, runs: dict, vocab: int, recipe: dict) -> No
         atomic_write_json(target, pred)
 
 
+def batch_threads(batch: list[PlannedRun], cores: int) -> dict[str, int]:
+    """CPU threads for each run of a batch trained side by side on `cores` cores. A run that has started keeps
+    the threads it started with (its resume then repeats the uninterrupted run bit for bit); the runs still to
+    start share the cores the others leave; a finished run (only reused) gets 1."""
+    threads, resumed, new = {}, 0, []
+    for p in batch:
+        if (p.run_dir / "summary.json").is_file():
+            threads[p.name] = 1
+        elif (p.run_dir / "config.yaml").is_file():
+            started = load_yaml(p.run_dir / "config.yaml") or {}
+            threads[p.name] = started.get("train", {}).get("threads") or cores  # None: torch's default, every core
+            resumed += threads[p.name]
+        else:
+            new.append(p.name)
+    for name in new:
+        threads[name] = max(1, (cores - resumed) // len(new))
+    return {p.name: threads[p.name] for p in batch}
+
+
 def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bool = False,
                only: str | None = None) -> list[Path]:
     """Run the recipe's runs in order; `only`: just that run (its teacher must be finished)."""

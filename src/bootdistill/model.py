@@ -16,7 +16,8 @@ from .shape import ModelShape
 
 
 # On CPU, plain matmul attention beat SDPA's flash kernel (forward + backward) at 256 tokens and lost from 512 on,
-# where flash skips the masked half (benchmarks/bench_attention.py; docs/benchmarks.md)
+# where flash skips the masked half (benchmarks/bench_attention.py; docs/benchmarks.md). A forward without
+# backward (a teacher, an evaluation) is faster with flash at every length, so matmuls serve training only.
 CPU_MATMUL_ATTENTION_MAX_T = 256
 
 
@@ -46,7 +47,7 @@ class CausalSelfAttention(nn.Module):
         # SDPA picks fused kernels (flash on GPU); attention-weight dropout (the paper's, optional) disables
         # them on CPU and made steps 3-4x slower there, so it is off by default
         dropout_p = self.attn_dropout if self.training else 0.0
-        if x.device.type == "cpu" and T <= self.cpu_matmul_max_t and dropout_p == 0.0:
+        if x.device.type == "cpu" and T <= self.cpu_matmul_max_t and dropout_p == 0.0 and torch.is_grad_enabled():
             y = matmul_attention(q, k, v)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
