@@ -17,7 +17,8 @@ from .shape import ModelShape
 
 # On CPU, plain matmul attention beat SDPA's flash kernel (forward + backward) at 256 tokens and lost from 512 on,
 # where flash skips the masked half (benchmarks/bench_attention.py; docs/benchmarks.md). A forward without
-# backward (a teacher, an evaluation) is faster with flash at every length, so matmuls serve training only.
+# backward (a teacher, an evaluation) is faster with flash from 256 tokens (1.5x; 11% slower at 128), so
+# matmuls serve training only.
 CPU_MATMUL_ATTENTION_MAX_T = 256
 
 
