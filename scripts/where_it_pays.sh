@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The where-it-pays search (docs/where-it-pays.md) on a 2-core machine: teachers first, then the students two
 # at a time with one thread each (the fastest use of 2 cores; a batch with one run left to train gives it both),
-# then the reports on the validation and test splits. Finished runs are reused and interrupted ones resume, so it can be stopped and started again.
+# then the reports on the validation and test splits. Finished runs are reused and interrupted ones resume, so
+# it can be stopped and started again.
 # Across machines or sessions that do not keep runs/: after every batch of students, both reports are brought up
 # to date and every finished run is archived (results, cached whole-split losses, teachers' weights) into
 # docs/where-it-pays/archive/, which the next start restores. A session that ends mid-search loses at most the

@@ -72,11 +72,11 @@ def wait_for_checkpoint(run_dir: Path, min_step: int, proc: subprocess.Popen, ti
     rotated away (keep_checkpoints), and a loaded machine can poll past the moment one existed."""
     import time
 
-    from bootdistill.train.checkpoint import checkpoint_dirs
+    from bootdistill.train.checkpoint import STEP_DIR, checkpoint_dirs
 
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
-        if any(int(d.name.split("_")[1]) >= min_step for d in checkpoint_dirs(run_dir)):
+        if any(int(STEP_DIR.match(d.name)[1]) >= min_step for d in checkpoint_dirs(run_dir)):
             return
         time.sleep(0.02)
     raise AssertionError(f"no checkpoint at step >= {min_step} in {run_dir} before the run ended or {timeout} s passed")

@@ -69,7 +69,6 @@ def test_matmul_attention_equals_sdpa_forward_and_backward():
     """The CPU fast path (short contexts) computes what SDPA computes, gradients included."""
     import torch.nn.functional as F
 
-
     gen = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 4, 40, 16, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3))
     ours = matmul_attention(q, k, v)

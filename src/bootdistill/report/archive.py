@@ -59,9 +59,8 @@ def _files(root: Path) -> dict[str, Path]:
     return {str(f.relative_to(root)): f for f in root.rglob("*") if f.is_file() and f.name != MARKER}
 
 
-def _unchanged(new: Path, old: Path, marker: dict) -> bool:
+def _unchanged(new: Path, old: Path, old_marker: dict, marker: dict) -> bool:
     """Whether the archive just built in `new` holds what `old` already held (its marker's time aside)."""
-    old_marker = read_marker(old)
     if {k: v for k, v in old_marker.items() if k != "archived"} != {k: v for k, v in marker.items() if k != "archived"}:
         return False
     a, b = _files(new), _files(old)
@@ -112,8 +111,9 @@ def archive_run(run_dir: Path | str, to: Path | str, weights: bool = False) -> P
         elif read_marker(dest).get("weights") and (dest / "checkpoints").is_dir():  # kept from an earlier --weights
             shutil.copytree(dest / "checkpoints", tmp / "checkpoints")
             marker["weights"] = True
-        if _unchanged(tmp, dest, marker):  # nothing new: keep the old time, so a committed archive stays clean
-            marker["archived"] = read_marker(dest)["archived"]
+        old_marker = read_marker(dest)
+        if _unchanged(tmp, dest, old_marker, marker):  # nothing new: keep the old time, so a committed archive stays clean
+            marker["archived"] = old_marker["archived"]
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     return dest
 
