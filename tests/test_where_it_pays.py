@@ -161,7 +161,8 @@ def test_where_it_pays_script_spreads_a_search_over_sessions(tiny_corpus, tmp_pa
                     f'exec "{sys.executable}" -m bootdistill.cli "$@"\n')
     fake.chmod(0o755)
     shutil.rmtree(tmp_path / "archive")
-    env.update(JOBS="1", PATH=f"{fake.parent}{os.pathsep}{env['PATH']}")
+    # the fake first, then this interpreter's environment: the script then skips setup_env.sh, as with a user's venv
+    env.update(JOBS="1", PATH=os.pathsep.join([str(fake.parent), os.path.dirname(sys.executable), env["PATH"]]))
     failing = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert failing.returncode == 1, failing.stdout + failing.stderr
     assert failing.stderr.count("FAILED: the reports or archives after batch") == 2
