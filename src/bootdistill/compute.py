@@ -1,10 +1,11 @@
 """FLOPs models and the compute ledger: one module used by the trainer, the reports and the planner.
 
-Per token, for a GPT with N parameters, L layers, width d, context T and vocabulary V:
+Per token, for a model (gpt2 or llama, shape.py) with N parameters, L layers, width d, context T, vocabulary V:
 - `6N` proxy (Kaplan; the bootstrapped paper's eq. 4) for training, `2N` for inference.
 - exact: 6 * N_matmul + 12 * L * T * d for training (PaLM's MFU convention, attention QK^T and AV at full
   T), where N_matmul are the weights that take part in a matmul (block linears + LM head); inference is a
-  third of that.
+  third of that. Grouped-query attention shrinks N_matmul (k, v) but not the attention term (every query head
+  attends over T keys).
 - fixed aspect ratio (distillation scaling laws App. H): F(N) = 2N (1 + c1 N^(-1/3) + c2 N^(-2/3)).
 """
 

@@ -25,8 +25,8 @@ from ..distill.objective import kd_loss_of, student_loss
 from ..distill.policies import Policy, StepKnobs, build_policy
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fsutil import atomic_write_json
-from ..model import GPT
-from ..shape import ModelShape, count_params
+from ..model import build_model
+from ..shape import count_params, shape_of
 from . import checkpoint as ckpt_io, preflight
 from . import distributed as dist
 from .accel import check_compile, compile_model, cpu_model, keep_freed_memory, set_cpu_threads
@@ -84,8 +84,7 @@ class Trainer:
             self.data_dir = prepare(cfg.data, progress=cfg.log.progress)
         self.data_meta = load_meta(self.data_dir)
         self.synthetic = bool(self.data_meta.get("synthetic"))
-        self.shape = ModelShape(self.data_meta["vocab_size"], cfg.model.d_model, cfg.model.n_layers,
-                                cfg.model.n_heads, cfg.model.context, cfg.model.dropout, cfg.model.attn_dropout)
+        self.shape = shape_of(cfg.model, self.data_meta["vocab_size"])
         self.run_dir = Path(cfg.out_dir)
         self.train_tokens = token_file(self.data_dir, "train")
         self.val_tokens = token_file(self.data_dir, "val")
@@ -97,7 +96,7 @@ class Trainer:
         self.max_steps = t.max_steps or t.total_steps
 
         torch.manual_seed(t.seed)
-        self.model = GPT(self.shape).to(self.device)
+        self.model = build_model(self.shape).to(self.device)
         dist.seed_rank(t.seed)  # dropout: rank 0 keeps the single-process stream
         wrapped = dist.wrap(self.model, self.parallel, self.device)  # DDP, or self.model sharded in place
         self.optimizer = build_optimizer(self.model, t, self.device)
@@ -131,7 +130,7 @@ class Trainer:
             if getattr(self.teacher, "sparse", False) and self.kd_loss.needs_logits:
                 raise ConfigError(f"loss '{self.kd_loss.name}' needs the teacher's raw logits; a cached (top-k) teacher "
                                   "stores log-probabilities: use kl, soft_ce, topk_kl, reverse_kl, jsd or mse_probs")
-            if self.parallel == "fsdp" and isinstance(getattr(self.teacher, "model", None), GPT):
+            if self.parallel == "fsdp" and hasattr(getattr(self.teacher, "model", None), "blocks"):
                 dist.shard(self.teacher.model)
         self.ledger = FlopsLedger()
         if self.teacher is not None:
