@@ -59,17 +59,19 @@ class FlopsLedger:
     student_train_exact: float = 0.0
     teacher_inference_exact: float = 0.0
     teacher_train_exact: float = 0.0
+    init_train: float = 0.0  # the training behind model.init_from's weights: a checkpoint's ledger, or given
+    init_train_exact: float = 0.0
     proxy: str = "6N"  # which one `total` reports
     teacher_tokens: int = 0  # tokens that got a teacher signal (KD steps), whatever the source
     extra: dict = field(default_factory=dict)
 
     @property
     def total(self) -> float:
-        return self.student_train + self.teacher_inference + self.teacher_train
+        return self.student_train + self.teacher_inference + self.teacher_train + self.init_train
 
     @property
     def total_exact(self) -> float:
-        return self.student_train_exact + self.teacher_inference_exact + self.teacher_train_exact
+        return self.student_train_exact + self.teacher_inference_exact + self.teacher_train_exact + self.init_train_exact
 
     def add_student(self, shape: ModelShape, tokens: int) -> None:
         self.student_train += tokens * flops_per_token(shape, training=True)
@@ -90,6 +92,7 @@ class FlopsLedger:
             "flops_student": self.student_train,
             "flops_teacher_inference": self.teacher_inference,
             "flops_teacher_train": self.teacher_train,
+            "flops_init": self.init_train,
             "flops_total": self.total,
             "flops_total_exact": self.total_exact,
         }

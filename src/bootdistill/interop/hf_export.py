@@ -103,12 +103,6 @@ def to_hf_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {hf: (ours[o].t() if t else ours[o]).detach().contiguous().clone() for o, hf, t in weight_names(model.shape)}
 
 
-def from_hf_state_dict(hf_state: dict[str, torch.Tensor], shape: ModelShape) -> dict[str, torch.Tensor]:
-    """A Hugging Face model's weights under our names (the inverse of to_hf_state_dict)."""
-    return {o: (hf_state[hf].t() if t else hf_state[hf]).contiguous() for o, hf, t in weight_names(shape)
-            if hf in hf_state or not (o == "lm_head.weight" and shape.tie_embeddings)}
-
-
 def to_hf(model: torch.nn.Module):
     """The Hugging Face model (GPT2LMHeadModel or LlamaForCausalLM; eval mode, fp32) with our model's weights."""
     tf = _transformers()
