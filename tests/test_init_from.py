@@ -48,6 +48,10 @@ def test_init_from_a_checkpoint_continues_at_its_loss_and_counts_its_compute(tin
     assert s["flops"]["flops_init"] == s["init"]["train_flops"] == src["flops"]["flops_total"]
     f = s["flops"]
     assert f["flops_total"] == pytest.approx(f["flops_student"] + f["flops_init"])
+    r = run_main("report", str(out), "--out", str(tmp_path / "report"))
+    assert r.returncode == 0, r.stderr
+    assert f"starts from the weights of `{source / 'checkpoints' / 'step_00000008'}`; their training compute: the " \
+           "source checkpoint's own ledger" in (tmp_path / "report" / "report.md").read_text()
 
     given = tmp_path / "given"  # a given compute replaces the ledger's
     r = run_main("train", *tiny_overrides(tiny_corpus, given, prepared, **FROZEN, **{

@@ -119,6 +119,7 @@ def test_a_llama_is_not_the_baseline_of_a_gpt2_of_the_same_widths(pair):
     report = build_report(load_runs([llama, teacher, c, d, llama_boot]))
     assert by_name(report, "boot")["baseline"] == "classical"
     assert by_name(report, "llama-boot")["baseline"] == "llama"
+    assert "Runs llama, llama-boot use the llama block" in render_markdown(report, {})
 
 
 def test_teacher_counted_four_ways_and_students_needed_to_share_it(tmp_path):
