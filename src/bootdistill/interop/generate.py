@@ -2,7 +2,7 @@
 
 The model comes from a run directory (its latest checkpoint), a checkpoints/step_* directory or an `export`
 directory (any Hugging Face GPT2LMHeadModel / LlamaForCausalLM directory with a tokenizer.json, loaded into
-our own model class, so a run and its export sample the same text). The prompt is tokenized with the model's
+our own model class, so a run and its export sample the same text; it runs on the CPU). The prompt is tokenized with the model's
 own tokenizer and starts after a document boundary, as every article does in training; sampling stops at the
 next boundary or after --max-new-tokens. Sampling draws from a generator seeded with --seed: the same seed gives
 the same text; temperature 0 is greedy.
@@ -11,6 +11,7 @@ the same text; temperature 0 is greedy.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def _from_hf_dir(path: Path) -> Sampler:
     tokenizer_file = path / "tokenizer.json"
     if not tokenizer_file.is_file():
         raise DataError(f"'{path}' has no tokenizer.json: generate from a directory written by `bootdistill export`")
+    for note in source.notes:  # e.g. another rope_theta: the weights load, but our block computes differently
+        print(f"note: '{path}' differs from bootdistill's {source.shape.arch} block: {note}", file=sys.stderr)
     model = build_model(source.shape)
     load_into(model, source)
     config = json.loads((path / "config.json").read_text())
