@@ -33,10 +33,20 @@ def test_yaml_file_then_overrides(tmp_path):
     ("model.preset=3M", "unknown"),
     ("train.compile=maybe", "true or false"),
     ("lr_max", "must look like section.key=value"),
+    ("model.arch=lama", "model.arch .lama. is unknown .did you mean .llama.. valid: gpt2, llama"),
+    ("model.n_kv_heads=2", "needs model.arch=llama"),
+    ("model.init_flops=1e15", "set model.init_from too"),
 ])
 def test_bad_config_values(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         resolve_model(load_config(None, [override]))
+
+
+def test_kv_heads_must_divide_the_preset_heads():
+    cfg = resolve_model(load_config(None, ["model.preset=1M", "model.arch=llama", "model.n_kv_heads=2"]))
+    assert cfg.model.n_heads == 8 and cfg.model.n_kv_heads == 2
+    with pytest.raises(ConfigError, match=r"model.n_kv_heads \(3\) must divide model.n_heads \(8\)"):
+        resolve_model(load_config(None, ["model.preset=1M", "model.arch=llama", "model.n_kv_heads=3"]))
 
 
 def test_unset_model_is_an_error():

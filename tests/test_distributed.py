@@ -134,6 +134,19 @@ def test_fsdp_two_processes_match_one(tiny_corpus, prepared, one_process, tmp_pa
 
 
 @pytest.mark.slow
+def test_llama_under_ddp_and_fsdp_matches_one_process(tiny_corpus, prepared, tmp_path):
+    """The llama block (RoPE tables as buffers, grouped-query attention) trains the same curve on 2 processes."""
+    llama = {**NO_DROPOUT, "model.arch": "llama", "model.n_kv_heads": 1}
+    one = tmp_path / "one"
+    assert run_cli("train", *tiny_overrides(tiny_corpus, one, prepared, **llama)).returncode == 0
+    for mode in ("ddp", "fsdp"):
+        out = tmp_path / mode
+        r = torchrun("train", *tiny_overrides(tiny_corpus, out, prepared, **llama, **{"train.parallel": mode}))
+        assert r.returncode == 0, r.stderr
+        assert_same_curve(one, out)
+
+
+@pytest.mark.slow
 def test_fsdp_resume_is_exact(tiny_corpus, prepared, tmp_path):
     fsdp = {"train.parallel": "fsdp"}  # default dropout: each rank's stream must resume where it stopped
     full, split = tmp_path / "full", tmp_path / "split"

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from bootdistill.model import GPT, matmul_attention
+from bootdistill.compute import flops_per_token
+from bootdistill.model import GPT, build_model, matmul_attention
 from bootdistill.shape import PRESETS, ModelShape, count_params
 
 
@@ -81,13 +82,14 @@ def test_matmul_attention_equals_sdpa_forward_and_backward():
         torch.testing.assert_close(g, r)
 
 
-def test_model_uses_the_same_attention_on_both_paths(monkeypatch):
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_model_uses_the_same_attention_on_both_paths(monkeypatch, arch):
     """On CPU, short contexts train through matmul attention; a forward without gradients (a teacher, an
     evaluation) and longer contexts go through SDPA. The logits agree either way."""
     import bootdistill.model as model_module
 
     torch.manual_seed(0)
-    m = GPT(ModelShape(100, 32, 2, 2, 16, dropout=0.0)).eval()
+    m = build_model(ModelShape(100, 32, 2, 4, 16, dropout=0.0, arch=arch, n_kv_heads=2 if arch == "llama" else None)).eval()
     x = torch.randint(0, 100, (2, 16))
     calls = []
     monkeypatch.setattr(model_module, "matmul_attention", lambda *a: calls.append(1) or matmul_attention(*a))
@@ -102,3 +104,48 @@ def test_model_uses_the_same_attention_on_both_paths(monkeypatch):
     assert len(calls) == 2
     torch.testing.assert_close(training_path.detach(), forward_only, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(long_path.detach(), forward_only, atol=1e-5, rtol=1e-5)
+
+
+# gpt2 and llama, tied and untied, default and given FFN widths, grouped-query attention (n_kv_heads < n_heads)
+SHAPES = [ModelShape(1000, 64, 3, 4, 32), ModelShape(1000, 64, 2, 4, 32, d_ff=100, tie_embeddings=False),
+          ModelShape(1000, 64, 3, 4, 32, arch="llama"), ModelShape(777, 96, 2, 6, 48, arch="llama", n_kv_heads=2),
+          ModelShape(1000, 64, 2, 8, 32, arch="llama", n_kv_heads=1, d_ff=160, tie_embeddings=False)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s.arch}-kv{s.kv_heads}-ff{s.ffn}-tied{s.tie_embeddings}")
+def test_count_params_and_flops_equal_the_built_model(shape):
+    """Parameter counts and the 6N / exact FLOPs models against the parameters of the model itself."""
+    model = build_model(shape)
+    n = count_params(shape)
+    assert n["total"] == sum(p.numel() for p in model.parameters())
+    embeddings = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    untied_head = 0 if shape.tie_embeddings else model.lm_head.weight.numel()
+    assert n["embedding"] == embeddings + untied_head
+    linears = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))  # the head included
+    assert n["matmul"] == linears
+    assert flops_per_token(shape) == 6 * n["total"]
+    assert flops_per_token(shape, exact=True) == 6 * n["matmul"] + 12 * shape.n_layers * shape.context * shape.d_model
+    if shape.arch == "llama":
+        assert not any(name.endswith("bias") for name, _ in model.named_parameters())
+        assert (model.lm_head.weight is model.tok_emb.weight) == shape.tie_embeddings
+
+
+def test_llama_is_causal_and_gqa_equals_repeated_heads():
+    """A grouped-query model computes what a full multi-head model with each k/v head copied per group does."""
+    torch.manual_seed(0)
+    gqa = build_model(ModelShape(100, 32, 2, 4, 16, dropout=0.0, arch="llama", n_kv_heads=2)).eval()
+    full = build_model(ModelShape(100, 32, 2, 4, 16, dropout=0.0, arch="llama")).eval()
+    sd = gqa.state_dict()
+    for name in list(sd):
+        if name.endswith(("k_proj.weight", "v_proj.weight")):  # (kv * hs, d): each head's 8 rows, twice
+            sd[name] = sd[name].view(2, 1, 8, 32).expand(2, 2, 8, 32).reshape(32, 32)
+    full.load_state_dict(sd)
+    x = torch.randint(0, 100, (2, 16))
+    y = x.clone()
+    y[:, 10:] = (y[:, 10:] + 1) % 100
+    with torch.no_grad():
+        a, b = gqa(x), gqa(y)
+        torch.testing.assert_close(full(x), a, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(a[:, :10], b[:, :10], atol=1e-6) and not torch.allclose(a[:, 10:], b[:, 10:])
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        gqa(torch.randint(0, 100, (1, 17)))

@@ -94,6 +94,23 @@ def test_killed_bootstrapped_run_resumes_bitwise(tiny_corpus, prepared, referenc
     assert_same_run(ref, out)
 
 
+def test_llama_student_of_a_gpt2_teacher_resumes_bitwise(tiny_corpus, prepared, reference, tmp_path):
+    """The llama block through KD (from the gpt2 reference run), the ledger and a resume, bit for bit."""
+    extra = {**EXTRA, "distill.policy": "kd", "distill.teacher": str(reference), "model.arch": "llama",
+             "model.n_kv_heads": 1, "train.total_steps": 12}
+    ref, out = tmp_path / "ref", tmp_path / "stopped"
+    r = run_cli("train", *tiny_overrides(tiny_corpus, ref, prepared, **extra))
+    assert r.returncode == 0, r.stderr
+    args = tiny_overrides(tiny_corpus, out, prepared, **extra)
+    assert run_cli("train", *args, "train.max_steps=6").returncode == 0
+    r = run_cli("train", "--resume", *args)
+    assert r.returncode == 0, r.stderr
+    assert_same_run(ref, out)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["model"]["arch"] == "llama" and s["teacher"]["model"]["arch"] == "gpt2"
+    assert s["flops"]["flops_teacher_inference"] > 0 and s["flops"]["flops_teacher_train"] > 0
+
+
 def test_fault_injection_kills_at_random_moments(tiny_corpus, prepared, tmp_path):
     """SIGKILL a real run 10 times at random moments, every other time while a checkpoint is being written
     (checkpoint_every=1), resuming each time; the result is the uninterrupted run, bit for bit."""

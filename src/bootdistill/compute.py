@@ -1,10 +1,11 @@
 """FLOPs models and the compute ledger: one module used by the trainer, the reports and the planner.
 
-Per token, for a GPT with N parameters, L layers, width d, context T and vocabulary V:
+Per token, for a model (gpt2 or llama, shape.py) with N parameters, L layers, width d, context T, vocabulary V:
 - `6N` proxy (Kaplan; the bootstrapped paper's eq. 4) for training, `2N` for inference.
 - exact: 6 * N_matmul + 12 * L * T * d for training (PaLM's MFU convention, attention QK^T and AV at full
   T), where N_matmul are the weights that take part in a matmul (block linears + LM head); inference is a
-  third of that.
+  third of that. Grouped-query attention shrinks N_matmul (k, v) but not the attention term (every query head
+  attends over T keys).
 - fixed aspect ratio (distillation scaling laws App. H): F(N) = 2N (1 + c1 N^(-1/3) + c2 N^(-2/3)).
 """
 
@@ -58,17 +59,19 @@ class FlopsLedger:
     student_train_exact: float = 0.0
     teacher_inference_exact: float = 0.0
     teacher_train_exact: float = 0.0
+    init_train: float = 0.0  # the training behind model.init_from's weights: a checkpoint's ledger, or given
+    init_train_exact: float = 0.0
     proxy: str = "6N"  # which one `total` reports
     teacher_tokens: int = 0  # tokens that got a teacher signal (KD steps), whatever the source
     extra: dict = field(default_factory=dict)
 
     @property
     def total(self) -> float:
-        return self.student_train + self.teacher_inference + self.teacher_train
+        return self.student_train + self.teacher_inference + self.teacher_train + self.init_train
 
     @property
     def total_exact(self) -> float:
-        return self.student_train_exact + self.teacher_inference_exact + self.teacher_train_exact
+        return self.student_train_exact + self.teacher_inference_exact + self.teacher_train_exact + self.init_train_exact
 
     def add_student(self, shape: ModelShape, tokens: int) -> None:
         self.student_train += tokens * flops_per_token(shape, training=True)
@@ -89,6 +92,7 @@ class FlopsLedger:
             "flops_student": self.student_train,
             "flops_teacher_inference": self.teacher_inference,
             "flops_teacher_train": self.teacher_train,
+            "flops_init": self.init_train,
             "flops_total": self.total,
             "flops_total_exact": self.total_exact,
         }

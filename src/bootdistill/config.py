@@ -40,6 +40,12 @@ class ModelConfig:
     context: int | None = None
     dropout: float = 0.1  # embeddings and residual branches (after attention and FFN)
     attn_dropout: float = 0.0  # attention weights (paper §2.2); > 0 is 3-4x slower on CPU (no fused kernel)
+    arch: Literal["gpt2", "llama"] = "gpt2"  # gpt2: the paper's block | llama: RoPE, RMSNorm, SwiGLU, no biases
+    n_kv_heads: int | None = None  # llama: key/value heads for grouped-query attention; None = n_heads
+    d_ff: int | None = None  # FFN hidden width; None = 4 d_model (gpt2) or 8/3 d_model rounded up to 32 (llama)
+    tie_embeddings: bool = True  # the LM head shares the token embedding matrix
+    init_from: str | None = None  # start from weights: a run/checkpoint dir of this project or a HF model dir
+    init_flops: float | None = None  # training FLOPs behind init_from's weights (HF: unknown unless given)
 
 
 @dataclass
@@ -320,12 +326,25 @@ def resolve_model(cfg: RunConfig) -> RunConfig:
                 setattr(t, name, getattr(p, name))
     for name in ("d_model", "n_layers", "n_heads", "context"):
         _check(getattr(m, name) is not None, f"model.{name} is not set: give model.preset (e.g. 5M) or model.{name}")
+    _check(m.d_model % m.n_heads == 0, f"model.d_model ({m.d_model}) must be divisible by model.n_heads ({m.n_heads})")
+    _check_kv_heads(m)  # n_heads may come from the preset
     _check(t.lr_max is not None, "train.lr_max is not set: give model.preset or train.lr_max")
     if t.lr_min is None:
         t.lr_min = t.lr_max / 10
     if t.batch_tokens is None:
         t.batch_tokens = t.micro_batch * m.context
     return cfg
+
+
+def _check_kv_heads(m: ModelConfig) -> None:
+    if m.n_kv_heads is None:
+        return
+    _check(m.arch == "llama", "model.n_kv_heads (grouped-query attention) needs model.arch=llama: the gpt2 block "
+           "has one key/value head per query head")
+    _check(m.n_kv_heads > 0, f"model.n_kv_heads must be > 0, got {m.n_kv_heads}")
+    if m.n_heads:
+        _check(m.n_heads % m.n_kv_heads == 0, f"model.n_kv_heads ({m.n_kv_heads}) must divide model.n_heads "
+               f"({m.n_heads}): each key/value head serves an equal group of query heads")
 
 
 def validate(cfg: RunConfig) -> None:
@@ -338,6 +357,11 @@ def validate(cfg: RunConfig) -> None:
         _check(v is None or v > 0, f"model.{name} must be > 0, got {v}")
     if m.d_model and m.n_heads:
         _check(m.d_model % m.n_heads == 0, f"model.d_model ({m.d_model}) must be divisible by model.n_heads ({m.n_heads})")
+    _check_kv_heads(m)
+    _check(m.d_ff is None or m.d_ff > 0, f"model.d_ff must be > 0, got {m.d_ff}")
+    _check(m.init_flops is None or m.init_flops >= 0, f"model.init_flops must be >= 0, got {m.init_flops}")
+    _check(m.init_flops is None or m.init_from is not None, "model.init_flops counts the compute behind "
+           "model.init_from's weights: set model.init_from too")
     _check(0 <= m.dropout < 1, f"model.dropout must be in [0, 1), got {m.dropout}")
     _check(0 <= m.attn_dropout < 1, f"model.attn_dropout must be in [0, 1), got {m.attn_dropout}")
     _check(t.micro_batch > 0, f"train.micro_batch must be > 0, got {t.micro_batch}")

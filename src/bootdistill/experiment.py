@@ -29,7 +29,7 @@ from pathlib import Path
 from .compute import flops_per_token
 from .config import RunConfig, _deep_merge, flatten, from_dict, load_yaml, resolve_model, set_dotted, to_dict, validate
 from .errors import ConfigError
-from .shape import ModelShape, count_params
+from .shape import count_params, shape_of
 from .train.rundir import VOLATILE
 
 RECIPE_KEYS = {"name", "out_dir", "defaults", "seeds", "runs", "description", "planner"}
@@ -190,7 +190,7 @@ def _teacher_name(teacher: str, run_name: str, expanded: dict) -> str:
 def predicted(p: PlannedRun, runs: dict[str, PlannedRun], data_vocab: int) -> dict:
     """Steps, tokens and 6N FLOPs a run will spend (KD inference as an upper bound when the stop is decided at run time)."""
     c = p.cfg
-    shape = ModelShape(data_vocab, c.model.d_model, c.model.n_layers, c.model.n_heads, c.model.context)
+    shape = shape_of(c.model, data_vocab)
     steps = c.train.max_steps or c.train.total_steps
     tokens_per_step = max(1, round(c.train.batch_tokens / c.model.context)) * c.model.context
     tokens = steps * tokens_per_step
@@ -198,7 +198,7 @@ def predicted(p: PlannedRun, runs: dict[str, PlannedRun], data_vocab: int) -> di
            "teacher_train": 0.0, "inference_bound": False}
     if p.teacher:
         t = runs[p.teacher]
-        tshape = ModelShape(data_vocab, t.cfg.model.d_model, t.cfg.model.n_layers, t.cfg.model.n_heads, t.cfg.model.context)
+        tshape = shape_of(t.cfg.model, data_vocab)
         kd_steps = steps
         if c.distill.policy == "fixed" and c.distill.kd_steps is not None:
             kd_steps = min(steps, c.distill.kd_steps)
@@ -223,7 +223,7 @@ def print_plan(recipe: dict, order: list[PlannedRun], data_vocab: int) -> list[d
     print("-" * len(head))
     for p in order:
         n = numbers[p.name]
-        shape = ModelShape(data_vocab, p.cfg.model.d_model, p.cfg.model.n_layers, p.cfg.model.n_heads, p.cfg.model.context)
+        shape = shape_of(p.cfg.model, data_vocab)
         params = count_params(shape)["total"]
         ref = p.reference.get("pflops")
         bound = "<" if n["inference_bound"] else " "

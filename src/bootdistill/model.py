@@ -2,6 +2,7 @@
 
 Decoder-only, learned positional embeddings, Pre-LN blocks, GELU FFN of 4x width, LM head tied to the
 token embedding, N(0, d^-0.5) init with residual projections scaled by 1/sqrt(2 * n_layers).
+`build_model` also builds the Llama-style block of llama.py (`model.arch: llama`), which shares `attend`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     return scores.masked_fill(future, float("-inf")).softmax(-1) @ v
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float, cpu_matmul_max_t: int) -> torch.Tensor:
+    """Causal attention of (B, nh, T, hs) heads: matmuls for short CPU training steps, SDPA otherwise."""
+    # SDPA picks fused kernels (flash on GPU); attention-weight dropout (the paper's, optional) disables
+    # them on CPU and made steps 3-4x slower there, so it is off by default
+    if q.device.type == "cpu" and q.size(-2) <= cpu_matmul_max_t and dropout_p == 0.0 and torch.is_grad_enabled():
+        return matmul_attention(q, k, v)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, s: ModelShape):
         super().__init__()
@@ -45,13 +55,7 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        # SDPA picks fused kernels (flash on GPU); attention-weight dropout (the paper's, optional) disables
-        # them on CPU and made steps 3-4x slower there, so it is off by default
-        dropout_p = self.attn_dropout if self.training else 0.0
-        if x.device.type == "cpu" and T <= self.cpu_matmul_max_t and dropout_p == 0.0 and torch.is_grad_enabled():
-            y = matmul_attention(q, k, v)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
+        y = attend(q, k, v, self.attn_dropout if self.training else 0.0, self.cpu_matmul_max_t)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_drop(self.proj(y))
 
@@ -59,8 +63,8 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, s: ModelShape):
         super().__init__()
-        self.fc = nn.Linear(s.d_model, 4 * s.d_model)
-        self.fc2 = nn.Linear(4 * s.d_model, s.d_model)
+        self.fc = nn.Linear(s.d_model, s.ffn)
+        self.fc2 = nn.Linear(s.ffn, s.d_model)
         self.drop = nn.Dropout(s.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,18 +94,9 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.n_layers))
         self.ln_f = nn.LayerNorm(shape.d_model)
         self.lm_head = nn.Linear(shape.d_model, shape.vocab_size, bias=False)
-        self.lm_head.weight = self.tok_emb.weight  # tied
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        std = self.shape.d_model ** -0.5
-        resid_std = std / math.sqrt(2 * self.shape.n_layers)
-        for name, p in self.named_parameters():
-            if p.dim() >= 2:
-                is_residual_out = name.endswith("attn.proj.weight") or name.endswith("mlp.fc2.weight")
-                nn.init.normal_(p, mean=0.0, std=resid_std if is_residual_out else std)
-            elif name.endswith("bias"):
-                nn.init.zeros_(p)
+        if shape.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+        init_weights(self, ("attn.proj.weight", "mlp.fc2.weight"))
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """idx (B, T) token ids -> logits (B, T, V)."""
@@ -116,3 +111,23 @@ class GPT(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weight counted once
+
+
+def init_weights(model: nn.Module, residual_outputs: tuple[str, ...]) -> None:
+    """N(0, d^-0.5) for matrices, 1/sqrt(2 L) smaller for the residual branches' output projections; zero biases."""
+    std = model.shape.d_model ** -0.5
+    resid_std = std / math.sqrt(2 * model.shape.n_layers)
+    for name, p in model.named_parameters():
+        if p.dim() >= 2:
+            nn.init.normal_(p, mean=0.0, std=resid_std if name.endswith(residual_outputs) else std)
+        elif name.endswith("bias"):
+            nn.init.zeros_(p)
+
+
+def build_model(shape: ModelShape) -> nn.Module:
+    """The model of `shape.arch`: the paper's GPT or the Llama-style block."""
+    if shape.arch == "llama":
+        from .llama import Llama
+
+        return Llama(shape)
+    return GPT(shape)

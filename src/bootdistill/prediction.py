@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .shape import ModelShape, count_params
+from .shape import count_params, shape_of
 
 
 def predict_saving(student_params: float, student_tokens: float, teacher_params: float, teacher_flops: float,
@@ -46,8 +46,7 @@ def predict_planned_run(p, runs: dict, vocab: int, laws_path: str | None = None)
     t = runs[p.teacher]
 
     def params(cfg) -> int:
-        m = cfg.model
-        return count_params(ModelShape(vocab, m.d_model, m.n_layers, m.n_heads, m.context))["total"]
+        return count_params(shape_of(cfg.model, vocab))["total"]
 
     numbers = predicted(p, runs, vocab)
     teacher_loss = None

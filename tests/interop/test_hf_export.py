@@ -36,10 +36,14 @@ def real_corpus(tmp_path_factory, tiny_corpus) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, real_corpus) -> Path:
-    tmp = tmp_path_factory.mktemp("hf")
-    out = tmp / "run"
-    r = run_cli("train", *tiny_overrides(real_corpus, out, tmp / "prep", **{
+def prepared(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("prep") / "data"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, real_corpus, prepared) -> Path:
+    out = tmp_path_factory.mktemp("hf") / "run"
+    r = run_cli("train", *tiny_overrides(real_corpus, out, prepared, **{
         "model.context": 64, "train.batch_tokens": 512, "train.total_steps": 8, "train.eval_every": 8,
         "train.checkpoint_every": 8, "model.dropout": 0.1}))
     assert r.returncode == 0, r.stderr
@@ -74,6 +78,36 @@ def test_export_loads_in_transformers_with_equal_logits_and_ids(trained, real_co
     assert theirs.dtype == torch.float32 and theirs.shape == ours.shape
     assert (ours - theirs).abs().max().item() <= 1e-4
     assert ours.std() > 0.1  # a trained model, not all-equal logits
+
+
+@pytest.fixture(scope="module")
+def trained_llama(tmp_path_factory, real_corpus, prepared) -> Path:
+    """A llama run with grouped-query attention and an untied head."""
+    out = tmp_path_factory.mktemp("hf_llama") / "run"
+    r = run_cli("train", *tiny_overrides(real_corpus, out, prepared, **{
+        "model.arch": "llama", "model.n_kv_heads": 1, "model.tie_embeddings": False, "model.context": 64,
+        "train.batch_tokens": 512, "train.total_steps": 8, "train.eval_every": 8, "train.checkpoint_every": 8}))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_llama_export_is_a_llama_with_equal_logits_on_real_text(trained_llama, real_corpus, tmp_path):
+    out = tmp_path / "hf"
+    r = run_cli("export", str(trained_llama), str(out))
+    assert r.returncode == 0, r.stderr
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert type(hf).__name__ == "LlamaForCausalLM"
+    c = hf.config
+    assert (c.num_attention_heads, c.num_key_value_heads, c.tie_word_embeddings) == (2, 1, False)
+    ids = tok((real_corpus / "wiki.valid.raw").read_text()[:6000])["input_ids"][: 4 * 64]
+    model, _, _ = load_model_from_checkpoint(trained_llama)
+    x = torch.tensor(ids).view(4, 64)
+    with torch.no_grad():
+        ours, theirs = model(x), hf(x).logits
+    assert theirs.dtype == torch.float32 and theirs.shape == ours.shape
+    assert (ours - theirs).abs().max().item() <= 1e-4
+    assert ours.std() > 0.1
 
 
 def test_export_bad_input_one_line_and_nothing_written(trained, tmp_path):

@@ -26,12 +26,13 @@ SHARED = {"kind": "files", "description": "/work/shared/corpus", "holdout": [], 
 
 
 def make_run(root, name, evals, policy="classical", seed=1, teacher=None, teacher_train=0.0, kd_until=0,
-             finished=True, d_model=64, source=SHARED, synthetic=False):
+             finished=True, d_model=64, source=SHARED, synthetic=False, arch=None):
     """A run dir as the trainer writes it: 6N per student token, 2N per teacher token while KD is on."""
     run = root / name
     run.mkdir(parents=True)
     cfg = {"out_dir": str(run), "data": {"vocab_size": 300},
-           "model": {"preset": None, "d_model": d_model, "n_layers": 2, "n_heads": 2, "context": 32, "dropout": 0.1},
+           "model": {"preset": None, "d_model": d_model, "n_layers": 2, "n_heads": 2, "context": 32, "dropout": 0.1,
+                     **({"arch": arch} if arch else {})},
            "train": {"seed": seed, "total_steps": 100, "max_steps": None},
            "distill": {"teacher": str(teacher) if teacher else None, "policy": policy, "alpha": 1.0},
            "log": {"progress": False}}
@@ -51,7 +52,8 @@ def make_run(root, name, evals, policy="classical", seed=1, teacher=None, teache
         last = rows[-1]
         summary = {"steps": last["step"], "tokens": last["tokens"], "tokens_per_step": TPS, "n_params": N_STUDENT,
                    "n_params_non_embedding": N_STUDENT - 30000,
-                   "model": {"vocab_size": 300, "d_model": d_model, "n_layers": 2, "n_heads": 2, "context": 32},
+                   "model": {"vocab_size": 300, "d_model": d_model, "n_layers": 2, "n_heads": 2, "context": 32,
+                             **({"arch": arch} if arch else {})},
                    "final_val_loss": evals[-1][1] + 0.01, "test_loss": evals[-1][1] + 0.02,
                    "positional_test_loss": {"16": evals[-1][1] + 0.1, "32": evals[-1][1]},
                    "flops": {k: last[k] for k in ("flops_student", "flops_teacher_inference", "flops_teacher_train",
@@ -108,6 +110,16 @@ def test_savings_include_teacher_training_and_inference(pair):
     # the teacher is listed as a teacher, not as a Table 3 row
     assert [t["name"] for t in report["teachers"]] == ["teacher"]
     assert len(report["rows"]) == 2 and report["rows"][0]["role"] == "classical"
+
+
+def test_a_llama_is_not_the_baseline_of_a_gpt2_of_the_same_widths(pair):
+    root, teacher, c, d = pair
+    llama = make_run(root, "llama", CLASSICAL, seed=1, arch="llama")
+    llama_boot = make_run(root, "llama-boot", DISTILLED, policy="bootstrapped", teacher=teacher, kd_until=20, arch="llama")
+    report = build_report(load_runs([llama, teacher, c, d, llama_boot]))
+    assert by_name(report, "boot")["baseline"] == "classical"
+    assert by_name(report, "llama-boot")["baseline"] == "llama"
+    assert "Runs llama, llama-boot use the llama block" in render_markdown(report, {})
 
 
 def test_teacher_counted_four_ways_and_students_needed_to_share_it(tmp_path):

@@ -70,7 +70,7 @@ class TeacherSource(Protocol):
 
 
 def _model_meta(shape) -> dict:
-    return {k: getattr(shape, k) for k in ("vocab_size", "d_model", "n_layers", "n_heads", "context")}
+    return {k: getattr(shape, k) for k in ("vocab_size", "d_model", "n_layers", "n_heads", "context", "arch")}
 
 
 class LiveTeacher:

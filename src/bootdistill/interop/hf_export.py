@@ -1,8 +1,11 @@
-"""Export a bootdistill checkpoint as a Hugging Face `GPT2LMHeadModel` + fast tokenizer directory.
+"""Export a bootdistill checkpoint as a Hugging Face `GPT2LMHeadModel` (`model.arch: gpt2`) or `LlamaForCausalLM`
+(`llama`) + fast tokenizer directory.
 
 Our GPT is GPT-2's architecture (learned positions, Pre-LN blocks, 4x GELU FFN, tied LM head, LayerNorm eps
 1e-5, biases everywhere but the head) with the exact (erf) GELU, so the mapping is one-to-one: GPT-2's Conv1D
-layers store weights as (in, out), the transpose of nn.Linear's. The tokenizer is the prepared data's
+layers store weights as (in, out), the transpose of nn.Linear's. The llama block follows LlamaForCausalLM's
+conventions (llama.py), so its weights map by name alone. `weight_names` is the table, used both ways
+(`model.init_from` a Hugging Face directory reads it backwards). The tokenizer is the prepared data's
 `tokenizers` JSON, wrapped as a `PreTrainedTokenizerFast`; it adds no special tokens on encode, like ours.
 
 `transformers` is the optional extra `[hf]`: imported only inside the functions that need it.
@@ -22,7 +25,6 @@ import yaml
 from ..data.tokenizer import SEP_ID, SPECIAL_TOKENS, file_sha256
 from ..errors import BootdistillError, CheckpointError, DataError
 from ..fsutil import translate_os_errors
-from ..model import GPT
 from ..shape import ModelShape
 
 
@@ -40,43 +42,76 @@ def gpt2_config(shape: ModelShape):
     tf = _transformers()
     return tf.GPT2Config(
         vocab_size=shape.vocab_size, n_positions=shape.context, n_embd=shape.d_model, n_layer=shape.n_layers,
-        n_head=shape.n_heads, n_inner=4 * shape.d_model,
+        n_head=shape.n_heads, n_inner=shape.ffn,
         activation_function="gelu",  # exact erf GELU (F.gelu), not GPT-2's tanh "gelu_new"
         resid_pdrop=shape.dropout, embd_pdrop=shape.dropout, attn_pdrop=shape.attn_dropout,
         layer_norm_epsilon=1e-5,  # nn.LayerNorm's default
         scale_attn_weights=True,  # 1/sqrt(head dim), as SDPA
-        tie_word_embeddings=True,
+        tie_word_embeddings=shape.tie_embeddings,
         # [SEP] ends every article in our token stream: the document boundary, so both BOS and EOS
         bos_token_id=SEP_ID, eos_token_id=SEP_ID, pad_token_id=SPECIAL_TOKENS.index("[PAD]"),
         architectures=["GPT2LMHeadModel"],
     )
 
 
-def to_gpt2_state_dict(model: GPT) -> dict[str, torch.Tensor]:
-    """Our GPT's weights under `GPT2LMHeadModel`'s names (Linear weights transposed into Conv1D layout)."""
-    sd = {"transformer.wte.weight": model.tok_emb.weight, "transformer.wpe.weight": model.pos_emb.weight,
-          "transformer.ln_f.weight": model.ln_f.weight, "transformer.ln_f.bias": model.ln_f.bias}
-    linears = {"attn.c_attn": "attn.qkv", "attn.c_proj": "attn.proj", "mlp.c_fc": "mlp.fc", "mlp.c_proj": "mlp.fc2"}
-    for i, b in enumerate(model.blocks):
-        h = f"transformer.h.{i}."
-        for hf_name, ln in (("ln_1", b.ln1), ("ln_2", b.ln2)):
-            sd[h + hf_name + ".weight"], sd[h + hf_name + ".bias"] = ln.weight, ln.bias
-        for hf_name, ours in linears.items():
-            lin = b.get_submodule(ours)
-            sd[h + hf_name + ".weight"] = lin.weight.t()
-            sd[h + hf_name + ".bias"] = lin.bias
-    sd["lm_head.weight"] = model.tok_emb.weight  # tied
-    return {k: v.detach().contiguous().clone() for k, v in sd.items()}
+def llama_config(shape: ModelShape):
+    """The `LlamaConfig` of a `model.arch: llama` model of this shape."""
+    from ..llama import RMS_NORM_EPS, ROPE_THETA
 
-
-def to_gpt2(model: GPT):
-    """A `GPT2LMHeadModel` (eval mode, fp32) with our model's weights."""
     tf = _transformers()
-    hf = tf.GPT2LMHeadModel(gpt2_config(model.shape))
-    missing, unexpected = hf.load_state_dict(to_gpt2_state_dict(model), strict=False)
+    return tf.LlamaConfig(
+        vocab_size=shape.vocab_size, hidden_size=shape.d_model, intermediate_size=shape.ffn,
+        num_hidden_layers=shape.n_layers, num_attention_heads=shape.n_heads, num_key_value_heads=shape.kv_heads,
+        head_dim=shape.d_model // shape.n_heads, max_position_embeddings=shape.context, hidden_act="silu",
+        rms_norm_eps=RMS_NORM_EPS, rope_theta=ROPE_THETA, attention_bias=False, mlp_bias=False,
+        attention_dropout=shape.attn_dropout, tie_word_embeddings=shape.tie_embeddings,
+        bos_token_id=SEP_ID, eos_token_id=SEP_ID, pad_token_id=SPECIAL_TOKENS.index("[PAD]"),  # as gpt2_config
+        architectures=["LlamaForCausalLM"],
+    )
+
+
+# our architecture -> (Hugging Face class, its config)
+HF_CLASSES = {"gpt2": ("GPT2LMHeadModel", gpt2_config), "llama": ("LlamaForCausalLM", llama_config)}
+
+
+def weight_names(shape: ModelShape) -> list[tuple[str, str, bool]]:
+    """(our name, the Hugging Face class's name, transposed?) of every weight: one table for export and import."""
+    if shape.arch == "llama":
+        names = [("tok_emb.weight", "model.embed_tokens.weight", False), ("norm_f.weight", "model.norm.weight", False)]
+        per_block = {"norm1": "input_layernorm", "norm2": "post_attention_layernorm",
+                     **{f"attn.{x}_proj": f"self_attn.{x}_proj" for x in "qkvo"},
+                     **{f"mlp.{x}_proj": f"mlp.{x}_proj" for x in ("gate", "up", "down")}}
+        for i in range(shape.n_layers):
+            names += [(f"blocks.{i}.{ours}.weight", f"model.layers.{i}.{hf}.weight", False) for ours, hf in per_block.items()]
+        return names + [("lm_head.weight", "lm_head.weight", False)]
+    names = [("tok_emb.weight", "transformer.wte.weight", False), ("pos_emb.weight", "transformer.wpe.weight", False),
+             ("ln_f.weight", "transformer.ln_f.weight", False), ("ln_f.bias", "transformer.ln_f.bias", False)]
+    # GPT-2's Conv1D layers store weights as (in, out): the transpose of nn.Linear's
+    linears = {"attn.qkv": "attn.c_attn", "attn.proj": "attn.c_proj", "mlp.fc": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
+    for i in range(shape.n_layers):
+        for ours, hf in (("ln1", "ln_1"), ("ln2", "ln_2")):
+            names += [(f"blocks.{i}.{ours}.{w}", f"transformer.h.{i}.{hf}.{w}", False) for w in ("weight", "bias")]
+        for ours, hf in linears.items():
+            names += [(f"blocks.{i}.{ours}.weight", f"transformer.h.{i}.{hf}.weight", True),
+                      (f"blocks.{i}.{ours}.bias", f"transformer.h.{i}.{hf}.bias", False)]
+    return names + [("lm_head.weight", "lm_head.weight", False)]
+
+
+def to_hf_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Our model's weights under its Hugging Face class's names."""
+    ours = model.state_dict()  # a tied head appears under both names
+    return {hf: (ours[o].t() if t else ours[o]).detach().contiguous().clone() for o, hf, t in weight_names(model.shape)}
+
+
+def to_hf(model: torch.nn.Module):
+    """The Hugging Face model (GPT2LMHeadModel or LlamaForCausalLM; eval mode, fp32) with our model's weights."""
+    tf = _transformers()
+    cls_name, make_config = HF_CLASSES[model.shape.arch]
+    hf = getattr(tf, cls_name)(make_config(model.shape))
+    missing, unexpected = hf.load_state_dict(to_hf_state_dict(model), strict=False)
     missing = [k for k in missing if not k.endswith(".attn.bias") and not k.endswith(".masked_bias")]  # buffers
-    if missing or unexpected:  # a transformers release renamed GPT-2's parameters
-        raise BootdistillError(f"transformers {tf.__version__} names GPT-2's weights differently "
+    if missing or unexpected:  # a transformers release renamed the parameters
+        raise BootdistillError(f"transformers {tf.__version__} names {cls_name}'s weights differently "
                                f"(missing {missing[:3]}, unexpected {unexpected[:3]}): use a version from bootdistill[hf]")
     return hf.float().eval()
 
@@ -132,7 +167,7 @@ def export_hf(run_or_ckpt: str | Path, out: str | Path, tokenizer: str | Path | 
             tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
         model, meta, ckpt = load_model_from_checkpoint(run_or_ckpt)
         tok_path = _tokenizer_path(ckpt, meta.get("tokenizer_sha256"), tokenizer)
-        hf_model, hf_tok = to_gpt2(model), hf_tokenizer(tok_path, model.shape.context)
+        hf_model, hf_tok = to_hf(model), hf_tokenizer(tok_path, model.shape.context)
         with translate_os_errors(out):
             hf_model.save_pretrained(tmp)
             hf_tok.save_pretrained(tmp)

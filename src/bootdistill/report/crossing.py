@@ -70,7 +70,7 @@ class FullSetEvaluator:
 
         from ..config import RunConfig, from_dict, resolve_model
         from ..data.prepare import token_file
-        from ..model import GPT
+        from ..model import build_model
         from ..shape import ModelShape
         from ..train.accel import cpu_threads, keep_freed_memory
         from ..train.checkpoint import snapshot_path
@@ -89,7 +89,7 @@ class FullSetEvaluator:
         if self._model is None:
             self._device = resolve_device(self.device_name, "--device ")
             keep_freed_memory(self._device)  # hundreds of snapshot evaluations reuse the same buffers
-            self._model = GPT(shape).to(self._device)
+            self._model = build_model(shape).to(self._device)
             precision = s.get("precision", "float32")
             self._amp = None if precision == "float32" else getattr(torch, precision)
             self._tokens = token_file(s["data"]["dir"], self.split)

@@ -273,6 +273,19 @@ def diagnostics_section(report: dict) -> list[str]:
     return md + [markdown_table(["Model", "Test loss", "OOD loss", "Easy", "Medium", "Hard"], rows), ""]
 
 
+def model_lines(report: dict) -> list[str]:
+    """Which runs use the llama block, and which start from existing weights (and whether their compute counts)."""
+    lines = []
+    llamas = sorted(r["name"] for r in report["runs"] if r.get("arch") == "llama")
+    if llamas:
+        lines.append(f"- Runs {', '.join(llamas)} use the llama block (RoPE, RMSNorm, SwiGLU); the others the paper's GPT-2 block.")
+    for r in report["runs"]:
+        if r.get("init"):
+            lines.append(f"- Run {r['name']} starts from the weights of `{r['init']['from']}`; their training compute: "
+                         f"{r['init']['train_flops_note']}.")
+    return lines + [""] if lines else []
+
+
 def render_markdown(report: dict, plots: dict[str, str]) -> str:
     md = ["# bootdistill report: compute to target loss, teacher included", "",
           "## Corpus", "", describe_corpus(report), "",
@@ -300,6 +313,7 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
     md += ["## Runs", "", markdown_table(["Run", "Policy", "Seed", "Status", "Steps", "Params",
                                           "Final val loss (full split)", "Test loss", "Compute (PFLOPs)",
                                           "KD stopped at step", "Baseline", "Teacher"], rows), ""]
+    md += model_lines(report)
     md += accounting_section(report) + prediction_section(report) + diagnostics_section(report)
     md += significance_lines(report)
     if report["warnings"]:

@@ -15,6 +15,9 @@ import yaml
 from ..config import flatten
 from ..errors import BootdistillError
 from ..shape import non_embedding_params
+
+# model settings beyond the widths that make two runs different students (absent from older runs: the defaults)
+BLOCK_KEYS = (("arch", "gpt2"), ("n_kv_heads", None), ("d_ff", None), ("tie_embeddings", True))
 from ..train.metrics import read_metrics
 
 # config keys that do not make another experiment (seeds of one config share everything else)
@@ -57,11 +60,12 @@ class Run:
     @property
     def shape(self) -> tuple:
         m = (self.summary or {}).get("model") or {}
+        block = tuple((m or self.config.get("model") or {}).get(k, default) for k, default in BLOCK_KEYS)  # a llama is not a gpt2
         if m:
-            return tuple(m.get(k) for k in ("vocab_size", "d_model", "n_layers", "n_heads", "context"))
+            return tuple(m.get(k) for k in ("vocab_size", "d_model", "n_layers", "n_heads", "context")) + block
         c = self.config.get("model") or {}
         shape = (self.cfg("data", "vocab_size"),) + tuple(c.get(k) for k in ("d_model", "n_layers", "n_heads", "context"))
-        return shape if None not in shape else (self.cfg("data", "vocab_size"), c.get("preset"))
+        return (shape if None not in shape else (self.cfg("data", "vocab_size"), c.get("preset"))) + block
 
     @property
     def n_params_non_embedding(self) -> int | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..compute import SCENARIOS
 from ..errors import BootdistillError
 from .crossing import final_loss, robust_crossing, snapshot_steps, whole_run
-from .runs import RUN_HASH, SEED_SUFFIX, Run, finite, load_run
+from .runs import BLOCK_KEYS, RUN_HASH, SEED_SUFFIX, Run, finite, load_run
 
 PFLOP = 1e15
 # columns interpolated at the crossing; flops_teacher_train is constant, so it interpolates to itself
@@ -177,6 +177,7 @@ def _run_record(run: Run, res: dict) -> dict:
         "savings_pct": res["savings"], "savings_exact_pct": res["savings_exact"],
         "teacher_accounting": res.get("accounting"),
         "data": s.get("data") or {"source": run.cfg("data", "corpus"), "synthetic": None},
+        "arch": run.shape[-len(BLOCK_KEYS)], "init": s.get("init"),
         "diagnostics": res.get("diagnostics"),
         "prediction": _prediction(run, res["savings"]),
     }

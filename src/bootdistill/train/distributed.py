@@ -193,15 +193,15 @@ def load_sharded(path, model: torch.nn.Module, optimizer) -> None:
 
 
 def full_model(model: torch.nn.Module) -> torch.nn.Module | None:
-    """A sharded GPT gathered into a plain one on rank 0's CPU (None elsewhere); every rank takes part."""
+    """A sharded model gathered into a plain one on rank 0's CPU (None elsewhere); every rank takes part."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    from ..model import GPT
+    from ..model import build_model
 
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if not is_main():
         return None
     with torch.random.fork_rng(devices=[]):  # its throwaway init must not shift rank 0's dropout stream
-        plain = GPT(model.shape)
+        plain = build_model(model.shape)
     plain.load_state_dict(full)
     return plain

@@ -10,14 +10,14 @@ import yaml
 from ..config import from_dict, RunConfig
 from ..data.prepare import load_meta, prepare, token_file
 from ..errors import ConfigError, DataError
-from ..model import GPT
+from ..model import build_model
 from ..shape import ModelShape
 from . import checkpoint as ckpt_io
 from .evaluate import evaluate
 from .precision import resolve_device, resolve_precision
 
 
-def load_model_from_checkpoint(path: str | Path, device: torch.device | None = None) -> tuple[GPT, dict, Path]:
+def load_model_from_checkpoint(path: str | Path, device: torch.device | None = None) -> tuple[torch.nn.Module, dict, Path]:
     """Model (eval mode) + checkpoint meta + the checkpoint dir."""
     ckpt = ckpt_io.resolve_checkpoint(Path(path))
     meta = ckpt_io.verify_checkpoint(ckpt)
@@ -27,7 +27,7 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device | None = N
         from ..errors import CheckpointError
 
         raise CheckpointError(f"checkpoint '{ckpt}' has no model shape in meta.json: it was not written by bootdistill") from None
-    model = GPT(shape)
+    model = build_model(shape)
     ckpt_io.load_weights(ckpt, model)
     return model.to(device or "cpu").eval(), meta, ckpt
 

@@ -57,9 +57,18 @@ def check_splits(data_dir: Path, context: int) -> None:
                             f"model.context {context} + 1: use a longer {split} text or a shorter model.context")
 
 
+def check_init_from(cfg) -> None:
+    """model.init_from exists, is a supported model and has the run's shape (its vocabulary: once data is prepared)."""
+    if cfg.model.init_from:
+        from .init_from import check_fits, read_source
+
+        check_fits(read_source(cfg.model.init_from), cfg.model)
+
+
 def check_run(cfg, teacher_must_exist: bool = True) -> None:
     """Everything about one run that needs neither data nor compute."""
     check_policy_and_loss(cfg)
+    check_init_from(cfg)
     if teacher_must_exist:
         check_teacher_exists(cfg)
     check_writable(Path(cfg.out_dir))

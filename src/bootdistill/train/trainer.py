@@ -25,8 +25,8 @@ from ..distill.objective import kd_loss_of, student_loss
 from ..distill.policies import Policy, StepKnobs, build_policy
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fsutil import atomic_write_json
-from ..model import GPT
-from ..shape import ModelShape, count_params
+from ..model import build_model
+from ..shape import count_params, shape_of
 from . import checkpoint as ckpt_io, preflight
 from . import distributed as dist
 from .accel import check_compile, compile_model, cpu_model, keep_freed_memory, set_cpu_threads
@@ -84,8 +84,8 @@ class Trainer:
             self.data_dir = prepare(cfg.data, progress=cfg.log.progress)
         self.data_meta = load_meta(self.data_dir)
         self.synthetic = bool(self.data_meta.get("synthetic"))
-        self.shape = ModelShape(self.data_meta["vocab_size"], cfg.model.d_model, cfg.model.n_layers,
-                                cfg.model.n_heads, cfg.model.context, cfg.model.dropout, cfg.model.attn_dropout)
+        self.shape = shape_of(cfg.model, self.data_meta["vocab_size"])
+        self.init_source = self._init_source()
         self.run_dir = Path(cfg.out_dir)
         self.train_tokens = token_file(self.data_dir, "train")
         self.val_tokens = token_file(self.data_dir, "val")
@@ -97,7 +97,12 @@ class Trainer:
         self.max_steps = t.max_steps or t.total_steps
 
         torch.manual_seed(t.seed)
-        self.model = GPT(self.shape).to(self.device)
+        self.model = build_model(self.shape).to(self.device)
+        if self.init_source is not None and not (resume and ckpt_io.checkpoint_dirs(self.run_dir)):  # a resume restores its own
+            from .init_from import load_into
+
+            with torch.random.fork_rng(devices=[]):  # however the source loads, the run's RNG stream stays put
+                load_into(self.model, self.init_source)
         dist.seed_rank(t.seed)  # dropout: rank 0 keeps the single-process stream
         wrapped = dist.wrap(self.model, self.parallel, self.device)  # DDP, or self.model sharded in place
         self.optimizer = build_optimizer(self.model, t, self.device)
@@ -131,13 +136,15 @@ class Trainer:
             if getattr(self.teacher, "sparse", False) and self.kd_loss.needs_logits:
                 raise ConfigError(f"loss '{self.kd_loss.name}' needs the teacher's raw logits; a cached (top-k) teacher "
                                   "stores log-probabilities: use kl, soft_ce, topk_kl, reverse_kl, jsd or mse_probs")
-            if self.parallel == "fsdp" and isinstance(getattr(self.teacher, "model", None), GPT):
+            if self.parallel == "fsdp" and hasattr(getattr(self.teacher, "model", None), "blocks"):
                 dist.shard(self.teacher.model)
         self.ledger = FlopsLedger()
         if self.teacher is not None:
             self.ledger.teacher_train, self.ledger.teacher_train_exact = self.teacher.train_flops
             # inference spent once for every student (writing a cache): charged in full
             self.ledger.teacher_inference, self.ledger.teacher_inference_exact = self.teacher.upfront_flops
+        if self.init_source is not None:
+            self.ledger.init_train, self.ledger.init_train_exact = self._init_flops()
         if self.selection is not None:  # SALT_DS scoring passes
             self.ledger.add_teacher_flops(self.selection["scoring_flops"], self.selection["scoring_flops_exact"])
         self.logit_saver = None
@@ -170,6 +177,41 @@ class Trainer:
                                                 self.shape.context, t.save_logits_top_p, t.save_logits_top_k,
                                                 t.save_logits_from_step, resume=self.resume_step is not None)
         self.logger = MetricsLogger(self.run_dir, cfg.log, to_dict(cfg), self.resume_step) if dist.is_main() else NullLogger()
+
+    def _init_source(self):
+        """model.init_from, checked against this run's shape and tokenizer (before any weights are read)."""
+        if not self.cfg.model.init_from:
+            return None
+        from .init_from import check_fits, read_source
+
+        source = read_source(self.cfg.model.init_from)
+        check_fits(source, self.cfg.model, self.shape.vocab_size)
+        if source.kind == "checkpoint" and source.tokenizer_sha256 != self.data_meta["tokenizer_sha256"]:
+            raise DataError(f"model.init_from '{source.path}' was trained with another tokenizer than the prepared data "
+                            f"in '{self.data_dir}': prepare the data with the source run's data settings")
+        return source
+
+    def _init_flops(self) -> tuple[float, float]:
+        """The training compute behind the initial weights: given, a checkpoint's own ledger, or unknown (0)."""
+        given = self.cfg.model.init_flops
+        if given is not None:
+            return given, given
+        if self.init_source.ledger:
+            ledger = FlopsLedger.from_state(self.init_source.ledger)
+            return ledger.total, ledger.total_exact
+        return 0.0, 0.0
+
+    def _init_summary(self) -> dict | None:
+        source = self.init_source
+        if source is None:
+            return None
+        known = self.cfg.model.init_flops is not None or bool(source.ledger)
+        how = ("given by model.init_flops" if self.cfg.model.init_flops is not None else
+               "the source checkpoint's own ledger" if source.ledger else
+               "unknown: not counted (set model.init_flops to include it)")
+        return {"from": str(source.path), "kind": source.kind, "step": source.step, "arch": source.shape.arch,
+                "train_flops": self.ledger.init_train if known else None, "train_flops_note": how,
+                "differences": list(source.notes)}
 
     def student_side(self):
         from ..distill.teacher import StudentSide
@@ -328,6 +370,10 @@ class Trainer:
         if self.teacher is not None and getattr(self.teacher, "train_flops_known", True) is False:
             print("note: the teacher's training compute is unknown (a Hugging Face model): the FLOPs totals count no "
                   "teacher training; set distill.teacher_train_flops to include it")
+        init = self._init_summary()
+        if init is not None:
+            print(f"note: the model starts from the weights of {init['from']}; their training compute: "
+                  f"{init['train_flops_note']}" + "".join(f"; {d}" for d in init["differences"]))
         n = count_params(self.shape)
         print(f"run {self.run_dir}: model {n['total'] / 1e6:.2f}M params, {self.tokens_per_step} tokens/step "
               f"({self.micro} x {self.shape.context} x {self.accum} accum), {self.max_steps} steps, "
@@ -413,6 +459,7 @@ class Trainer:
                       "note": "flops_* columns use the 6N proxy (2N for teacher inference); flops_total_exact adds attention"},
             "policy": self.policy.summary(),
             "teacher": self.teacher.summary(self.ledger) if self.teacher is not None else None,
+            "init": self._init_summary(),
             "selection": {k: v for k, v in self.selection.items() if k != "starts"} if self.selection else None,
             "data": {"dir": str(self.data_dir), "source": self.data_meta.get("source"), "synthetic": self.synthetic,
                      "tokenizer_sha256": self.data_meta["tokenizer_sha256"]},
