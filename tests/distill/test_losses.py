@@ -345,9 +345,9 @@ def test_alpha_zero_is_exactly_ce(mode):
 
 
 def test_registry_classes_own_their_names_parameters_and_flags():
-    assert NAMES == ["kl", "reverse_kl", "soft_ce", "mse_logits", "mse_probs", "jsd", "topk_kl"]
+    assert all(KD_LOSSES[n].name == n for n in NAMES)
     assert loss_names(fused="kl") == ["kl"] and loss_names(fused="soft_ce") == ["soft_ce"]
-    assert loss_names(needs_logits=True) == ["mse_logits"] and loss_names(needs_truncation=True) == ["topk_kl"]
+    assert "mse_logits" in loss_names(needs_logits=True) and "topk_kl" in loss_names(needs_truncation=True)
     jsd = get_loss("jsd", {"beta": 0.3})
     assert jsd.name == "jsd" and jsd.params == {"beta": 0.3} and get_loss("jsd").params == {"beta": 0.5}
     s, t = rand_logits(seed=32), rand_logits(seed=33)
