@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from .distill.kd_losses import get_loss
 from .errors import ConfigError
 
 
@@ -371,8 +372,6 @@ def validate(cfg: RunConfig) -> None:
     _check(k.kd_lr_factor > 0 and k.post_kd_lr_factor > 0, "distill.kd_lr_factor and distill.post_kd_lr_factor must be > 0")
     _check(k.diag_batches >= 1, f"distill.diag_batches must be >= 1, got {k.diag_batches}")
     _check(k.teacher_train_flops is None or k.teacher_train_flops >= 0, "distill.teacher_train_flops must be >= 0")
-    from .distill.kd_losses import get_loss
-
     get_loss(k.loss, k.loss_params)  # unknown loss or parameter: one line with a did-you-mean
     _check(k.select_k >= 1, f"distill.select_k must be >= 1, got {k.select_k}")
     if k.select_with and (k.policy != "fixed" or k.kd_steps is None):

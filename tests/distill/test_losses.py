@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import REPO
 from bootdistill.distill import fused_kd, losses as L
-from bootdistill.distill.kd_losses import KD_LOSSES, get_loss, loss_names
+from bootdistill.distill.kd_losses import KD_LOSSES, docs_table, get_loss, loss_names
 from bootdistill.distill.losses import Z_LOSS_WEIGHT, ce_and_kd, combine, kd_loss, masked_mean, z_loss
 from bootdistill.distill.truncation import keep_mask, teacher_distribution
 from bootdistill.errors import ConfigError
@@ -359,9 +360,6 @@ def test_registry_classes_own_their_names_parameters_and_flags():
 
 
 def test_the_docs_table_lists_exactly_the_registry():
-    from conftest import REPO
-    from bootdistill.distill.kd_losses import docs_table
-
     assert docs_table() in (REPO / "docs" / "distillation.md").read_text(), \
         "docs/distillation.md's KD loss table is stale: paste docs_table()'s output over it"
 
