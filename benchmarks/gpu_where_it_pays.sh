@@ -9,7 +9,7 @@
 #   3. everything to keep goes into one tar.gz, split into $OUT/where-it-pays.tgz.part-NN (the device tool brings
 #      back files of at most 16 MiB). At home, from the repository root:
 #        cat /work/.device/.../where-it-pays.tgz.part-* | tar xzf -
-#      restores docs/where-it-pays/archive{,-confirm}/, configs/where-it-pays/confirm.yaml, the reports and the
+#      restores results/where-it-pays/archive{,-confirm}/, configs/where-it-pays/confirm.yaml, the reports and the
 #      logs under runs/. Commit the archives; `bash scripts/where_it_pays.sh` then reports again on CPU from them
 #      without training (the archives carry every whole-split loss the reports need).
 # Archives keep the teachers' weights only (KEEP_WEIGHTS=teachers), to stay small: every diagnostic is computed on
@@ -18,7 +18,7 @@
 # The corpus must come along: shared/corpus/ in the checkout with wiki.valid.raw, wiki.test.raw and
 # wiki2015.train.00.raw.xz (the search reads the first 24 MB of training text, all inside part 00).
 WIP_RECIPE="${WIP_RECIPE:-configs/where-it-pays/search.yaml}"
-WIP_ARCHIVE="${WIP_ARCHIVE:-docs/where-it-pays/archive}"
+WIP_ARCHIVE="${WIP_ARCHIVE:-results/where-it-pays/archive}"
 WIP_JOBS="${WIP_JOBS:-9}"
 WIP_CONFIRM_RECIPE="$(dirname "$WIP_RECIPE")/confirm.yaml"
 if [ -z "$CORPUS" ] && [ "$SMOKE" != 1 ]; then

@@ -5,13 +5,13 @@
 # it can be stopped and started again.
 # Across machines or sessions that do not keep runs/: after every batch of students, both reports are brought up
 # to date and every finished run is archived (results, cached whole-split losses, teachers' weights) into
-# docs/where-it-pays/archive/, which the next start restores. A session that ends mid-search loses at most the
+# results/where-it-pays/archive/, which the next start restores. A session that ends mid-search loses at most the
 # batch in flight, if it committed the archive after the last "archived" line.
 #   bash scripts/where_it_pays.sh                      # every run in the recipe
 #   bash scripts/where_it_pays.sh classical mix-a0.1-t1 salt-linear   # these (plus the teachers they need)
 # RECIPE=... picks another recipe (default configs/where-it-pays/search.yaml); JOBS=... parallel students;
 # TEACHER_JOBS=... parallel teachers (default 1; on a CPU they share its cores, at most 2 threads each);
-# ARCHIVE=... where archives go (default docs/where-it-pays/archive; ARCHIVE= with nothing: no archiving);
+# ARCHIVE=... where archives go (default results/where-it-pays/archive; ARCHIVE= with nothing: no archiving);
 # KEEP_WEIGHTS=teachers archives only the teachers' final weights (default teachers+baselines: a later session's
 # students then still get their diagnostics, which compare them with their classical baseline).
 # DEVICE=... trains and evaluates there (default auto: a CUDA GPU when there is one; benchmarks/gpu_check.sh runs
@@ -29,7 +29,7 @@ cd "$ROOT"
 RECIPE="${RECIPE:-configs/where-it-pays/search.yaml}"
 JOBS="${JOBS:-2}"
 DEVICE="${DEVICE:-auto}"
-ARCHIVE="${ARCHIVE-docs/where-it-pays/archive}"
+ARCHIVE="${ARCHIVE-results/where-it-pays/archive}"
 KEEP_WEIGHTS="${KEEP_WEIGHTS:-teachers+baselines}"
 [ -f "$RECIPE" ] || { echo "[where-it-pays] error: RECIPE '$RECIPE' is not a file: give the path of a recipe YAML" >&2; exit 2; }
 for knob in JOBS TEACHER_JOBS; do
@@ -152,7 +152,9 @@ report_and_archive() {  # both reports, then the archives: they then hold every 
   for t in "${names[@]}"; do
     for d in "$OUT/$t"-*/; do
       d="${d%/}"
-      [[ "$(basename "$d")" =~ ^$t-[0-9a-f]{8}$ ]] && weighted+=("$d")
+      # a run restored from an archive without its weights (results/ keeps only the teachers') has none to keep
+      [[ "$(basename "$d")" =~ ^$t-[0-9a-f]{8}$ ]] && compgen -G "$d/checkpoints/step_*/model.safetensors" >/dev/null \
+        && weighted+=("$d")
     done
   done
   [ ${#weighted[@]} -eq 0 ] || bootdistill archive "${weighted[@]}" --to "$ARCHIVE" --weights || rc=1

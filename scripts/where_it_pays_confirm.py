@@ -6,7 +6,7 @@ loss; ties go to less compute. The confirmation trains the leader, its teacher a
 seeds 1, 2 and 3 (never used by the search) and is reported on the validation and the test split.
 
     python scripts/where_it_pays_confirm.py                      # reads runs/where-it-pays.report-val/report.json
-    RECIPE=configs/where-it-pays/confirm.yaml ARCHIVE=docs/where-it-pays/archive-confirm bash scripts/where_it_pays.sh
+    RECIPE=configs/where-it-pays/confirm.yaml ARCHIVE=results/where-it-pays/archive-confirm bash scripts/where_it_pays.sh
 """
 
 from __future__ import annotations

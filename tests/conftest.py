@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny WikiText-layout corpus written by the tests themselves, and tiny run configs."""
+"""Shared fixtures: a tiny WikiText-layout corpus written by the tests themselves, tiny run configs, a module's
+prepared data and a tiny trained teacher."""
 
 from __future__ import annotations
 
@@ -56,6 +57,25 @@ def tiny_overrides(corpus: Path, out: Path, prepared: Path, **extra) -> list[str
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items() if v is not None]  # None: leave that key at its default
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """Where a test module's runs keep their prepared data: the first run prepares it, the others reuse it."""
+    return tmp_path_factory.mktemp("prepared") / "data"
+
+
+@pytest.fixture(scope="module")
+def teacher(request, tiny_corpus, prepared, tmp_path_factory) -> Path:
+    """A finished tiny teacher run (d_model 24, otherwise tiny_overrides) on the module's prepared data. A module
+    sets TINY_TEACHER, a dict of overrides, for what its tests need of it (steps, precision ...)."""
+    from bootdistill.config import load_config
+    from bootdistill.train.trainer import Trainer  # imports torch: only the modules that train a teacher pay for it
+
+    out = tmp_path_factory.mktemp("teacher") / "run"
+    extra = {"model.d_model": 24, **getattr(request.module, "TINY_TEACHER", {})}
+    Trainer(load_config(None, tiny_overrides(tiny_corpus, out, prepared, **extra))).fit()
+    return out
 
 
 def ctrl_c_reaches_child() -> None:

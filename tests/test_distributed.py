@@ -52,11 +52,6 @@ def assert_same_curve(a: Path, b: Path) -> None:
     assert sb["flops"] == sa["flops"] and sb["processes"] == 2
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    return tmp_path_factory.mktemp("ddp-prep") / "data"
-
-
 # dropout draws differ per process by design, so the equivalence runs use none; micro-batches of 2 make each
 # rank accumulate 2 micro-steps (the first without gradient sync). fp32: the tolerance is about how the
 # processes split and sum the batch; bf16 autocast rounds each partial sum to 8 bits and drifts ~1e-4 in 12 steps

@@ -19,12 +19,10 @@ def test_config_literals_match_the_registries():
     import typing
 
     from bootdistill.config import DistillConfig
-    from bootdistill.distill.losses import _KERNELS
     from bootdistill.distill.policies import ALPHA_SCHEDULES, POLICIES
 
-    hints = typing.get_type_hints(DistillConfig)
+    hints = typing.get_type_hints(DistillConfig)  # distill.loss is checked against kd_losses.KD_LOSSES itself
     assert set(typing.get_args(hints["policy"])) == set(POLICIES)
-    assert set(typing.get_args(hints["loss"])) == set(_KERNELS)
     assert set(typing.get_args(hints["alpha_schedule"])) == set(ALPHA_SCHEDULES)
 
 

@@ -46,7 +46,7 @@ def test_every_readme_command_runs_as_written(tiny_corpus, tmp_path):
 
 
 def test_every_path_the_readme_names_exists():
-    named = set(re.findall(r"(?<![\w./-])((?:\.\./shared|configs|docs|scripts|src|tests|benchmarks)/[\w./*-]*)", README))
+    named = set(re.findall(r"(?<![\w./-])((?:\.\./shared|configs|docs|scripts|src|tests|benchmarks|results)/[\w./*-]*)", README))
     named |= {m for m in re.findall(r"\]\(([^)#]+)\)", README) if "://" not in m}
     layout = README.split("## Layout", 1)[1].split("```")[1]  # "src/bootdistill/" then its entries, indented
     for line in layout.splitlines():

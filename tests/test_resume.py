@@ -42,11 +42,6 @@ def stop_after(proc: subprocess.Popen, run_dir: Path, step: int, sig: int) -> No
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    return tmp_path_factory.mktemp("prepared") / "data"
-
-
-@pytest.fixture(scope="module")
 def reference(tiny_corpus, prepared, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "run"
     r = run_cli("train", *tiny_overrides(tiny_corpus, out, prepared, **EXTRA))

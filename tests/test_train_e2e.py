@@ -9,11 +9,6 @@ from conftest import run_cli, tiny_overrides
 from bootdistill.train.metrics import duration, progress_line, read_metrics
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    return tmp_path_factory.mktemp("prepared") / "data"
-
-
 def test_train_writes_metrics_summary_checkpoints(tiny_corpus, prepared, tmp_path):
     out = tmp_path / "run"
     r = run_cli("train", *tiny_overrides(tiny_corpus, out, prepared))

@@ -33,7 +33,6 @@ from .shape import count_params, shape_of
 from .train.rundir import VOLATILE
 
 RECIPE_KEYS = {"name", "out_dir", "defaults", "seeds", "runs", "description", "planner"}
-RUN_KEYS = {"extends", "grid", "reference"}
 
 
 @dataclass

@@ -21,19 +21,7 @@ STUDENT = {"model.d_model": 48, "model.n_layers": 2, "model.n_heads": 2}
 # fp32 runs and caches: these tests compare numbers to float32 references and to each other
 KD = {"distill.policy": "kd", "distill.alpha": 0.5, "distill.combine": "mix", "distill.temperature": 2.0,
       "train.precision": "fp32"}
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    return tmp_path_factory.mktemp("cacheprep") / "data"
-
-
-@pytest.fixture(scope="module")
-def teacher(tiny_corpus, prepared, tmp_path_factory):
-    out = tmp_path_factory.mktemp("cteacher") / "run"
-    Trainer(load_config(None, tiny_overrides(tiny_corpus, out, prepared, **{"model.d_model": 24, "train.total_steps": 30,
-                                                                                   "train.precision": "fp32"}))).fit()
-    return out
+TINY_TEACHER = {"train.total_steps": 30, "train.precision": "fp32"}  # conftest's `teacher`
 
 
 @pytest.fixture(scope="module")

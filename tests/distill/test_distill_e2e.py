@@ -14,19 +14,7 @@ from bootdistill.train.metrics import read_metrics
 from bootdistill.train.trainer import Trainer
 
 STUDENT = {"model.d_model": 48, "model.n_layers": 2, "model.n_heads": 2}
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    return tmp_path_factory.mktemp("kdprep") / "data"
-
-
-@pytest.fixture(scope="module")
-def teacher(tiny_corpus, prepared, tmp_path_factory):
-    out = tmp_path_factory.mktemp("teacher") / "run"
-    Trainer(load_config(None, tiny_overrides(tiny_corpus, out, prepared, **{"model.d_model": 24, "model.n_heads": 2,
-                                                                             "train.total_steps": 40}))).fit()
-    return out
+TINY_TEACHER = {"model.n_heads": 2, "train.total_steps": 40}  # conftest's `teacher`
 
 
 def train(corpus, prepared, out, _resume=False, **kw):

@@ -8,12 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import REPO
 from bootdistill.distill import fused_kd, losses as L
-from bootdistill.distill.losses import LOSSES, Z_LOSS_WEIGHT, ce_and_kd, combine, kd_loss, masked_mean, z_loss
+from bootdistill.distill.kd_losses import KD_LOSSES, docs_table, get_loss, loss_names
+from bootdistill.distill.losses import Z_LOSS_WEIGHT, ce_and_kd, combine, kd_loss, masked_mean, z_loss
 from bootdistill.distill.truncation import keep_mask, teacher_distribution
 from bootdistill.errors import ConfigError
 
-NAMES = ["kl", "reverse_kl", "soft_ce", "mse_logits", "mse_probs", "jsd", "topk_kl"]
+NAMES = list(KD_LOSSES)  # every registered loss: a new one is tested against its reference formula below
 TRUNC = [(1.0, None), (0.9, None), (1.0, 3), (0.8, 2), (1.0, 1)]
 
 
@@ -79,6 +81,8 @@ def ref_loss(name, s, t, tau, top_p=1.0, top_k=None, beta=0.5, keep_row=None):
                 return ref_loss("reverse_kl", s, t, tau, top_p, top_k)
             m = beta * q + (1 - beta) * p
             v = tau**2 * (beta * (q[S] * (q[S] / m[S]).log()).sum() + (1 - beta) * (p * (p / m).log()).sum())
+        else:
+            raise AssertionError(f"no reference formula for loss '{name}': add one here")
         out.append(v)
     return torch.stack(out)
 
@@ -100,9 +104,9 @@ def value_and_grad(fn, s):
 
 
 @pytest.mark.parametrize("tau", [1.0, 2.0, 0.05])
-# topk_kl without truncation is refused (test_topk_kl_without_truncation_and_bad_combine_mode)
+# a loss that needs truncation is refused without it (test_topk_kl_without_truncation_and_bad_combine_mode)
 @pytest.mark.parametrize("name,top_p,top_k", [(n, p, k) for n in NAMES for p, k in TRUNC
-                                              if not (n == "topk_kl" and p == 1.0 and k is None)])
+                                              if not (KD_LOSSES[n].needs_truncation and p == 1.0 and k is None)])
 def test_loss_matches_reference_value_and_grad(name, tau, top_p, top_k):
     s, t = rand_logits(seed=1), rand_logits(seed=2, scale=3.0)
     got, g_got = value_and_grad(lambda x: kd_loss(name, x, t, tau, top_p, top_k), s)
@@ -341,10 +345,23 @@ def test_alpha_zero_is_exactly_ce(mode):
 # ---------------------------------------------------------------------------------------- errors
 
 
-def test_registry_names():
-    assert set(LOSSES) == set(NAMES)
+def test_registry_classes_own_their_names_parameters_and_flags():
+    assert all(KD_LOSSES[n].name == n for n in NAMES)
+    assert loss_names(fused="kl") == ["kl"] and loss_names(fused="soft_ce") == ["soft_ce"]
+    assert "mse_logits" in loss_names(needs_logits=True) and "topk_kl" in loss_names(needs_truncation=True)
+    jsd = get_loss("jsd", {"beta": 0.3})
+    assert jsd.name == "jsd" and jsd.params == {"beta": 0.3} and get_loss("jsd").params == {"beta": 0.5}
     s, t = rand_logits(seed=32), rand_logits(seed=33)
-    torch.testing.assert_close(LOSSES["reverse_kl"](s, t, 2.0), kd_loss("reverse_kl", s, t, 2.0))
+    torch.testing.assert_close(kd_loss("jsd", s, t, 2.0, beta=0.3), ref_loss("jsd", s, t, 2.0, beta=0.3))
+    with pytest.raises(ConfigError, match="jsd beta must be a number in"):
+        kd_loss("jsd", s, t, 2.0, beta=1.5)
+    with pytest.raises(ConfigError, match="did you mean 'beta'"):
+        kd_loss("jsd", s, t, 2.0, betta=0.3)
+
+
+def test_the_docs_table_lists_exactly_the_registry():
+    assert docs_table() in (REPO / "docs" / "distillation.md").read_text(), \
+        "docs/distillation.md's KD loss table is stale: paste docs_table()'s output over it"
 
 
 def test_unknown_loss_is_a_config_error_with_suggestion():

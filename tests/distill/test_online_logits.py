@@ -19,11 +19,6 @@ TEACHER = {"model.d_model": 24, "model.dropout": 0.0, "train.save_logits": True,
            "train.precision": "fp32"}  # the saved distributions are compared with a float32 forward
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    return tmp_path_factory.mktemp("onlineprep") / "data"
-
-
 def teacher_run(corpus, prepared, out, **kw):
     Trainer(load_config(None, tiny_overrides(corpus, out, prepared, **{**TEACHER, **kw}))).fit()
     return out

@@ -15,17 +15,7 @@ from bootdistill.errors import BootdistillError
 from bootdistill.train.eval_cli import load_model_from_checkpoint
 from bootdistill.train.trainer import Trainer
 
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    return tmp_path_factory.mktemp("selprep") / "data"
-
-
-@pytest.fixture(scope="module")
-def teacher(tiny_corpus, prepared, tmp_path_factory):
-    out = tmp_path_factory.mktemp("selteacher") / "run"
-    Trainer(load_config(None, tiny_overrides(tiny_corpus, out, prepared, **{"model.d_model": 24, "train.total_steps": 8}))).fit()
-    return out
+TINY_TEACHER = {"train.total_steps": 8}  # conftest's `teacher`
 
 
 def brute_score(logits: torch.Tensor, y: torch.Tensor, k: int) -> float:

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from bootdistill.config import load_config
-from bootdistill.distill.losses import KD_LOSSES, get_loss, kd_loss
+from bootdistill.distill.kd_losses import get_loss, loss_names
+from bootdistill.distill.losses import kd_loss
 from bootdistill.distill.objective import student_loss
 from bootdistill.distill.policies import StepKnobs
 from bootdistill.distill.signals import OUTSIDE, DenseSignal, SparseSignal, sparsify
 from bootdistill.errors import ConfigError
 
-SPARSE_OK = [n for n, spec in KD_LOSSES.items() if not spec.needs_logits]
+SPARSE_OK = loss_names(needs_logits=False)
 
 
 def brute_sparse_kl(s, sig: SparseSignal, tau, tau_t):

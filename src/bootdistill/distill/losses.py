@@ -5,26 +5,12 @@ loss returns per-token values of the leading shape, 0 (and no gradient) at ignor
 takes the mean over the tokens it counts (`masked_mean`). Ignored positions come from `mask` (True = use)
 and/or `labels == ignore_index`. Teacher logits are treated as constants (no gradient).
 
-q = processed teacher (truncation.py: top-p then top-k on softmax(z_t), then softmax(z_t / τ) over the kept
-set S), p = softmax(z_s / τ), p_S = p renormalized over S.
-
-| name        | per-token value                                   | τ² | truncated teacher                       |
-|-------------|---------------------------------------------------|----|-----------------------------------------|
-| kl          | KL(q ‖ p) = Σ q (log q − log p)                  | ✓  | sum over S only                          |
-| reverse_kl  | KL(p ‖ q)                                         | ✓  | student restricted: KL(p_S ‖ q)          |
-| soft_ce     | −Σ q log p  (= kl + H(q), same gradient)          | ✓  | sum over S only                          |
-| mse_logits  | mean_v (z_s − z_t)²  (raw logits, τ unused)       |    | mean over S                              |
-| mse_probs   | Σ_v (p − q)²                                      |    | q = 0 outside S                          |
-| jsd         | β KL(q ‖ m) + (1−β) KL(p ‖ m), m = βq + (1−β)p    | ✓  | q = 0 outside S (always finite)          |
-| topk_kl     | KL(q ‖ p_S) (SALT App. A.2 eq. 12-13)             | ✓  | needs top_k / top_p; S = the kept set    |
+Each loss is a class in kd_losses.py (its formula, parameters, flags and kernel; docs/distillation.md lists
+them). q = processed teacher (truncation.py: top-p then top-k on softmax(z_t), then softmax(z_t / τ) over the
+kept set S), p = softmax(z_s / τ).
 
 τ² keeps gradient magnitudes independent of τ (Hinton et al.; distillation scaling laws eq. 53).
-jsd: β in (0, 1); the endpoints follow GKD (Agarwal et al.) / TRL: β = 0 is forward KL, β = 1 is reverse KL.
-JSD_β itself goes to 0 at both ends; forward/reverse KL are the limits of JSD_β / β and JSD_β / (1 − β).
-topk_kl is SALT's restricted cross-entropy minus the restricted teacher entropy (a constant): same gradient,
-and 0 when the student matches the teacher on S. Without any truncation it equals kl.
-
-Fast path: kl and soft_ce (and cross-entropy + z-loss, see `ce_and_kd`) run in the fused kernel of
+Fast path: the losses with a `fused` mode (kl and soft_ce; and cross-entropy + z-loss, see `ce_and_kd`) run in the fused kernel of
 fused_kd.py, which keeps no full-vocabulary fp32 tensor. The other losses are plain autograd code, chunked with
 activation checkpointing when the logits are large.
 """
@@ -32,15 +18,14 @@ activation checkpointing when the logits are large.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from .fused_kd import FusedCEKD, compute_dtype, rows_per_chunk
-from .loss_specs import LOSS_SPECS, LossSpec, loss_spec
+from .kd_losses import KDLoss, get_loss
 from .signals import SUPPORT_FLOOR
 from .truncation import check_truncation, keep_threshold, truncates
 
@@ -94,12 +79,13 @@ def ce_and_kd(student_logits: torch.Tensor, labels: torch.Tensor | None, teacher
               loss: str = "kl", temperature: float = 1.0, top_p: float = 1.0, top_k: int | None = None, *,
               mask: torch.Tensor | None = None, ignore_index: int = -100, z_loss: bool = False,
               teacher_temperature: float | None = None, reuse_teacher_logits: bool = False,
-              chunk_rows: int | None = None, **kw) -> CEKD:
+              chunk_rows: int | None = None, teacher_support: bool = False, **params) -> CEKD:
     """Cross-entropy, KD and z-loss per token from one pass over the student logits (the trainer's hot path).
 
-    teacher_logits=None skips KD (classical steps); labels=None skips CE. kl/soft_ce are fully fused; other
-    losses fall back to `kd_loss` for the KD term (CE and z-loss stay fused). reuse_teacher_logits as in
-    `kd_loss`: with it, a KD step needs no logits-sized memory beyond the teacher's own logits.
+    teacher_logits=None skips KD (classical steps); labels=None skips CE. Losses with a `fused` mode (kl, soft_ce)
+    are fully fused; the others fall back to `kd_loss` for the KD term (CE and z-loss stay fused). `params` are
+    the loss's parameters (distill.loss_params). reuse_teacher_logits as in `kd_loss`: with it, a KD step needs
+    no logits-sized memory beyond the teacher's own logits.
     """
     V = student_logits.shape[-1]
     zs = student_logits.reshape(-1, V)
@@ -107,143 +93,30 @@ def ce_and_kd(student_logits: torch.Tensor, labels: torch.Tensor | None, teacher
     lab = None if labels is None else labels.reshape(-1)
     valid = valid_mask(N, mask, lab, ignore_index)
     want_kd = teacher_logits is not None
-    tau_t = None
+    tau_t = spec = None
     if want_kd:
         tau_t = _check_common(temperature, top_p, top_k, teacher_temperature)
-        _resolve(loss)
-    fuse_kd = want_kd and loss in ("kl", "soft_ce")
+        spec = get_loss(loss, params)  # an unknown loss or parameter: one line with a did-you-mean
+    fuse_kd = want_kd and spec.fused is not None
     want_ce = lab is not None
     zt = teacher_logits.reshape(-1, V).detach() if fuse_kd else None
     ce = kd = z = None
     if want_ce or z_loss or fuse_kd:
         ce, kd, z = FusedCEKD.apply(zs, zt, lab, valid, float(temperature), tau_t, top_p, top_k, want_ce, fuse_kd,
-                                     loss == "soft_ce", z_loss, rows_per_chunk(V, chunk_rows, zs.device), reuse_teacher_logits)
+                                     fuse_kd and spec.fused == "soft_ce", z_loss, rows_per_chunk(V, chunk_rows, zs.device), reuse_teacher_logits)
     if want_kd and not fuse_kd:
         kd = kd_loss(loss, zs, teacher_logits.reshape(-1, V), temperature, top_p, top_k, mask=valid,
-                     teacher_temperature=teacher_temperature, **kw)
+                     teacher_temperature=teacher_temperature, teacher_support=teacher_support, **params)
     shape = student_logits.shape[:-1]
     return CEKD(*(None if v is None else v.reshape(shape) for v in (ce, kd, z)))
 
 
 # ------------------------------------------------------------------------------------- reference path
-# Plain autograd on compute-dtype rows; s, t are raw logits chunks, keep the kept set (or None).
 
 
-def _teacher(t, tau, keep):
-    """q and log q of the processed teacher; log q is -inf off the kept set."""
-    t = t / tau
-    if keep is not None:
-        t = t.masked_fill(~keep, float("-inf"))
-    lq = torch.log_softmax(t, -1)
-    return lq.exp(), lq
-
-
-def _zero_where(x, cond):
-    return x.masked_fill(cond, 0.0)  # finite products: 0 log 0 = 0 and no inf - inf
-
-
-def _student_on(s, tau, keep):
-    s = s / tau
-    return torch.log_softmax(s if keep is None else s.masked_fill(~keep, float("-inf")), -1)
-
-
-def _kl(s, t, tau, keep, **_):
-    q, lq = _teacher(t, tau, keep)
-    ls = torch.log_softmax(s / tau, -1)
-    return (q * _zero_where(lq - ls, q == 0)).sum(-1) * tau**2
-
-
-def _soft_ce(s, t, tau, keep, **_):
-    q, _ = _teacher(t, tau, keep)
-    return -(q * torch.log_softmax(s / tau, -1)).sum(-1) * tau**2
-
-
-def _reverse_kl(s, t, tau, keep, **_):
-    q, lq = _teacher(t, tau, keep)
-    ls = _student_on(s, tau, keep)  # student restricted to the kept set, else KL(p || q) is infinite
-    d = ls - lq
-    if keep is not None:
-        d = _zero_where(d, ~keep)
-    return (ls.exp() * d).sum(-1) * tau**2
-
-
-def _topk_kl(s, t, tau, keep, **_):
-    q, lq = _teacher(t, tau, keep)
-    ls = _student_on(s, tau, keep)
-    return (q * _zero_where(lq - ls, q == 0)).sum(-1) * tau**2
-
-
-def _jsd(s, t, tau, keep, beta: float = 0.5, **_):
-    if beta == 0.0:
-        return _kl(s, t, tau, keep)
-    if beta == 1.0:
-        return _reverse_kl(s, t, tau, keep)
-    q, lq = _teacher(t, tau, keep)
-    ls = torch.log_softmax(s / tau, -1)
-    lm = torch.logaddexp(lq + math.log(beta), ls + math.log1p(-beta))  # finite: p > 0 everywhere
-    kl_qm = (q * _zero_where(lq - lm, q == 0)).sum(-1)
-    kl_pm = (ls.exp() * (ls - lm)).sum(-1)
-    return (beta * kl_qm + (1 - beta) * kl_pm) * tau**2
-
-
-def _mse_logits(s, t, tau, keep, **_):
-    d2 = (s - t) ** 2
-    if keep is None:
-        return d2.mean(-1)
-    return d2.masked_fill(~keep, 0.0).sum(-1) / keep.sum(-1)
-
-
-def _mse_probs(s, t, tau, keep, **_):
-    q, _ = _teacher(t, tau, keep)
-    return ((torch.softmax(s / tau, -1) - q) ** 2).sum(-1)
-
-
-@dataclass(frozen=True)
-class KDLoss:
-    """One distillation loss: its spec (name, parameters, needs; loss_specs.py), its per-token kernel and the
-    parameters bound to it (config: distill.loss_params)."""
-
-    spec: LossSpec
-    kernel: Callable
-    params: dict = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def needs_truncation(self) -> bool:
-        return self.spec.needs_truncation
-
-    @property
-    def needs_logits(self) -> bool:
-        return self.spec.needs_logits
-
-    def bind(self, params: dict | None = None) -> "KDLoss":
-        """This loss with its parameters set (unknown names and bad values are one clear ConfigError)."""
-        return replace(self, params=self.spec.bind_params(params))
-
-
-_KERNELS: dict[str, Callable] = {"kl": _kl, "reverse_kl": _reverse_kl, "soft_ce": _soft_ce, "mse_logits": _mse_logits,
-                                 "mse_probs": _mse_probs, "jsd": _jsd, "topk_kl": _topk_kl}
-KD_LOSSES: dict[str, KDLoss] = {name: KDLoss(spec, _KERNELS[name], dict(spec.defaults)) for name, spec in LOSS_SPECS.items()}
-
-
-def _resolve(name: str) -> Callable:
-    loss_spec(name)  # an unknown name: one line with a did-you-mean
-    return _KERNELS[name]
-
-
-def get_loss(name: str, params: dict | None = None) -> KDLoss:
-    """The loss `name` with its parameters bound (distill.loss + distill.loss_params)."""
-    _resolve(name)
-    return KD_LOSSES[name].bind(params)
-
-
-def _reference_rows(name, zs, zt, tau, tau_t, top_p, top_k, kw, support=False):
+def _reference_rows(kd: KDLoss, zs, zt, tau, tau_t, top_p, top_k, support=False):
     cd = compute_dtype(zs, zt)
-    fn = _KERNELS[name]
-    t_scale = tau / tau_t if name != "mse_logits" else 1.0  # kernels divide both sides by τ
+    t_scale = tau / tau_t if kd.tempered_teacher else 1.0  # kernels divide both sides by τ
 
     def rows(s, t):
         with torch.autocast(s.device.type, enabled=False):
@@ -253,7 +126,7 @@ def _reference_rows(name, zs, zt, tau, tau_t, top_p, top_k, kw, support=False):
                 inside = t > SUPPORT_FLOOR
                 keep = inside if keep is None else keep & inside
             t = t.to(cd)
-            return fn(s.to(cd), t * t_scale if t_scale != 1.0 else t, tau, keep, **kw)
+            return kd(s.to(cd), t * t_scale if t_scale != 1.0 else t, tau, keep)
 
     if zs.numel() <= CHECKPOINT_ABOVE or not (torch.is_grad_enabled() and zs.requires_grad):
         return rows(zs, zt)
@@ -263,54 +136,39 @@ def _reference_rows(name, zs, zt, tau, tau_t, top_p, top_k, kw, support=False):
 
 def kd_loss(name: str, student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
             top_p: float = 1.0, top_k: int | None = None, *, mask: torch.Tensor | None = None,
-            labels: torch.Tensor | None = None, ignore_index: int = -100, beta: float = 0.5,
+            labels: torch.Tensor | None = None, ignore_index: int = -100,
             teacher_temperature: float | None = None, fused: bool = True,
             reuse_teacher_logits: bool = False, chunk_rows: int | None = None,
-            teacher_support: bool = False) -> torch.Tensor:
-    """Per-token distillation loss `name` (see the module table); 0 at ignored positions.
+            teacher_support: bool = False, **params) -> torch.Tensor:
+    """Per-token distillation loss `name` (a class of kd_losses.py); 0 at ignored positions.
 
+    params are the loss's own parameters (e.g. jsd's beta; defaults from its class).
     temperature τ divides both sides (and scales by τ²); teacher_temperature, if given, replaces it on the
     teacher side only (SALT's teacher-only temperature: teacher_temperature = 1/ρ with temperature = 1).
     reuse_teacher_logits=True (kl/soft_ce): the teacher logits' memory is overwritten with the saved gradient
       instead of allocating one more logits-sized tensor; the caller must not read them afterwards.
-    fused=False forces the plain autograd implementation of kl/soft_ce (benchmarks, tests).
+    fused=False forces the plain autograd implementation of a fused loss (benchmarks, tests).
     teacher_support=True: teacher_logits is a sparse signal's dense view (signals.py): log q on the kept set,
       OUTSIDE elsewhere; the kept set is then where it has values (and top_p / top_k may cut it further).
     """
-    _resolve(name)
+    kd = get_loss(name, params)
     tau_t = _check_common(temperature, top_p, top_k, teacher_temperature)
     V = student_logits.shape[-1]
-    if teacher_support and KD_LOSSES[name].needs_logits:
-        raise ConfigError(f"loss '{name}' needs the teacher's raw logits; a cached (top-k) teacher stores log-probabilities: "
-                          "use kl, soft_ce, topk_kl, reverse_kl, jsd or mse_probs")
-    if name == "topk_kl" and not teacher_support and not truncates(top_p, top_k, V):
-        raise ConfigError("loss 'topk_kl' needs top_k < vocab size (or top_p < 1): it is KL on the teacher's top-k set")
-    if name == "jsd" and not 0.0 <= beta <= 1.0:
-        raise ConfigError(f"jsd beta must be in [0, 1], got {beta}")
+    kd.check_teacher(sparse=teacher_support)
+    if kd.needs_truncation and not teacher_support and not truncates(top_p, top_k, V):
+        raise ConfigError(f"loss '{kd.name}' needs top_k < vocab size (or top_p < 1): it is only defined on the "
+                          "teacher's kept set (set distill.top_k or distill.top_p)")
     zs = student_logits.reshape(-1, V)
     zt = teacher_logits.reshape(-1, V).detach()
     valid = valid_mask(zs.shape[0], mask, labels, ignore_index)
-    if fused and name in ("kl", "soft_ce"):
+    if fused and kd.fused is not None:
         _, out, _ = FusedCEKD.apply(zs, zt, None, valid, float(temperature), tau_t, top_p, top_k, False, True,
-                                     name == "soft_ce", False, rows_per_chunk(V, chunk_rows, zs.device), reuse_teacher_logits)
+                                     kd.fused == "soft_ce", False, rows_per_chunk(V, chunk_rows, zs.device), reuse_teacher_logits)
     else:
-        out = _reference_rows(name, zs, zt, float(temperature), tau_t, top_p, top_k,
-                              {"beta": beta} if name == "jsd" else {}, teacher_support)
+        out = _reference_rows(kd, zs, zt, float(temperature), tau_t, top_p, top_k, teacher_support)
         if valid is not None:
             out = torch.where(valid, out, torch.zeros((), dtype=out.dtype, device=out.device))
     return out.reshape(student_logits.shape[:-1])
-
-
-def _named(name: str) -> Callable[..., torch.Tensor]:
-    def f(student_logits, teacher_logits, temperature=1.0, top_p=1.0, top_k=None, **kw):
-        return kd_loss(name, student_logits, teacher_logits, temperature, top_p, top_k, **kw)
-
-    f.__name__ = f.__qualname__ = name
-    f.__doc__ = f"Per-token '{name}' distillation loss; arguments as `kd_loss`."
-    return f
-
-
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {name: _named(name) for name in _KERNELS}
 
 
 # ----------------------------------------------------------------------------------- z-loss and combine

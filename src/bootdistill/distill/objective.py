@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .losses import KDLoss, ce_and_kd, combine, get_loss
+from .kd_losses import KDLoss, get_loss
+from .losses import ce_and_kd, combine
 from .policies import StepKnobs
 from .signals import DenseSignal, SparseSignal
 

@@ -22,7 +22,6 @@ from ..fsutil import atomic_dir
 MARKER = "archive.json"
 RESULT_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "history.jsonl", "prediction.json", "selection.json",
                 "selection.npz", "evals/diagnostics.json")
-CACHED_LOSSES = "evals/full_*.json"  # whole-split losses per snapshot: merged, never dropped
 
 
 def read_marker(run_dir: Path) -> dict:

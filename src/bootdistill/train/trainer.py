@@ -66,7 +66,7 @@ def micro_batch_size(t, context: int, world: int = 1) -> tuple[int, int]:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, resume: bool = False, teacher_factory=None, allow_change=()):
+    def __init__(self, cfg: RunConfig, resume: bool = False, allow_change=()):
         self.cfg = cfg = resolve_model(cfg)
         t = cfg.train
         dist.init()
@@ -132,10 +132,8 @@ class Trainer:
             from ..distill.teacher import load_teacher  # the distillation engine
 
             with torch.random.fork_rng(devices=[]):  # building the teacher must not shift the student's RNG stream
-                self.teacher = (teacher_factory or load_teacher)(cfg.distill.teacher, self.student_side())
-            if getattr(self.teacher, "sparse", False) and self.kd_loss.needs_logits:
-                raise ConfigError(f"loss '{self.kd_loss.name}' needs the teacher's raw logits; a cached (top-k) teacher "
-                                  "stores log-probabilities: use kl, soft_ce, topk_kl, reverse_kl, jsd or mse_probs")
+                self.teacher = load_teacher(cfg.distill.teacher, self.student_side())
+            self.kd_loss.check_teacher(sparse=getattr(self.teacher, "sparse", False))
             if self.parallel == "fsdp" and hasattr(getattr(self.teacher, "model", None), "blocks"):
                 dist.shard(self.teacher.model)
         self.ledger = FlopsLedger()
