@@ -228,14 +228,15 @@ class Bootstrapped(Distill):
             (student_sum, teacher_sum, n), self.window = self.window, [0.0, 0.0, 0]
             if n == 0:
                 return []
-            student, teacher, what = student_sum / n, teacher_sum / n, f"train CE (mean of {n} steps)"
+            student, teacher, what, over = student_sum / n, teacher_sum / n, "train CE", f" (means of {n} steps)"
         elif teacher_val is None:
             return []
         else:
-            student, teacher, what = student_val, teacher_val, "val"
+            student, teacher, what, over = student_val, teacher_val, "val", ""
         if student <= (1 + self.cfg.margin) * teacher:
             self.stopped_step, self.stopped_tokens = step, tokens
-            return [f"kd_stopped: student {what} {student:.4f} <= (1 + {self.cfg.margin}) x teacher {what} {teacher:.4f}"]
+            return [f"kd_stopped: student {what} {student:.4f} <= (1 + {self.cfg.margin}) x teacher {what} "
+                    f"{teacher:.4f}{over}"]
         return []
 
     def summary(self) -> dict:
