@@ -212,7 +212,7 @@ def tuning_section(report: dict) -> list[str]:
             "chooses). The target is the chosen classical point's final loss and every saving above compares "
             "one chosen run against one chosen run; the other points are not measured. What the tuning cost is "
             "stated beside it: the compute of every grid point (one teacher's training counted once).", "",
-            markdown_table(["Configuration", "Point", "Final val loss", "Compute (PFLOPs)", ""], rows), "",
+            markdown_table(["Configuration", "Point", "Final val loss", "Whole-run compute (PFLOPs)", ""], rows), "",
             *tuning_lines(report), ""]
 
 

@@ -122,4 +122,5 @@ def choose(runs: list[Run], warn: list[str]) -> tuple[set, list[dict]]:
             "grid_pflops": grid_pflops, "chosen_pflops": best["compute_pflops"],
             "grid_cost_ratio": grid_pflops / best["compute_pflops"] if grid_pflops and best["compute_pflops"] else None})
         dropped |= {r.path for p in rows if not p["chosen"] for r in points[json.dumps(p["point"], sort_keys=True)]}
+    records.sort(key=lambda g: (g["policy"] != "classical", g["configuration"]))  # the baseline's grid first
     return dropped, records
