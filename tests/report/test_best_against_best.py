@@ -124,3 +124,16 @@ def test_a_ledger_without_evaluations_says_they_are_not_counted(pair):
     report = build_report(load_runs([pair[0]]), diagnostics=False)
     assert any("boot: its ledger has no flops_eval" in w for w in report["warnings"])
     assert by_name(report, "boot")["savings_pct"] == by_name(report, "boot")["savings_without_evals_pct"]
+
+
+def test_a_grid_over_a_setting_whose_name_looks_like_a_seed_keeps_its_configuration_name(tmp_path):
+    for steps, by in ((100, 0.1), (200, 0.0)):
+        for seed in (1, 2):
+            run = make_run(tmp_path, f"kd-len-kd_steps{steps}-s{seed}-0123abcd", shifted(CLASSICAL, by), seed=seed)
+            cfg = yaml.safe_load((run / "config.yaml").read_text())
+            cfg["distill"]["kd_steps"] = steps
+            (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+            (run / "tune.json").write_text(json.dumps({"grid": {"distill.kd_steps": [100, 200]},
+                                                       "point": {"distill.kd_steps": steps}}))
+    (grid,) = build_report(load_runs([tmp_path]), diagnostics=False)["tuning"]
+    assert grid["configuration"] == "kd-len" and grid["chosen"] == {"distill.kd_steps": 200}

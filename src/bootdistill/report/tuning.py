@@ -49,9 +49,12 @@ def _mean(values: list) -> float | None:
 def _name(run: Run, tune: dict) -> str:
     from ..experiment import _tune_suffix
 
-    name = SEED_SUFFIX.sub("", RUN_HASH.sub("", run.name))
+    name = RUN_HASH.sub("", run.name)
     suffix = "".join(_tune_suffix(k, v) for k, v in tune["point"].items())
-    return name[:-len(suffix)] if suffix and name.endswith(suffix) else name
+    for candidate in (name, SEED_SUFFIX.sub("", name)):  # a suffix like -kd_steps100 also looks like a seed's
+        if suffix and candidate.endswith(suffix):
+            return candidate[:-len(suffix)]
+    return SEED_SUFFIX.sub("", name)
 
 
 def _value(v) -> str:
