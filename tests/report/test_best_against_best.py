@@ -137,3 +137,19 @@ def test_a_grid_over_a_setting_whose_name_looks_like_a_seed_keeps_its_configurat
                                                        "point": {"distill.kd_steps": steps}}))
     (grid,) = build_report(load_runs([tmp_path]), diagnostics=False)["tuning"]
     assert grid["configuration"] == "kd-len" and grid["chosen"] == {"distill.kd_steps": 200}
+
+
+def test_over_seeds_the_verdict_is_with_the_evaluations_and_says_the_saving_without(tmp_path):
+    from bootdistill.report.markdown import significance_lines
+
+    teacher = make_run(tmp_path, "teacher", [(10, 3.5), (20, 3.0)], d_model=32)
+    for seed, by in ((1, 0.0), (2, 0.02), (3, -0.02)):
+        add_eval_flops(make_run(tmp_path, f"classical-s{seed}", CLASSICAL, seed=seed), 2e9)
+        add_eval_flops(make_run(tmp_path, f"boot-s{seed}", shifted(DISTILLED, by), policy="bootstrapped", seed=seed,
+                                teacher=teacher, teacher_train=5e9, kd_until=20), 2e9)
+    report = build_report(load_runs([tmp_path]), diagnostics=False)
+    (row,) = [r for r in report["rows"] if r["role"] == "distilled"]
+    assert row["savings_pct"]["mean"] < row["savings_without_evals_pct"]["mean"]
+    (line,) = [x for x in significance_lines(report) if x.startswith("- ")]
+    assert f"{row['savings_pct']['mean']:+.1f}% ±" in line.split("Without")[0]
+    assert f"Without the evaluations that decided the switch: {row['savings_without_evals_pct']['mean']:+.1f}%" in line

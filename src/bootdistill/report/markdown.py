@@ -148,6 +148,15 @@ def _clean(obj):
     return obj
 
 
+def _without_evals(row: dict) -> str:
+    """The same over seeds without the evaluations that decided the switch, where they were charged."""
+    w = row.get("savings_without_evals_pct") or {}
+    if w.get("ci95") is None or w["mean"] == row["savings_pct"]["mean"]:
+        return ""
+    lo, hi = w["ci95"]
+    return f" Without the evaluations that decided the switch: {w['mean']:+.1f}% ± {w['std']:.1f} [{lo:+.1f}, {hi:+.1f}]."
+
+
 def significance_lines(report: dict) -> list[str]:
     """A plain statement per distilled configuration: is its saving distinguishable from 0 over its seeds?"""
     lines = []
@@ -169,7 +178,7 @@ def significance_lines(report: dict) -> list[str]:
             lo, hi = st["ci95"]
             verdict = ("a real saving" if lo > 0 else "a real loss" if hi < 0 else "not distinguishable from 0")
             lines.append(f"- {row['configuration']}: {st['mean']:+.1f}% ± {st['std']:.1f} over {st['reached']} seeds, "
-                         f"95% interval [{lo:+.1f}, {hi:+.1f}]: **{verdict}**.")
+                         f"95% interval [{lo:+.1f}, {hi:+.1f}]: **{verdict}**." + _without_evals(row))
     return ["## Is the saving real?", ""] + lines + [""] if lines else []
 
 
