@@ -28,6 +28,7 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert wa.keys() == wb.keys() and all(wa[k].equal(wb[k]) for k in wa), "final weights differ"
     sa, sb = (json.loads((r / "summary.json").read_text()) for r in (a, b))
     assert (sa["final_val_loss"], sa["test_loss"]) == (sb["final_val_loss"], sb["test_loss"])
+    assert sa["flops"] == sb["flops"] and sa["flops"]["flops_eval"] > 0  # the ledger, evaluations included
 
 
 def start(args: list[str]) -> subprocess.Popen:

@@ -61,6 +61,10 @@ class FlopsLedger:
     teacher_train_exact: float = 0.0
     init_train: float = 0.0  # the training behind model.init_from's weights: a checkpoint's ledger, or given
     init_train_exact: float = 0.0
+    # forward passes of in-training evaluations (the student's, and the teacher's validation loss and
+    # diagnostics): not in `total`, which is training compute; the report charges the ones that decide a switch
+    eval: float = 0.0
+    eval_exact: float = 0.0
     proxy: str = "6N"  # which one `total` reports
     teacher_tokens: int = 0  # tokens that got a teacher signal (KD steps), whatever the source
     extra: dict = field(default_factory=dict)
@@ -86,6 +90,15 @@ class FlopsLedger:
         self.teacher_inference += proxy
         self.teacher_inference_exact += exact
 
+    def add_eval(self, shape: ModelShape, tokens: int) -> None:
+        """A forward pass of `shape` over `tokens` evaluated tokens (the count evaluate() returns)."""
+        self.eval += tokens * flops_per_token(shape, training=False)
+        self.eval_exact += tokens * flops_per_token(shape, training=False, exact=True)
+
+    def add_eval_flops(self, proxy: float, exact: float) -> None:
+        self.eval += proxy
+        self.eval_exact += exact
+
     def row(self) -> dict:
         """The cumulative compute columns of a metrics row."""
         return {
@@ -95,6 +108,8 @@ class FlopsLedger:
             "flops_init": self.init_train,
             "flops_total": self.total,
             "flops_total_exact": self.total_exact,
+            "flops_eval": self.eval,
+            "flops_eval_exact": self.eval_exact,
         }
 
     def state_dict(self) -> dict:

@@ -102,6 +102,8 @@ class DistillConfig:
     top_k: int | None = None
     z_loss: float = 0.0  # weight of the student's Z-loss (log Z)^2
     margin: float = 0.05  # bootstrapped: stop KD for good once student val <= (1 + margin) * teacher val
+    switch_on: Literal["val", "train"] = "val"  # bootstrapped: compare validation losses (val), or the mean training
+    #   CE of the last eval_every steps with the teacher's CE on the same batches (train: no evaluation decides)
     kd_steps: int | None = None  # fixed: KD for the first kd_steps steps; also where decay schedules reach 0
     alpha_schedule: Literal["constant", "step", "linear_decay", "ratio_decay", "linear_increase", "linear_decrease",
                             "wsd"] = "constant"
@@ -387,6 +389,9 @@ def validate(cfg: RunConfig) -> None:
     _check(0 <= k.alpha <= 1, f"distill.alpha must be in [0, 1], got {k.alpha}")
     _check(k.temperature > 0, f"distill.temperature must be > 0, got {k.temperature}")
     _check(k.margin >= 0, f"distill.margin must be >= 0, got {k.margin}")
+    _check(k.switch_on == "val" or k.policy == "bootstrapped",
+           f"distill.switch_on={k.switch_on} chooses the bootstrapped policy's switch: set distill.policy=bootstrapped "
+           "or leave switch_on at val")
     _check(0 < k.top_p <= 1, f"distill.top_p must be in (0, 1], got {k.top_p}")
     _check(k.top_k is None or k.top_k >= 1, f"distill.top_k must be >= 1, got {k.top_k}")
     _check(k.kd_steps is None or k.kd_steps >= 0, f"distill.kd_steps must be >= 0, got {k.kd_steps}")

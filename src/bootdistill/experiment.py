@@ -12,6 +12,7 @@ Recipe YAML:
       classical: {model: {...}}
       boot:      {extends: classical, distill: {policy: bootstrapped, teacher: teacher}}
       kd-len:    {extends: boot, grid: {distill.kd_steps: [100, 200]}}   # one run per value
+      tuned:     {extends: boot, tune: {train.lr_max: [1e-3, 2e-3, 4e-3]}}  # one run per value; the report keeps the best
       weak:      {extends: boot, distill: {teacher: teacher@200}}          # the teacher's step-200 checkpoint
       any run may carry `reference: {pflops: 320, steps: 10800, note: "..."}` (the paper's numbers, shown by --dry-run)
 """
@@ -33,6 +34,7 @@ from .shape import count_params, shape_of
 from .train.rundir import VOLATILE
 
 RECIPE_KEYS = {"name", "out_dir", "defaults", "seeds", "runs", "description", "planner"}
+TUNE_FILE = "tune.json"  # in a tuned run's directory: its grid and its point, for the report
 
 
 @dataclass
@@ -44,6 +46,7 @@ class PlannedRun:
     teacher_step: int | None = None  # distill from this checkpoint of the teacher instead of its last
     scorer: str | None = None  # SALT_DS: the run whose checkpoint selects the KD data (distill.select_with)
     scorer_step: int | None = None
+    tune: dict | None = None  # {"grid": {key: [values]}, "point": {key: value}} of a run with a `tune:` block
 
     @property
     def run_dir(self) -> Path:
@@ -57,21 +60,48 @@ def _config_hash(cfg_dict: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def _expand(name: str, spec: dict, seeds: list[int] | None) -> list[tuple[str, dict]]:
-    """A run spec -> (name, config dict) per grid point and seed."""
-    grid = spec.pop("grid", None) or {}
+def _points(grid: dict) -> tuple[list[str], list[tuple]]:
     keys = list(grid)
-    points = list(itertools.product(*(grid[k] if isinstance(grid[k], list) else [grid[k]] for k in keys))) or [()]
+    return keys, list(itertools.product(*(grid[k] if isinstance(grid[k], list) else [grid[k]] for k in keys))) or [()]
+
+
+def _tune_value(v):
+    """A tuned value as YAML gives it ('1e-3' is a string to YAML 1.1) -> a number where it is one."""
+    try:
+        return float(v) if isinstance(v, str) else v
+    except ValueError:
+        return v
+
+
+def _tune_suffix(key: str, v) -> str:
+    v = _tune_value(v)
+    return f"-{key.split('.')[-1]}{v:g}" if isinstance(v, float) else f"-{key.split('.')[-1]}{v}"
+
+
+def _expand(name: str, spec: dict, seeds: list[int] | None) -> list[tuple[str, dict, dict | None]]:
+    """A run spec -> (name, config dict, tuning record) per grid point, tuning point and seed."""
+    grid = spec.pop("grid", None) or {}
+    tune = spec.pop("tune", None) or {}
+    if not isinstance(tune, dict) or any(not isinstance(v, list) or len(v) < 2 for v in tune.values()):
+        raise ConfigError(f"recipe run '{name}': tune must map settings to lists of at least two values to try, "
+                          "e.g. tune: {train.lr_max: [1e-3, 2e-3, 4e-3]}")
+    keys, points = _points(grid)
+    tune_keys, tune_points = _points(tune)
     out = []
     for point in points:
         suffix = "".join(f"-{v}" if isinstance(v, str) else f"-{k.split('.')[-1]}{v}" for k, v in zip(keys, point))
-        for seed in seeds or [None]:
-            d = copy.deepcopy(spec)
-            for k, v in zip(keys, point):
-                set_dotted(d, k, v)
-            if seed is not None:
-                set_dotted(d, "train.seed", seed)
-            out.append((name + suffix + (f"-s{seed}" if seed is not None and len(seeds) > 1 else ""), d))
+        for tpoint in tune_points:
+            tsuffix = "".join(_tune_suffix(k, v) for k, v in zip(tune_keys, tpoint))
+            record = {"grid": {k: [_tune_value(v) for v in tune[k]] for k in tune_keys},
+                      "point": {k: _tune_value(v) for k, v in zip(tune_keys, tpoint)}} if tune else None
+            for seed in seeds or [None]:
+                d = copy.deepcopy(spec)
+                for k, v in zip(keys + tune_keys, point + tpoint):
+                    set_dotted(d, k, v)
+                if seed is not None:
+                    set_dotted(d, "train.seed", seed)
+                out.append((name + suffix + tsuffix + (f"-s{seed}" if seed is not None and len(seeds) > 1 else ""),
+                            d, record))
     return out
 
 
@@ -99,16 +129,19 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[d
         parent = spec.pop("extends", None)
         base = resolved_spec(parent, seen + (name,)) if parent else {}
         base.pop("grid", None)
+        base.pop("tune", None)
         base.pop("reference", None)
         return _deep_merge(base, spec)
 
-    expanded: dict[str, tuple[dict, dict]] = {}
+    expanded: dict[str, tuple[dict, dict, dict | None]] = {}
     seeds = recipe.get("seeds")
     for name in specs:
         spec = resolved_spec(name)
         reference = spec.pop("reference", None) or {}
-        for run_name, d in _expand(name, spec, seeds):
-            expanded[run_name] = (_deep_merge(defaults, d), reference)
+        for run_name, d, tune in _expand(name, spec, seeds):
+            if run_name in expanded:
+                raise ConfigError(f"recipe runs '{name}' and another expand to the same run name '{run_name}': rename one")
+            expanded[run_name] = (_deep_merge(defaults, d), reference, tune)
 
     planned: dict[str, PlannedRun] = {}
 
@@ -145,7 +178,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[d
         validate(cfg)
         cfg.out_dir = str(out_root / f"{run_name}-{_config_hash(to_dict(cfg))}")
         planned[run_name] = PlannedRun(run_name, cfg, teacher_name, reference, teacher_step if teacher_name else None,
-                                       scorer_name, scorer_step)
+                                       scorer_name, scorer_step, expanded[run_name][2])
         return planned[run_name]
 
     for run_name in expanded:
@@ -178,6 +211,10 @@ def _teacher_name(teacher: str, run_name: str, expanded: dict) -> str:
     seed_suffix = run_name[run_name.rfind("-s"):] if "-s" in run_name else ""
     if teacher + seed_suffix in expanded:
         return teacher + seed_suffix
+    tuned = [n for n, (_, _, tune) in expanded.items() if tune and n.startswith(teacher + "-")]
+    if tuned:
+        raise ConfigError(f"run '{run_name}': distill.teacher '{teacher}' is tuned over several runs: name one of them "
+                          f"({', '.join(tuned)})")
     if Path(teacher).exists():
         raise ConfigError(f"run '{run_name}': distill.teacher '{teacher}' is a path; in a recipe name a run of the recipe instead")
     raise ConfigError(f"run '{run_name}': distill.teacher '{teacher}' is not a run of this recipe (runs: {', '.join(expanded)})")
@@ -283,6 +320,14 @@ def batch_threads(batch: list[PlannedRun], cores: int) -> dict[str, int]:
     return {p.name: threads[p.name] for p in batch}
 
 
+def _write_tune(p: PlannedRun) -> None:
+    """A tuned run's grid and point, beside its results: the report compares each arm's best point."""
+    from .fsutil import atomic_write_json
+
+    if p.tune is not None and not (p.run_dir / TUNE_FILE).is_file():
+        atomic_write_json(p.run_dir / TUNE_FILE, p.tune)
+
+
 def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bool = False,
                only: str | None = None) -> list[Path]:
     """Run the recipe's runs in order; `only`: just that run (its teacher must be finished)."""
@@ -321,6 +366,7 @@ def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bo
     for i, p in enumerate(order, 1):
         summary = p.run_dir / "summary.json"
         if summary.is_file():
+            _write_tune(p)
             print(f"[{i}/{len(order)}] {p.name}: finished earlier, reused ({p.run_dir})")
             remaining -= planned_flops[p.name]
             continue
@@ -332,6 +378,7 @@ def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bo
         start = time.perf_counter()
         trainer = Trainer(p.cfg, resume=resume)
         _write_prediction(p, runs, vocab, recipe)
+        _write_tune(p)
         trainer.fit()
         spent_s += time.perf_counter() - start
         trained_flops += planned_flops[p.name]

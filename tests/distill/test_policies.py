@@ -90,3 +90,17 @@ def test_post_kd_cosine_lr_drops_then_decays_to_lr_min():
     assert p.knobs(20).lr == pytest.approx(at_stop)
     assert p.knobs(60).lr == pytest.approx(0.1 + 0.5 * (at_stop - 0.1))
     assert p.knobs(100).lr == pytest.approx(0.1) and p.knobs(150).lr == pytest.approx(0.1)
+
+
+def test_free_switch_rule_compares_window_means_and_resumes_mid_window():
+    p = build_policy(cfg(policy="bootstrapped", margin=0.15, switch_on="train"), TRAIN)
+    assert p.wants_teacher_ce and p.summary()["switch_on"] == "train"
+    for step, (s, t) in enumerate([(5.0, 4.0), (4.6, 4.0)]):  # mean 4.8 > 1.15 * 4.0
+        p.on_step(step, s, t)
+    assert p.on_eval(2, 100, student_val=0.0, teacher_val=10.0) == []  # the validation losses play no part
+    p.on_step(2, 4.5, 4.0)
+    q = build_policy(cfg(policy="bootstrapped", margin=0.15, switch_on="train"), TRAIN)
+    q.load_state_dict(p.state_dict())  # a checkpoint between two evaluations keeps the window's sums
+    q.on_step(3, 4.3, 4.0)  # mean 4.4 <= 4.6
+    assert q.on_eval(4, 200, student_val=9.0, teacher_val=1.0)[0].startswith("kd_stopped: student train CE")
+    assert q.stopped_step == 4 and not q.wants_teacher_ce

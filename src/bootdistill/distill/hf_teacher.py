@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError, DataError
-from ..train.evaluate import evaluate
 from .teacher import LiveTeacher, StudentSide
 
 SAMPLE_PIECES, PIECE_TOKENS = 16, 128  # the tokenizer check: 16 pieces of ~128 tokens of validation text
@@ -91,8 +90,7 @@ class HFTeacher(LiveTeacher):
         self.train_flops_known = given is not None
         self.train_flops = (float(given or 0.0), float(given or 0.0))
         self.upfront_flops = (0.0, 0.0)
-        self.val_loss = evaluate(self.model, side.val_tokens, side.context, side.eval_batch, side.device,
-                                 side.amp_dtype, side.eval_batches)["loss"]
+        self._measure_val_loss()
 
     def inference_flops(self, tokens: int) -> tuple[float, float]:
         return tokens * 2.0 * self.params, tokens * (2.0 * self.params + self.attn_flops)

@@ -47,3 +47,16 @@ def student_loss(logits: torch.Tensor, labels: torch.Tensor, signal: DenseSignal
     if out.z is not None:
         loss = loss + cfg.z_loss * out.z.mean()
     return loss, ce.item(), extra
+
+
+@torch.no_grad()
+def teacher_ce(signal: DenseSignal, labels: torch.Tensor, rows: int = 4096) -> float:
+    """The teacher's mean cross-entropy on the batch's labels, from the logits KD already has (fp32, in row
+    chunks: no logits-sized fp32 copy). A log-sum-exp per token: nothing beside the teacher's forward pass."""
+    V = signal.logits.shape[-1]
+    z, y = signal.logits.reshape(-1, V), labels.reshape(-1)
+    total = 0.0
+    for r0 in range(0, z.shape[0], rows):
+        chunk = z[r0:r0 + rows].float()
+        total += (torch.logsumexp(chunk, -1) - chunk.gather(-1, y[r0:r0 + rows, None]).squeeze(-1)).sum().item()
+    return total / z.shape[0]

@@ -9,6 +9,9 @@ good) and a KD-aware LR factor. Registered here, in one place:
 - fixed:        KD for the first `kd_steps` steps (SALT Alg. 1; "KD for the first N steps").
 - bootstrapped: KD while the teacher is better; at the first validation where
                 student <= (1 + margin) * teacher, KD stops for good (bootstrapped paper §2.3).
+                switch_on=val compares validation losses; switch_on=train compares, at the same evaluation
+                steps, the student's mean training CE over the last eval_every steps with the teacher's CE on
+                the same batches (computed from the logits KD already has: no evaluation decides the switch).
 """
 
 from __future__ import annotations
@@ -78,6 +81,10 @@ NEEDS_KD_STEPS = {"step", "linear_decay", "ratio_decay", "linear_increase", "lin
 class Policy:
     name = "base"
     needs_teacher = True
+    wants_teacher_ce = False  # the trainer then passes the teacher's CE on each KD batch to on_step
+
+    def on_step(self, step: int, student_ce: float, teacher_ce: float | None) -> None:
+        """See a finished training step's CE (and the teacher's on the same batch, when asked for)."""
 
     def knobs(self, step: int) -> StepKnobs:
         raise NotImplementedError
@@ -202,13 +209,45 @@ class FixedSteps(Distill):
 class Bootstrapped(Distill):
     name = "bootstrapped"
 
+    def __init__(self, cfg, train_cfg):
+        super().__init__(cfg, train_cfg)
+        self.window = [0.0, 0.0, 0]  # switch_on=train: student CE sum, teacher CE sum, steps since the last check
+
+    @property
+    def wants_teacher_ce(self) -> bool:
+        return self.cfg.switch_on == "train" and self.stopped_step is None
+
+    def on_step(self, step, student_ce, teacher_ce):
+        if self.wants_teacher_ce and teacher_ce is not None:
+            self.window = [self.window[0] + student_ce, self.window[1] + teacher_ce, self.window[2] + 1]
+
     def on_eval(self, step, tokens, student_val, teacher_val):
-        if self.stopped_step is not None or teacher_val is None:
+        if self.stopped_step is not None:
             return []
-        if student_val <= (1 + self.cfg.margin) * teacher_val:
+        if self.cfg.switch_on == "train":
+            (student_sum, teacher_sum, n), self.window = self.window, [0.0, 0.0, 0]
+            if n == 0:
+                return []
+            student, teacher, what, over = student_sum / n, teacher_sum / n, "train CE", f" (means of {n} steps)"
+        elif teacher_val is None:
+            return []
+        else:
+            student, teacher, what, over = student_val, teacher_val, "val", ""
+        if student <= (1 + self.cfg.margin) * teacher:
             self.stopped_step, self.stopped_tokens = step, tokens
-            return [f"kd_stopped: student val {student_val:.4f} <= (1 + {self.cfg.margin}) x teacher val {teacher_val:.4f}"]
+            return [f"kd_stopped: student {what} {student:.4f} <= (1 + {self.cfg.margin}) x teacher {what} "
+                    f"{teacher:.4f}{over}"]
         return []
+
+    def summary(self) -> dict:
+        return {**super().summary(), "switch_on": self.cfg.switch_on}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "window": list(self.window)}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.window = list(state.get("window", [0.0, 0.0, 0]))
 
 
 POLICIES: dict[str, type[Policy]] = {p.name: p for p in (Classical, Distill, FixedSteps, Bootstrapped)}

@@ -7,7 +7,8 @@
 
 Every source gives: signal(x, starts), shape (None when unknown to bootdistill), params, train_flops
 (proxy, exact), upfront_flops (inference charged once, e.g. writing a cache), inference_flops(tokens) (charged
-per KD step), val_loss, diagnostics(student), release(), summary(ledger).
+per KD step), val_loss, eval_flops (proxy, exact: the forward passes that measured val_loss),
+diagnostics(student) (its `diag_tokens`: tokens each model evaluated), release(), summary(ledger).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class TeacherSource(Protocol):
     train_flops: tuple[float, float]  # (6N proxy, exact) of the teacher's own training
     upfront_flops: tuple[float, float]  # inference spent once for every student (writing a cache)
     val_loss: float | None
+    eval_flops: tuple[float, float]  # (6N proxy, exact) of the evaluation that measured val_loss
 
     def signal(self, x: torch.Tensor, starts: np.ndarray | None) -> DenseSignal | SparseSignal: ...
 
@@ -99,9 +101,14 @@ class LiveTeacher:
         # a teacher's training cost is everything its own run spent (its own teacher included, if any)
         self.train_flops = (ledger.total, ledger.total_exact)
         self.upfront_flops = (0.0, 0.0)
-        self.val_loss = evaluate(self.model, side.val_tokens, side.context, side.eval_batch, side.device,
-                                 side.amp_dtype, side.eval_batches)["loss"]
         self.params = count_params(self.shape)["total"]
+        self._measure_val_loss()
+
+    def _measure_val_loss(self) -> None:
+        """The teacher's loss on the student's in-training validation set, and the forward FLOPs it took."""
+        s = self.side
+        val = evaluate(self.model, s.val_tokens, s.context, s.eval_batch, s.device, s.amp_dtype, s.eval_batches)
+        self.val_loss, self.eval_flops = val["loss"], self.inference_flops(val["tokens"])
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,7 +143,7 @@ class LiveTeacher:
             n += x.numel()
         student.train(was_training)
         return {"val_kl_teacher_student": kl / n, "student_entropy": ent_s / n, "teacher_entropy": ent_t / n,
-                "top1_agreement": agree / n}
+                "top1_agreement": agree / n, "diag_tokens": int(n)}
 
     def release(self) -> None:
         if self.model is not None:
@@ -180,6 +187,7 @@ class CachedTeacher:
         self.upfront_flops = (m["inference_flops"], m["inference_flops_exact"])
         self.per_token = (t["inference_flops_per_token"], t["inference_flops_per_token_exact"])
         self.val_loss = self._val_loss(side)
+        self.eval_flops = (0.0, 0.0)  # read from the cache: spent when it was written
 
     def _val_loss(self, side: StudentSide) -> float:
         """The teacher's val loss over exactly the blocks a live teacher's evaluation would read."""

@@ -20,8 +20,8 @@ from ..errors import BootdistillError
 from ..fsutil import atomic_dir
 
 MARKER = "archive.json"
-RESULT_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "history.jsonl", "prediction.json", "selection.json",
-                "selection.npz", "evals/diagnostics.json")
+RESULT_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "history.jsonl", "prediction.json", "tune.json",
+                "selection.json", "selection.npz", "evals/diagnostics.json")
 
 
 def read_marker(run_dir: Path) -> dict:

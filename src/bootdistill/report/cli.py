@@ -49,9 +49,9 @@ def cmd_report(args) -> int:
         print(paths["json"].read_text(), end="")
     else:
         print(savings_table(report))
-        from .markdown import sharing_lines, significance_lines
+        from .markdown import sharing_lines, significance_lines, tuning_lines
 
-        for line in significance_lines(report)[2:-1] + sharing_lines(report):
+        for line in tuning_lines(report) + significance_lines(report)[2:-1] + sharing_lines(report):
             print(line.replace("**", ""))
         print(f"\nreport: {paths['md']} (+ report.json, {len(plots)} plots)")
     return 0

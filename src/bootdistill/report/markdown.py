@@ -10,7 +10,7 @@ from ..fsutil import atomic_write_text
 from .tables import size_label
 
 HEADERS = ["Configuration", "Target loss", "Steps", "Compute (PFLOPs)", "Teacher train", "Teacher inference",
-           "Student", "Savings", "Savings (exact FLOPs)"]
+           "Student", "Switch evaluations", "Savings", "Savings (exact FLOPs)", "Savings without evaluations"]
 SCENARIO_ORDER = ("both", "inference", "pretraining", "best")  # worst case first, as in the table above
 SCENARIO_HEADERS = {"both": "Pretraining + inference (above)", "inference": "Teacher exists: inference only",
                     "pretraining": "Logits stored: pretraining only", "best": "Teacher free"}
@@ -57,13 +57,16 @@ def table_cells(row: dict) -> list[str]:
     cells = [name, fmt_stat(row["target"], _loss), le + fmt_stat(row["steps"], _steps, never),
              le + fmt_stat(row["compute_pflops"], _pf, never, _pf_std)]
     if row["role"] == "classical":
-        cells += ["—", "—", fmt_stat(row["student_pflops"], _pf, never, _pf_std), "—", "—"]
+        cells += ["—", "—", fmt_stat(row["student_pflops"], _pf, never, _pf_std), "—", "—", "—", "—"]
         return cells
-    cells += [fmt_stat(row[k], _pf, never, _pf_std) for k in ("teacher_train_pflops", "teacher_inference_pflops", "student_pflops")]
+    cells += [fmt_stat(row[k], _pf, never, _pf_std) for k in ("teacher_train_pflops", "teacher_inference_pflops",
+                                                               "student_pflops")]
+    cells.append(fmt_stat(row.get("evals_pflops"), _pf, "not counted" if row["steps"]["reached"] else never, _pf_std))
     if row["baseline"] is None:
-        return cells + ["— (no baseline)"] * 2
+        return cells + ["— (no baseline)"] * 3
     none = never if row["steps"]["reached"] == 0 else "baseline not reached"
-    return cells + [fmt_stat(row["savings_pct"], _pct, none), fmt_stat(row["savings_exact_pct"], _pct, none)]
+    return cells + [fmt_stat(row[k], _pct, none) for k in ("savings_pct", "savings_exact_pct",
+                                                            "savings_without_evals_pct")]
 
 
 def text_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -128,9 +131,10 @@ both step and compute between the last evaluation above the target and the first
 classical and the distilled run alike ("≤": already below target at the first evaluation, an upper bound).
 Savings = 1 − C_distilled(target) / C_classical(target) against the classical run of the same student (same
 model shape and LR-schedule length, same seed where there is one). C_distilled includes the teacher's whole
-training cost (counted from step 0), teacher inference while KD was on, and student training, shown
-separately. Compute is the paper's proxy C ≈ 6NT (2NT for teacher inference); "exact FLOPs" adds attention.
-With several seeds of a config: mean ± sample std over the seeds."""
+training cost (counted from step 0), teacher inference while KD was on, student training, and the forward
+passes of the evaluations that decided its switch (2NT each; "Switch evaluations"), shown separately; "Savings
+without evaluations" leaves those out. Compute is the paper's proxy C ≈ 6NT (2NT for teacher inference); "exact
+FLOPs" adds attention. With several seeds of a config: mean ± sample std over the seeds."""
 
 
 def _clean(obj):
@@ -142,6 +146,15 @@ def _clean(obj):
     if isinstance(obj, (list, tuple)):
         return [_clean(v) for v in obj]
     return obj
+
+
+def _without_evals(row: dict) -> str:
+    """The same over seeds without the evaluations that decided the switch, where they were charged."""
+    w = row.get("savings_without_evals_pct") or {}
+    if w.get("ci95") is None or w["mean"] == row["savings_pct"]["mean"]:
+        return ""
+    lo, hi = w["ci95"]
+    return f" Without the evaluations that decided the switch: {w['mean']:+.1f}% ± {w['std']:.1f} [{lo:+.1f}, {hi:+.1f}]."
 
 
 def significance_lines(report: dict) -> list[str]:
@@ -165,8 +178,51 @@ def significance_lines(report: dict) -> list[str]:
             lo, hi = st["ci95"]
             verdict = ("a real saving" if lo > 0 else "a real loss" if hi < 0 else "not distinguishable from 0")
             lines.append(f"- {row['configuration']}: {st['mean']:+.1f}% ± {st['std']:.1f} over {st['reached']} seeds, "
-                         f"95% interval [{lo:+.1f}, {hi:+.1f}]: **{verdict}**.")
+                         f"95% interval [{lo:+.1f}, {hi:+.1f}]: **{verdict}**." + _without_evals(row))
     return ["## Is the saving real?", ""] + lines + [""] if lines else []
+
+
+def _point(point: dict) -> str:
+    return ", ".join(f"{k.split('.')[-1]} {v:g}" if isinstance(v, float) else f"{k.split('.')[-1]} {v}"
+                     for k, v in point.items())
+
+
+def tuning_lines(report: dict) -> list[str]:
+    """One plain line per tuning grid: the chosen point, what the grid cost, and whether the best is at an edge."""
+    lines = []
+    for g in report.get("tuning") or []:
+        cost = (f"the grid ({len(g['points'])} points) cost {g['grid_pflops']:.4g} PFLOPs"
+                + (" per seed" if g["seeds"] > 1 else "")
+                + (f", {g['grid_cost_ratio']:.1f}x the chosen run" if g.get("grid_cost_ratio") else "")
+                if g.get("grid_pflops") is not None else "the grid's cost is unknown")
+        edge = (f"; the best {', '.join(g['edge'])} is at the edge of its grid: the optimum may lie outside"
+                if g["edge"] else "")
+        lines.append(f"- {g['configuration']} ({g['policy']}): best {_point(g['chosen'])} by {g['chosen_by']}; "
+                     f"{cost}{edge}.")
+    return lines
+
+
+def tuning_section(report: dict) -> list[str]:
+    grids = report.get("tuning") or []
+    if not grids:
+        return []
+    rows = []
+    for g in grids:
+        for p in sorted(g["points"], key=lambda p: [str(v) if not isinstance(v, (int, float)) else v
+                                                    for v in p["point"].values()]):
+            loss = "?" if p["final_val_loss"] is None else _loss(p["final_val_loss"]) + (
+                f" (mean of {p['n']})" if p["n"] > 1 else "") + (" (unfinished)" if p["unfinished"] else "")
+            rows.append([g["configuration"], _point(p["point"]), loss,
+                         "?" if p["compute_pflops"] is None else _pf(p["compute_pflops"]),
+                         "**chosen**" if p["chosen"] else ""])
+    return ["## Best against best: the tuning grids", "",
+            "Each tuned configuration (a recipe's `tune:` block) is represented by its best grid point, chosen by "
+            "the final validation loss (the mean over seeds when there are several; the test split never "
+            "chooses). The target is the chosen classical point's final loss and every saving above compares "
+            "one chosen run against one chosen run; the other points are not measured. What the tuning cost is "
+            "stated beside it: the compute of every grid point (one teacher's training counted once).", "",
+            markdown_table(["Configuration", "Point", "Final val loss", "Whole-run compute (PFLOPs)", ""], rows), "",
+            *tuning_lines(report), ""]
 
 
 def prediction_section(report: dict) -> list[str]:
@@ -314,7 +370,7 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
                                           "Final val loss (full split)", "Test loss", "Compute (PFLOPs)",
                                           "KD stopped at step", "Baseline", "Teacher"], rows), ""]
     md += model_lines(report)
-    md += accounting_section(report) + prediction_section(report) + diagnostics_section(report)
+    md += tuning_section(report) + accounting_section(report) + prediction_section(report) + diagnostics_section(report)
     md += significance_lines(report)
     if report["warnings"]:
         md += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]

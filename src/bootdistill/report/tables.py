@@ -17,13 +17,17 @@ from .runs import BLOCK_KEYS, RUN_HASH, SEED_SUFFIX, Run, finite, load_run
 PFLOP = 1e15
 # columns interpolated at the crossing; flops_teacher_train is constant, so it interpolates to itself
 CROSS_KEYS = ("step", "tokens", "flops_student", "flops_teacher_inference", "flops_teacher_train", "flops_total",
-              "flops_total_exact")
+              "flops_total_exact", "flops_eval", "flops_eval_exact")
 CROSSING_DEFINITION = (
     "C_classical is the classical run's whole scheduled compute; the target is its final loss on the final "
     "evaluation set (the whole split unless train.final_eval_batches limits it); C_distilled is where the "
     "distilled run first reaches the target on that same set, located by re-evaluating its evaluation "
     "snapshots around the crossing and interpolating compute linearly between the two snapshots around it. "
-    "Runs without snapshots fall back to the in-training validation subset (flagged).")
+    "Runs without snapshots fall back to the in-training validation subset (flagged). C_distilled also counts "
+    "the forward FLOPs of the in-training evaluations that decided its switch (a bootstrapped run switching on "
+    "validation: every evaluation up to the switch, the teacher's validation loss and the KD diagnostics "
+    "included); a classical run needs none, and the savings without them are shown beside. Final and "
+    "report-time evaluations are the same for both arms and are not counted.")
 
 
 def first_crossing(evals: list[dict], target: float) -> dict | None:
@@ -57,12 +61,14 @@ def savings(distilled: dict | None, classical: dict | None, key: str = "flops_to
 def teacher_accounting(distilled: dict | None, classical: dict | None) -> dict | None:
     """The saving under each accounting of the teacher (distillation scaling laws, Table 2), from the ledger at
     the crossing, and how many students must share one teacher for each to come out ahead (teacher pretraining
-    split between them, inference paid by each). None when either never reaches the target."""
+    split between them, inference paid by each). The evaluations that decided the switch count with the student.
+    None when either never reaches the target."""
     if distilled is None or classical is None or not classical.get("flops_total"):
         return None
     base = classical["flops_total"]
     student, inference = distilled.get("flops_student"), distilled.get("flops_teacher_inference")
     pretraining = distilled.get("flops_teacher_train")
+    student = student + (distilled.get("evals_charged") or 0.0) if finite(student) else student
     if not all(finite(v) for v in (base, student, inference, pretraining)):
         return None  # a ledger without the split (metrics from before it existed): only the total is known
     out = {sc: 100.0 * (1.0 - (student + dl * inference + dp * pretraining) / base)
@@ -72,6 +78,41 @@ def teacher_accounting(distilled: dict | None, classical: dict | None) -> dict |
     out["break_even_students"] = (None if margin <= 0 else 1 if pretraining <= 0
                                   else math.floor(pretraining / margin) + 1)
     return out
+
+
+def _switch_step(run: Run) -> int | None:
+    return next((e["step"] for e in run.evals if any(str(v).startswith("kd_stopped") for v in e.get("events") or [])),
+                None)
+
+
+def charged_evals(run: Run, crossing: dict | None, key: str = "flops_eval") -> float | None:
+    """Evaluation FLOPs that decided a distilled run's switch, counted up to its crossing: a bootstrapped run
+    switching on validation needs every evaluation until its switch (all of them while it has not switched);
+    other policies decide nothing by evaluating (0). None: a ledger from before evaluations were counted."""
+    if crossing is None:
+        return None
+    switch_on = ((run.summary or {}).get("policy") or {}).get("switch_on") or run.cfg("distill", "switch_on", "val")
+    if run.policy != "bootstrapped" or switch_on != "val":
+        return 0.0
+    at_cross = crossing.get(key)
+    if not finite(at_cross):
+        return None
+    switch = _switch_step(run)
+    at_switch = next((e.get(key) for e in run.evals if e.get("step") == switch), None) if switch is not None else None
+    return min(at_cross, at_switch) if finite(at_switch) else at_cross
+
+
+def with_evals(run: Run, crossing: dict | None, warn: list) -> dict | None:
+    """The crossing with the evaluations that decided the switch added to its compute (`evals_charged`)."""
+    if crossing is None:
+        return None
+    ev, ev_exact = charged_evals(run, crossing), charged_evals(run, crossing, "flops_eval_exact")
+    if ev is None:
+        warn.append(f"{run.name}: its ledger has no flops_eval (trained before evaluations were counted): its "
+                    "saving counts none of the evaluations that decided its switch")
+        return {**crossing, "evals_charged": None}
+    return {**crossing, "flops_total": crossing["flops_total"] + ev, "evals_charged": ev,
+            "flops_total_exact": crossing.get("flops_total_exact", math.nan) + (ev_exact or 0.0)}
 
 
 def stat(values: list) -> dict:
@@ -175,6 +216,9 @@ def _run_record(run: Run, res: dict) -> dict:
         "baseline": res["baseline"].name if res["baseline"] else None,
         "target": res["target"], "crossing": cross, "measured_on": res.get("measured_on"),
         "savings_pct": res["savings"], "savings_exact_pct": res["savings_exact"],
+        "savings_without_evals_pct": res.get("savings_without_evals"),
+        "evals_charged_pflops": (res.get("charged") or {}).get("evals_charged") / PFLOP
+        if finite((res.get("charged") or {}).get("evals_charged")) else None,
         "teacher_accounting": res.get("accounting"),
         "data": s.get("data") or {"source": run.cfg("data", "corpus"), "synthetic": None},
         "arch": run.shape[-len(BLOCK_KEYS)], "init": s.get("init"),
@@ -219,6 +263,10 @@ def _group_row(g: Group, per: dict) -> dict:
         "at_first_eval": any(c["crossing"] and c["crossing"]["at_first_eval"] for c in res),
         "savings_pct": _with_significance(stat([c["savings"] for c in res])) if g.policy != "classical" else None,
         "savings_exact_pct": stat([c["savings_exact"] for c in res]) if g.policy != "classical" else None,
+        "savings_without_evals_pct": _with_significance(stat([c["savings_without_evals"] for c in res]))
+        if g.policy != "classical" else None,
+        "evals_pflops": stat([(c.get("charged") or {}).get("evals_charged") / PFLOP
+                              if finite((c.get("charged") or {}).get("evals_charged")) else None for c in res]),
         "teacher_accounting": None if g.policy == "classical" else {
             key: stat([(c.get("accounting") or {}).get(key) for c in res])
             for key in (*SCENARIOS, "break_even_students")},
@@ -282,6 +330,14 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
         if not r.evals:
             warn.append(f"{r.name}: no validation evaluations in metrics.jsonl yet")
 
+    # best against best: of each tuning grid only the chosen point is measured (a teacher or a named baseline stays)
+    from .tuning import choose
+
+    dropped, tuning = choose(runs, warn)
+    keep = {Path(p).resolve() for p in (baselines or {}).values()} | \
+        {t.path for t in (find_teacher(r, runs) for r in runs) if t is not None}
+    runs = [r for r in runs if r.path not in dropped or r.path in keep]
+
     per: dict[Path, dict] = {}
     for r in runs:
         b = None if r.policy == "classical" else find_baseline(r, runs, baselines)
@@ -297,9 +353,11 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
     for r in runs:
         p, b = per[r.path], per[r.path]["baseline"]
         base_cross = per[b.path]["crossing"] if b is not None else None
-        p["savings"], p["savings_exact"] = savings(p["crossing"], base_cross), \
-            savings(p["crossing"], base_cross, "flops_total_exact")
-        p["accounting"] = teacher_accounting(p["crossing"], base_cross) if r.policy != "classical" else None
+        p["charged"] = with_evals(r, p["crossing"], warn) if r.policy != "classical" else p["crossing"]
+        p["savings"], p["savings_exact"] = savings(p["charged"], base_cross), \
+            savings(p["charged"], base_cross, "flops_total_exact")
+        p["savings_without_evals"] = savings(p["crossing"], base_cross)
+        p["accounting"] = teacher_accounting(p["charged"], base_cross) if r.policy != "classical" else None
         teacher_only = r.policy == "classical" and any(per[s.path]["teacher"] is r for s in runs) and \
             not any(per[s.path]["baseline"] is r for s in runs)
         if p["target"] is not None and p["crossing"] is None and not teacher_only:
@@ -363,5 +421,6 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
         "rows": [_group_row(g, per) for g in ordered],
         "teachers": teachers,
         "runs": [_run_record(r, per[r.path]) for r in runs],
+        "tuning": tuning,
         "warnings": list(dict.fromkeys(warn)),
     }

@@ -21,7 +21,7 @@ from ..compute import FlopsLedger, flops_per_token, peak_flops
 from ..config import RunConfig, resolve_model, to_dict
 from ..data.loader import BlockSampler, SelectionSampler
 from ..data.prepare import load_meta, prepare, token_file
-from ..distill.objective import kd_loss_of, student_loss
+from ..distill.objective import kd_loss_of, student_loss, teacher_ce
 from ..distill.policies import Policy, StepKnobs, build_policy
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fsutil import atomic_write_json
@@ -134,6 +134,10 @@ class Trainer:
             with torch.random.fork_rng(devices=[]):  # building the teacher must not shift the student's RNG stream
                 self.teacher = load_teacher(cfg.distill.teacher, self.student_side())
             self.kd_loss.check_teacher(sparse=getattr(self.teacher, "sparse", False))
+            if self.policy.wants_teacher_ce and self.teacher.sparse:
+                raise ConfigError("distill.switch_on=train compares the teacher's CE on each training batch, which needs "
+                                  "its full logits; a cached (top-k) teacher does not have them: use distill.switch_on=val "
+                                  "or a live teacher")
             if self.parallel == "fsdp" and hasattr(getattr(self.teacher, "model", None), "blocks"):
                 dist.shard(self.teacher.model)
         self.ledger = FlopsLedger()
@@ -141,6 +145,7 @@ class Trainer:
             self.ledger.teacher_train, self.ledger.teacher_train_exact = self.teacher.train_flops
             # inference spent once for every student (writing a cache): charged in full
             self.ledger.teacher_inference, self.ledger.teacher_inference_exact = self.teacher.upfront_flops
+            self.ledger.add_eval_flops(*self.teacher.eval_flops)  # its validation loss (a resume restores the ledger)
         if self.init_source is not None:
             self.ledger.init_train, self.ledger.init_train_exact = self._init_flops()
         if self.selection is not None:  # SALT_DS scoring passes
@@ -311,7 +316,10 @@ class Trainer:
         if self.logit_saver is not None:
             self.logit_saver.save(self.step, starts, logits)
         signal = self.teacher.signal(x, starts) if knobs.kd_on and self.teacher is not None else None
+        # before the loss: the fused KD kernel may overwrite the teacher's logits
+        t_ce = {"teacher_train_ce": teacher_ce(signal, y)} if signal is not None and self.policy.wants_teacher_ce else {}
         loss, ce, extra = student_loss(logits, y, signal, knobs, self.cfg.distill, self.kd_loss)
+        extra.update(t_ce)
         (loss / self.accum).backward() if self.scaler is None else self.scaler.scale(loss / self.accum).backward()
         return ce, extra
 
@@ -344,6 +352,7 @@ class Trainer:
         self.ledger.add_student(self.shape, self.tokens_per_step)
         if knobs.kd_on and self.teacher is not None:
             self.ledger.add_teacher_flops(*self.teacher.inference_flops(self.tokens_per_step), self.tokens_per_step)
+        self.policy.on_step(self.step, train_loss, extras.get("teacher_train_ce"))
         self.step += 1
         return {"lr": lr, "train_loss": train_loss, "grad_norm": grad_norm, "alpha": knobs.alpha, "kd_on": knobs.kd_on,
                 "temperature": knobs.temperature, **extras}
@@ -354,6 +363,11 @@ class Trainer:
         t = self.cfg.train
         return evaluate(self.model, self.val_tokens if tokens is None else tokens, self.shape.context, self.micro,
                         self.device, self.amp_dtype, t.eval_batches if max_batches == "default" else max_batches, bucket)
+
+    def _charge_diagnostics(self, tokens: int) -> None:
+        """KD diagnostics run the student and the teacher forward over `tokens` validation tokens."""
+        self.ledger.add_eval(self.shape, tokens)
+        self.ledger.add_eval_flops(*self.teacher.inference_flops(tokens))
 
     def _elapsed(self) -> float:
         return self.elapsed_before + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
@@ -401,19 +415,26 @@ class Trainer:
                 row.update(tokens_per_s=tps, mfu=tps * exact_per_token / peak)
                 window_t, window_tokens = now, 0
             if is_eval:
+                # only scheduled evaluations steer the policy and are charged: the extra one at the last step is
+                # the run's final evaluation, and one at an early max_steps must not change what a resumed run does
+                on_schedule = self.step % t.eval_every == 0
                 val = self.validate()
+                if on_schedule:
+                    self.ledger.add_eval(self.shape, val["tokens"])
                 last_val = row["val_loss"] = val["loss"]
                 row["val_entropy"] = val["entropy"]
-                if t.eval_snapshots and self.step % t.eval_every == 0:
+                if t.eval_snapshots and on_schedule:
                     weights = dist.full_model(self.model) if self.parallel == "fsdp" else self.model
                     if dist.is_main():
                         ckpt_io.save_snapshot(self.run_dir, self.step, weights)
                 if teacher_val is not None:
                     row["teacher_val_loss"] = teacher_val
-                    row.update(self.teacher.diagnostics(self.model))
-                # only scheduled evaluations steer the policy: an extra one at an early max_steps must not
-                # change what a resumed run would have done
-                on_schedule = self.step % t.eval_every == 0
+                    diag = self.teacher.diagnostics(self.model)
+                    tokens = diag.pop("diag_tokens", 0)
+                    if on_schedule:
+                        self._charge_diagnostics(tokens)
+                    row.update(diag)
+                row.update(flops_eval=self.ledger.eval, flops_eval_exact=self.ledger.eval_exact)
                 events = self.policy.on_eval(self.step, row["tokens"], last_val, teacher_val) if on_schedule else []
                 if events:
                     row["events"] = events

@@ -1,0 +1,155 @@
+"""Best against best (tuning grids, report/tuning.py) and the evaluations that decided a switch, on hand-made
+run directories (tests/report/test_report.py's make_run)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from bootdistill.report import build_report, first_crossing, load_runs
+from bootdistill.report.markdown import render_markdown, savings_table, tuning_lines
+from test_report import CLASSICAL, DISTILLED, by_name, make_run, pair  # noqa: F401 (pair: a fixture)
+
+LR_GRID = [1e-3, 2e-3, 4e-3]
+
+
+def tuned(run, lr: float, grid=LR_GRID):
+    """Make `run` the lr_max point of a tuning grid, as `bootdistill experiment` leaves it."""
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["train"].update(lr_max=lr, lr_min=lr / 10)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run / "tune.json").write_text(json.dumps({"grid": {"train.lr_max": grid}, "point": {"train.lr_max": lr}}))
+    return run
+
+
+def shifted(evals, by):
+    return [(s, v + by) for s, v in evals]
+
+
+def add_eval_flops(run, per_eval: float, decided_by=None):
+    """flops_eval as the trainer logs it: cumulative, one `per_eval` per scheduled evaluation."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    n = 0
+    for row in rows:
+        n += "val_loss" in row
+        row["flops_eval"] = row["flops_eval_exact"] = n * per_eval
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = json.loads((run / "summary.json").read_text())
+    summary["flops"]["flops_eval"] = n * per_eval
+    if decided_by:
+        summary["policy"]["switch_on"] = decided_by
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        cfg["distill"]["switch_on"] = decided_by
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run / "summary.json").write_text(json.dumps(summary))
+    return rows
+
+
+@pytest.fixture
+def grids(tmp_path):
+    """A classical grid whose best lr (2e-3) is inside it, and a distilled grid whose best (4e-3) is at its edge."""
+    teacher = make_run(tmp_path, "teacher", [(10, 3.5), (20, 3.0)], d_model=32)
+    for lr, by in zip(LR_GRID, (0.3, 0.0, 0.1)):
+        tuned(make_run(tmp_path, f"classical-lr_max{lr:g}", shifted(CLASSICAL, by)), lr)
+    for lr, by in zip(LR_GRID, (0.3, 0.2, 0.0)):
+        tuned(make_run(tmp_path, f"boot-lr_max{lr:g}", shifted(DISTILLED, by), policy="bootstrapped",
+                       teacher=teacher, teacher_train=5e9, kd_until=20), lr)
+    return tmp_path
+
+
+def test_report_compares_each_arms_best_point_and_warns_at_a_grid_edge(grids):
+    report = build_report(load_runs([grids]), diagnostics=False)
+    tuning = {g["configuration"]: g for g in report["tuning"]}
+    assert tuning["classical"]["chosen"] == {"train.lr_max": 2e-3} and tuning["classical"]["edge"] == []
+    assert tuning["boot"]["chosen"] == {"train.lr_max": 4e-3} and tuning["boot"]["edge"] == ["train.lr_max"]
+    assert [p["final_val_loss"] for p in tuning["classical"]["points"]] == pytest.approx([2.81, 2.51, 2.61])
+    edge = [w for w in report["warnings"] if "optimum may lie outside" in w]
+    assert len(edge) == 1 and "boot" in edge[0] and "largest value" in edge[0]
+    # only the chosen points are measured: the target is the best classical run's final loss
+    assert {r["name"] for r in report["runs"]} == {"teacher", "classical-lr_max0.002", "boot-lr_max0.004"}
+    boot = by_name(report, "boot-lr_max0.004")
+    assert boot["baseline"] == "classical-lr_max0.002" and boot["target"] == CLASSICAL[-1][1]
+    # the grid's cost: every point's compute, the one teacher's training once
+    points = tuning["boot"]["points"]
+    own = sum(p["compute_pflops"] - p["teacher_train_pflops"] for p in points)
+    assert tuning["boot"]["grid_pflops"] == pytest.approx(own + 5e9 / 1e15)
+    assert tuning["classical"]["grid_pflops"] == pytest.approx(sum(p["compute_pflops"] for p in tuning["classical"]["points"]))
+    md = render_markdown(report, {})
+    assert "Best against best" in md and md.count("**chosen**") == 2
+    lines = "\n".join(tuning_lines(report))
+    assert "3.0x the chosen run" in lines and "edge of its grid" in lines
+
+
+def test_with_several_seeds_the_best_mean_is_chosen_not_the_best_seed(tmp_path):
+    # lr 1e-3 has the single best seed (2.40) but the worse mean (2.55 against 2.51)
+    for lr, losses in ((1e-3, (2.40, 2.70)), (2e-3, (2.50, 2.52))):
+        for seed, final in zip((1, 2), losses):
+            tuned(make_run(tmp_path, f"classical-lr_max{lr:g}-s{seed}", [(10, 4.0), (20, final - 0.01)], seed=seed),
+                  lr, grid=[1e-3, 2e-3])
+    report = build_report(load_runs([tmp_path]), diagnostics=False)
+    (grid,) = report["tuning"]
+    assert grid["chosen"] == {"train.lr_max": 2e-3} and grid["seeds"] == 2 and "mean over 2 seeds" in grid["chosen_by"]
+    assert sorted(p["final_val_loss"] for p in grid["points"]) == pytest.approx([2.51, 2.55])
+
+
+def test_savings_with_and_without_the_evaluations_that_decided_the_switch(tmp_path):
+    teacher = make_run(tmp_path, "teacher", [(10, 3.5), (20, 3.0)], d_model=32)
+    c = make_run(tmp_path, "classical", CLASSICAL)
+    val = make_run(tmp_path, "boot-val", DISTILLED, policy="bootstrapped", teacher=teacher, teacher_train=5e9, kd_until=20)
+    free = make_run(tmp_path, "boot-train", DISTILLED, policy="bootstrapped", teacher=teacher, teacher_train=5e9,
+                    kd_until=20)
+    per_eval = 2e9
+    for run in (c, teacher):
+        add_eval_flops(run, per_eval)
+    rows = add_eval_flops(val, per_eval)
+    add_eval_flops(free, per_eval, decided_by="train")
+    report = build_report(load_runs([tmp_path]), diagnostics=False)
+    cross = first_crossing([r for r in rows if "val_loss" in r], CLASSICAL[-1][1])
+    base = 6.0 * 1_000_000 * 1000 * CLASSICAL[-1][0]  # the classical run's whole compute (make_run's ledger)
+    charged = 2 * per_eval  # the evaluations at steps 10 and 20 decided the switch at step 20; later ones did not
+    r = by_name(report, "boot-val")
+    assert r["evals_charged_pflops"] == pytest.approx(charged / 1e15)
+    assert r["savings_without_evals_pct"] == pytest.approx(100 * (1 - cross["flops_total"] / base))
+    assert r["savings_pct"] == pytest.approx(100 * (1 - (cross["flops_total"] + charged) / base))
+    assert r["savings_without_evals_pct"] - r["savings_pct"] == pytest.approx(100 * charged / base)
+    f = by_name(report, "boot-train")  # the free rule: no evaluation decided anything
+    assert f["evals_charged_pflops"] == 0 and f["savings_pct"] == f["savings_without_evals_pct"]
+    assert "Savings without evaluations" in savings_table(report)
+    assert not any("no flops_eval" in w for w in report["warnings"])
+
+
+def test_a_ledger_without_evaluations_says_they_are_not_counted(pair):
+    report = build_report(load_runs([pair[0]]), diagnostics=False)
+    assert any("boot: its ledger has no flops_eval" in w for w in report["warnings"])
+    assert by_name(report, "boot")["savings_pct"] == by_name(report, "boot")["savings_without_evals_pct"]
+
+
+def test_a_grid_over_a_setting_whose_name_looks_like_a_seed_keeps_its_configuration_name(tmp_path):
+    for steps, by in ((100, 0.1), (200, 0.0)):
+        for seed in (1, 2):
+            run = make_run(tmp_path, f"kd-len-kd_steps{steps}-s{seed}-0123abcd", shifted(CLASSICAL, by), seed=seed)
+            cfg = yaml.safe_load((run / "config.yaml").read_text())
+            cfg["distill"]["kd_steps"] = steps
+            (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+            (run / "tune.json").write_text(json.dumps({"grid": {"distill.kd_steps": [100, 200]},
+                                                       "point": {"distill.kd_steps": steps}}))
+    (grid,) = build_report(load_runs([tmp_path]), diagnostics=False)["tuning"]
+    assert grid["configuration"] == "kd-len" and grid["chosen"] == {"distill.kd_steps": 200}
+
+
+def test_over_seeds_the_verdict_is_with_the_evaluations_and_says_the_saving_without(tmp_path):
+    from bootdistill.report.markdown import significance_lines
+
+    teacher = make_run(tmp_path, "teacher", [(10, 3.5), (20, 3.0)], d_model=32)
+    for seed, by in ((1, 0.0), (2, 0.02), (3, -0.02)):
+        add_eval_flops(make_run(tmp_path, f"classical-s{seed}", CLASSICAL, seed=seed), 2e9)
+        add_eval_flops(make_run(tmp_path, f"boot-s{seed}", shifted(DISTILLED, by), policy="bootstrapped", seed=seed,
+                                teacher=teacher, teacher_train=5e9, kd_until=20), 2e9)
+    report = build_report(load_runs([tmp_path]), diagnostics=False)
+    (row,) = [r for r in report["rows"] if r["role"] == "distilled"]
+    assert row["savings_pct"]["mean"] < row["savings_without_evals_pct"]["mean"]
+    (line,) = [x for x in significance_lines(report) if x.startswith("- ")]
+    assert f"{row['savings_pct']['mean']:+.1f}% ±" in line.split("Without")[0]
+    assert f"Without the evaluations that decided the switch: {row['savings_without_evals_pct']['mean']:+.1f}%" in line
