@@ -60,8 +60,8 @@ def cmd_eval(args) -> int:
 def cmd_presets(args) -> int:
     from .presets_table import presets_rows, print_presets
 
-    if not 1 <= args.vocab_size <= 65535:
-        raise BootdistillError(f"--vocab-size must be between 1 and 65535 (token files are uint16), got {args.vocab_size}")
+    if not 1 <= args.vocab_size < 2**32:
+        raise BootdistillError(f"--vocab-size must be between 1 and 2**32 - 1 (token files are uint32 at most), got {args.vocab_size}")
     rows = presets_rows(vocab_size=args.vocab_size)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -26,6 +26,9 @@ def _check_settings(top_p: float, top_k: int, values: str, vocab: int) -> int:
         raise ConfigError("a teacher cache needs top_k (its width): e.g. --top-k 50")
     if values not in C.VALUE_DTYPES:
         raise ConfigError(f"cache values must be one of {', '.join(C.VALUE_DTYPES)}, got '{values}'")
+    if vocab > 65536:  # ids above 65,535 would wrap in the uint16 index file
+        raise ConfigError(f"teacher caches store uint16 token ids; a vocabulary of {vocab} does not fit: "
+                          "use a live teacher (distill.teacher=RUN or hf:PATH)")
     return min(top_k, vocab)
 
 
