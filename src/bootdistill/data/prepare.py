@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -128,6 +129,14 @@ def meta_dtype(meta: dict) -> np.dtype:
 def sep_id_of(meta: dict) -> int:
     """The document separator's id in this prepared data's token stream."""
     return int(meta.get("sep_id", SEP_ID))
+
+
+def bits_per_byte(loss: float | None, meta: dict, split: str) -> float | None:
+    """A loss in nats per token of a split as bits per byte of its text: loss / ln 2 / the split's bytes per token
+    (its UTF-8 article bytes over its tokens, separators included), so runs with other tokenizers compare."""
+    info = meta.get("splits", {}).get(SPLIT_ALIASES.get(split, split)) or {}
+    bpt = info.get("bytes_per_token") or (info["bytes"] / info["tokens"] if info.get("tokens") and info.get("bytes") else None)
+    return None if loss is None or not bpt else loss / math.log(2) / bpt
 
 
 def check_tokenizer_matches(prepared_dir: str | Path, tokenizer_path_or_sha: str | Path) -> None:
