@@ -1,0 +1,142 @@
+"""A public model as the teacher: a student prepared with data.tokenizer=the teacher's tokenizer distils from
+distill.teacher=hf:PATH through the CLI. The teachers (a tiny LlamaForCausalLM with a padded vocabulary, a tiny
+GPT2LMHeadModel) and their tokenizers are built and saved here; nothing is downloaded."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_main, tiny_overrides
+
+transformers = pytest.importorskip("transformers")  # the [hf] extra
+
+
+def train_tokenizer(corpus, kind: str):
+    """A tokenizer of each family, trained on the tiny corpus: Llama-like (Metaspace, <s> added by its
+    post-processor) or GPT-2-like (byte-level, <|endoftext|>)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    text = [(corpus / "wiki.train.raw").read_text()]
+    if kind == "llama":
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=350, special_tokens=["<unk>", "<s>", "</s>"],
+                                                          show_progress=False))
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+        return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
+                                                    eos_token="</s>")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>"], show_progress=False,
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+
+
+def save_teacher(out, corpus, kind: str):
+    """(model, tokenizer) saved to `out`; the Llama's vocabulary is padded to a multiple of 64 above its tokenizer's."""
+    tok = train_tokenizer(corpus, kind)
+    torch.manual_seed(0)
+    if kind == "llama":
+        cfg = transformers.LlamaConfig(vocab_size=-(-len(tok) // 64) * 64 + 64, hidden_size=32, intermediate_size=64,
+                                       num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                       max_position_embeddings=64, bos_token_id=tok.bos_token_id,
+                                       eos_token_id=tok.eos_token_id)
+        model = transformers.LlamaForCausalLM(cfg)
+    else:
+        cfg = transformers.GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                                      bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+        model = transformers.GPT2LMHeadModel(cfg)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return model.eval(), tok
+
+
+def last_line(r) -> str:
+    return r.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_public_model_teaches_a_student_through_the_cli(kind, tiny_corpus, tmp_path):
+    from bootdistill.data.loader import BlockSampler
+    from bootdistill.data.prepare import load_meta, token_file
+    from bootdistill.train.eval_cli import load_model_from_checkpoint
+
+    teacher_dir = tmp_path / kind
+    hf, tok = save_teacher(teacher_dir, tiny_corpus, kind)
+    if kind == "llama":
+        assert hf.config.vocab_size > len(tok)  # padded: the KD signal must drop the padding rows
+    out, prepared = tmp_path / "student", tmp_path / "prepared"
+    # lr 0: the student keeps its initial weights, so its last checkpoint gives its logits at the first batch
+    r = run_main("train", *tiny_overrides(tiny_corpus, out, prepared, **{
+        "data.tokenizer": teacher_dir, "distill.teacher": f"hf:{teacher_dir}", "distill.policy": "kd",
+        "distill.alpha": 0.5, "distill.temperature": 1.0, "train.precision": "fp32", "model.dropout": 0.0, "train.lr_max": 0.0,
+        "train.batch_tokens": 128, "train.total_steps": 2, "train.log_every": 1, "train.eval_every": 2}))
+    assert r.returncode == 0, r.stderr
+    meta = load_meta(prepared)
+    assert meta["vocab_size"] == len(tok) and meta["sep_id"] == tok.eos_token_id and meta["dtype"] == "uint16"
+    train = token_file(prepared, "train")
+    article = (tiny_corpus / "wiki.train.raw").read_text().split(" = Article 1-1 = ")[0].removeprefix(" \n")
+    first = tok(article, add_special_tokens=False)["input_ids"]
+    assert list(train[:len(first) + 1]) == first + [tok.eos_token_id]  # the teacher's ids, its eos between articles
+
+    student, _, _ = load_model_from_checkpoint(out)
+    x, _ = BlockSampler(train, 32, 4, 1337).next_batch()  # the first batch (train.seed's order)
+    with torch.no_grad():
+        t = hf(input_ids=x).logits[..., : len(tok)].log_softmax(-1)
+        s = student(x).log_softmax(-1)
+    want = (t.exp() * (t - s)).sum(-1).mean().item()  # KL(teacher || student) per token, tau 1
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["step"] == 1 and rows[0]["kd_loss"] == pytest.approx(want, rel=1e-4)
+    summary = json.loads((out / "summary.json").read_text())
+    n = sum(p.numel() for p in hf.parameters())
+    assert summary["teacher"]["n_params"] == n and summary["teacher"]["train_flops"] is None
+    assert summary["flops"]["flops_teacher_inference"] == pytest.approx(2 * 128 * 2 * n)
+    assert summary["flops"]["flops_teacher_train"] == 0.0 and "unknown" in summary["teacher"]["train_flops_note"]
+
+
+def test_teacher_with_other_ids_or_a_smaller_vocabulary_is_refused(tiny_corpus, tmp_path):
+    gpt2_dir = tmp_path / "gpt2"
+    _, tok = save_teacher(gpt2_dir, tiny_corpus, "gpt2")
+    student = {"distill.policy": "kd", "distill.teacher": f"hf:{gpt2_dir}"}
+    # the student's own BPE: other ids; the error says which setting fixes it
+    r = run_main("train", *tiny_overrides(tiny_corpus, tmp_path / "s", tmp_path / "bpe", **student))
+    assert r.returncode == 2 and last_line(r).startswith("error:") and f"data.tokenizer={gpt2_dir}" in last_line(r)
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "s").exists()
+    # the same tokenizer with a vocabulary cut below it
+    small = tmp_path / "small"
+    torch.manual_seed(0)
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=len(tok) - 10, n_positions=64, n_embd=32, n_layer=1,
+                                                         n_head=2)).save_pretrained(small)
+    tok.save_pretrained(small)
+    r = run_main("train", *tiny_overrides(tiny_corpus, tmp_path / "s", tmp_path / "own", **{
+        **student, "data.tokenizer": gpt2_dir, "distill.teacher": f"hf:{small}"}))
+    assert r.returncode == 2 and "smaller than the student's tokenizer" in last_line(r) and "Traceback" not in r.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_export_of_a_run_with_a_given_tokenizer(tiny_corpus, tmp_path):
+    """`export` writes the given tokenizer with its own separator; the exported model loads and scores like ours."""
+    from bootdistill.train.eval_cli import load_model_from_checkpoint
+
+    gpt2_dir = tmp_path / "gpt2"
+    _, tok = save_teacher(gpt2_dir, tiny_corpus, "gpt2")
+    out = tmp_path / "run"
+    r = run_main("train", *tiny_overrides(tiny_corpus, out, tmp_path / "prep", **{
+        "data.tokenizer": gpt2_dir, "train.total_steps": 2, "train.precision": "fp32"}))
+    assert r.returncode == 0, r.stderr
+    r = run_main("export", str(out), str(tmp_path / "hf"))
+    assert r.returncode == 0, r.stderr
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
+    assert len(hf_tok) == len(tok) and hf_tok.eos_token_id == tok.eos_token_id == model.config.eos_token_id
+    text = "the river was known as the north station"
+    assert hf_tok(text)["input_ids"] == tok(text, add_special_tokens=False)["input_ids"]
+    ours, _, _ = load_model_from_checkpoint(out)
+    x = torch.tensor([hf_tok(text)["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=x).logits, ours(x), rtol=1e-4, atol=1e-4)
