@@ -94,7 +94,8 @@ def test_bad_tokenizers_are_refused_with_one_line(tiny_corpus, tmp_path):
 
     Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]")).save(str(tmp_path / "noeos.json"))
     for spec, says in ((tmp_path / "missing.json", "does not exist"), (tmp_path / "empty", "holds no tokenizer files"),
-                       (tmp_path / "broken.json", "not a valid tokenizers JSON"), (tmp_path / "noeos.json", "end-of-text")):
+                       (tmp_path / "broken.json", "not a valid tokenizers JSON"), (tmp_path / "noeos.json", "end-of-text"),
+                       ("no-such-org-bd/no-such-tokenizer", "cannot be loaded as a Hugging Face tokenizer")):
         r = run_main("prepare", *tiny_overrides(tiny_corpus, tmp_path / "r", tmp_path / "p", **{"data.tokenizer": spec}))
         assert r.returncode == 2, r.stderr
         assert r.stderr.strip().splitlines()[-1].startswith("error:") and says in r.stderr and "Traceback" not in r.stderr

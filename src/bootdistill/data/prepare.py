@@ -12,12 +12,13 @@
                      tokenizer sha256, source, settings,
                      `synthetic` flag, and `complete: true` (written last)
 
-Read the streams back with `token_file(dir, split)` (an `np.memmap` of the dtype meta.json names). Cutting the stream into
-context-length blocks happens in the training loader, so one prepared dataset serves every context length.
+Read the streams back with `token_file(dir, split)` (an `np.memmap` of the dtype meta.json names). Cutting the
+stream into context-length blocks happens in the training loader, so one prepared dataset serves every context length.
 
 The directory is keyed by a hash of the source identity (paths, sizes, mtimes / HF name), the vocabulary size,
-`max_train_mb`, the text field, the document layout and a given tokenizer's identity (a hash of its files): re-running with the same inputs reuses it. It is built in a temporary directory
-beside the target and renamed into place at the end, so a crash never leaves a half-prepared directory.
+`max_train_mb`, the text field, the document layout and a given tokenizer's identity (a hash of its files):
+re-running with the same inputs reuses it. It is built in a temporary directory beside the target and renamed
+into place at the end, so a crash never leaves a half-prepared directory.
 """
 
 from __future__ import annotations
@@ -135,7 +136,9 @@ def bits_per_byte(loss: float | None, meta: dict, split: str) -> float | None:
     """A loss in nats per token of a split as bits per byte of its text: loss / ln 2 / the split's bytes per token
     (its UTF-8 article bytes over its tokens, separators included), so runs with other tokenizers compare."""
     info = meta.get("splits", {}).get(SPLIT_ALIASES.get(split, split)) or {}
-    bpt = info.get("bytes_per_token") or (info["bytes"] / info["tokens"] if info.get("tokens") and info.get("bytes") else None)
+    bpt = info.get("bytes_per_token")
+    if bpt is None and info.get("tokens") and info.get("bytes"):  # data prepared before bytes_per_token was stored
+        bpt = info["bytes"] / info["tokens"]
     return None if loss is None or not bpt else loss / math.log(2) / bpt
 
 

@@ -53,7 +53,10 @@ def load_pretrained_tokenizer(spec: str) -> PretrainedTokenizer:
     if spec.startswith((".", "/", "~")) or spec.endswith(".json"):
         raise DataError(f"data.tokenizer '{spec}' does not exist: give bpe, a tokenizer.json, a Hugging Face "
                         "tokenizer directory or a hub name")
-    hf = _auto_tokenizer(spec, spec, local_files_only=False)
+    from .sources import hub_reachable
+
+    offline = not hub_reachable()  # then only the hub cache, at once, rather than minutes of retries
+    hf = _auto_tokenizer(spec, spec, local_files_only=offline, hub=True)
     backend = hf.backend_tokenizer.to_str()  # a hub name: its files live in the hub cache; hash what they define
     return _from_hf(hf, spec, hashlib.sha256(f"{spec}\0{backend}".encode()).hexdigest())
 
@@ -71,7 +74,7 @@ def _from_json_file(path: Path, spec: str) -> PretrainedTokenizer:
                     "give its Hugging Face directory (its tokenizer_config.json names eos_token)")
 
 
-def _auto_tokenizer(name: str, spec: str, local_files_only: bool):
+def _auto_tokenizer(name: str, spec: str, local_files_only: bool, hub: bool = False):
     try:
         from transformers import AutoTokenizer
     except ImportError:
@@ -79,7 +82,10 @@ def _auto_tokenizer(name: str, spec: str, local_files_only: bool):
     try:
         hf = AutoTokenizer.from_pretrained(name, local_files_only=local_files_only)
     except (OSError, ValueError, KeyError) as e:
-        where = "" if local_files_only else " (a hub name needs network access or the hub cache)"
+        where = ""
+        if hub:
+            where = (" (the Hugging Face hub is unreachable and it is not in the hub cache: download it where there "
+                     "is network, or give a local tokenizer directory)" if local_files_only else " from the hub")
         raise DataError(f"data.tokenizer '{spec}' cannot be loaded as a Hugging Face tokenizer{where}: "
                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if not getattr(hf, "is_fast", False):
