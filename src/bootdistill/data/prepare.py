@@ -384,7 +384,7 @@ def _build(corpus: Corpus, data_cfg, key: str, tmp: Path, max_train_bytes, progr
         "format": PIPELINE_VERSION,
         "key": key,
         "vocab_size": vocab,
-        "vocab_size_requested": data_cfg.vocab_size,
+        "vocab_size_requested": data_cfg.vocab_size if given is None else None,  # a given tokenizer has its own
         "dtype": dtype.name,
         "special_tokens": specials,
         "sep_id": sep_id,
