@@ -78,8 +78,11 @@ def test_teacher_with_other_ids_or_a_smaller_vocabulary_is_refused(tiny_corpus, 
 
 
 def test_export_of_a_run_with_a_given_tokenizer(tiny_corpus, tmp_path):
-    """`export` writes the given tokenizer with its own separator; the exported model loads and scores like ours."""
+    """`export` writes the given tokenizer with its own separator; the exported model loads and scores like ours;
+    `eval --text` reads text with that tokenizer."""
     from bootdistill.train.eval_cli import load_model_from_checkpoint
+    from bootdistill.train.evaluate import autocast_context
+    from bootdistill.train.precision import resolve_precision
 
     gpt2_dir = tmp_path / "gpt2"
     _, tok = save_teacher(gpt2_dir, tiny_corpus, "gpt2")
@@ -98,3 +101,13 @@ def test_export_of_a_run_with_a_given_tokenizer(tiny_corpus, tmp_path):
     x = torch.tensor([hf_tok(text)["input_ids"]])
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=x).logits, ours(x), rtol=1e-4, atol=1e-4)
+    # eval --text reads the text with the given tokenizer, after its eos (the separator)
+    (tmp_path / "mine.txt").write_text(text)
+    r = run_main("eval", str(out), "--text", str(tmp_path / "mine.txt"), "--json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    ids = torch.tensor([tok.eos_token_id, *tok(text, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad(), autocast_context(torch.device("cpu"), resolve_precision("auto", torch.device("cpu"))[0]):
+        nats = torch.nn.functional.cross_entropy(ours(ids[None, :-1])[0].float(), ids[1:], reduction="sum").item()
+    assert got["tokens"] == len(ids) - 1 and got["bytes"] == len(text)
+    assert got["bits_per_byte"] == pytest.approx(nats / np.log(2) / len(text), rel=1e-3)
