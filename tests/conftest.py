@@ -172,3 +172,17 @@ def save_teacher(out, corpus, kind: str, context: int = 64):
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return model.eval(), tok
+
+
+def word_level(path, n_filler: int, eos: str = "<|endoftext|>"):
+    """A WordLevel tokenizer.json whose corpus words sit above `n_filler` filler entries (cheap to build at any size)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"[UNK]": 0, eos: 1, **{f"filler{i}": i + 2 for i in range(n_filler)}}
+    for w in (*WORDS, ".", "=", "Article", "Section"):
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens([eos])
+    tok.save(str(path))
+    return tok

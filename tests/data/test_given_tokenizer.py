@@ -7,30 +7,15 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import WORDS, run_main, tiny_overrides
+from conftest import run_main, tiny_overrides, word_level
 from bootdistill.config import load_config
 from bootdistill.data.prepare import dataset_key, load_meta, prepare, token_file
 from bootdistill.data.sources import resolve_corpus
 
-BIG = 70_000  # ids above 65,535: uint16 cannot hold them
-
-
-def word_level(path, n_filler: int, eos: str = "<|endoftext|>"):
-    """A WordLevel tokenizer.json whose corpus words sit above `n_filler` filler entries (cheap to build at any size)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    vocab = {"[UNK]": 0, eos: 1, **{f"filler{i}": i + 2 for i in range(n_filler)}}
-    for w in (*WORDS, ".", "=", "Article", "Section"):
-        vocab.setdefault(w, len(vocab))
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.add_special_tokens([eos])
-    tok.save(str(path))
-    return tok
 
 
 def test_vocabulary_above_65535_gives_uint32_token_files_that_train(tiny_corpus, tmp_path):
-    tok = word_level(tmp_path / "big.json", BIG)
+    tok = word_level(tmp_path / "big.json", 70_000)  # ids above 65,535: uint16 cannot hold them
     prepared = tmp_path / "prep"
     args = tiny_overrides(tiny_corpus, tmp_path / "run", prepared, **{
         "data.tokenizer": tmp_path / "big.json", "train.total_steps": 2, "train.eval_every": 2, "model.d_model": 16})
