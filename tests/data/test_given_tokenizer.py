@@ -70,6 +70,12 @@ def test_hf_tokenizer_directory_and_its_eos_as_separator(tiny_corpus, tmp_path):
     assert meta["sep_id"] == hf.eos_token_id and meta["dtype"] == "uint16" and meta["vocab_size"] == len(hf)
     val = np.asarray(token_file(out, "val"))
     assert (val == hf.eos_token_id).sum() == meta["splits"]["val"]["articles"] and val[-1] == hf.eos_token_id
+    # a tokenizer.json that truncates (as some shipped ones do, at 512) still gives whole documents
+    tok.enable_truncation(8)
+    tok.save(str(tmp_path / "truncating.json"))
+    out = prepare(load_config(None, tiny_overrides(tiny_corpus, tmp_path / "r", tmp_path / "p2", **{
+        "data.tokenizer": tmp_path / "truncating.json"})).data, progress=False)
+    assert np.array_equal(np.asarray(token_file(out, "val")), val)
 
 
 def test_bad_tokenizers_are_refused_with_one_line(tiny_corpus, tmp_path):

@@ -64,7 +64,7 @@ def load_pretrained_tokenizer(spec: str) -> PretrainedTokenizer:
 def _from_json_file(path: Path, spec: str) -> PretrainedTokenizer:
     from .tokenizer import load_tokenizer
 
-    tok = load_tokenizer(path)
+    tok = _whole_documents(load_tokenizer(path))
     vocab = tok.get_vocab(with_added_tokens=True)
     specials = {t.content for t in tok.get_added_tokens_decoder().values() if t.special}
     for name in EOS_NAMES + BOS_NAMES:
@@ -99,5 +99,12 @@ def _from_hf(hf, spec: str, identity: str) -> PretrainedTokenizer:
         raise DataError(f"tokenizer '{spec}' has neither an eos nor a bos token to separate documents: "
                         "set eos_token in its tokenizer_config.json")
     vocab = hf.backend_tokenizer.get_vocab(with_added_tokens=True)
-    return PretrainedTokenizer(hf.backend_tokenizer, int(sep_id), hf.convert_ids_to_tokens(int(sep_id)),
+    return PretrainedTokenizer(_whole_documents(hf.backend_tokenizer), int(sep_id), hf.convert_ids_to_tokens(int(sep_id)),
                                max(vocab.values()) + 1, identity, spec)
+
+
+def _whole_documents(tok):
+    """Some shipped tokenizer.json files truncate (e.g. at 512 tokens) or pad: documents must pass whole."""
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
