@@ -145,3 +145,64 @@ def write_recipe(root: Path, corpus: Path, prepared: Path) -> Path:
     path = root / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
+
+
+# ---------------------------------------------------------------- Hugging Face teachers built here (nothing downloaded)
+
+
+def train_tokenizer(corpus, kind: str):
+    """A tokenizer of each family, trained on the tiny corpus: Llama-like (Metaspace, <s> added by its
+    post-processor) or GPT-2-like (byte-level, <|endoftext|>)."""
+    import transformers as tf
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    text = [(corpus / "wiki.train.raw").read_text()]
+    if kind == "llama":
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=350, special_tokens=["<unk>", "<s>", "</s>"],
+                                                          show_progress=False))
+        tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+        return tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>"], show_progress=False,
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return tf.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+
+
+def save_teacher(out, corpus, kind: str, context: int = 64):
+    """(model, tokenizer) saved to `out`; the Llama's vocabulary is padded to a multiple of 64 above its tokenizer's."""
+    import torch
+    import transformers as tf
+
+    tok = train_tokenizer(corpus, kind)
+    torch.manual_seed(0)
+    if kind == "llama":
+        cfg = tf.LlamaConfig(vocab_size=-(-len(tok) // 64) * 64 + 64, hidden_size=32, intermediate_size=64,
+                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                             max_position_embeddings=context, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+        model = tf.LlamaForCausalLM(cfg)
+    else:
+        cfg = tf.GPT2Config(vocab_size=len(tok), n_positions=context, n_embd=32, n_layer=2, n_head=2,
+                            bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+        model = tf.GPT2LMHeadModel(cfg)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return model.eval(), tok
+
+
+def word_level(path, n_filler: int, eos: str = "<|endoftext|>"):
+    """A WordLevel tokenizer.json whose corpus words sit above `n_filler` filler entries (cheap to build at any size)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"[UNK]": 0, eos: 1, **{f"filler{i}": i + 2 for i in range(n_filler)}}
+    for w in (*WORDS, ".", "=", "Article", "Section"):
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens([eos])
+    tok.save(str(path))
+    return tok

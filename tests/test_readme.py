@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, save_teacher
 
 README = (REPO / "README.md").read_text()
 LONG = {"bash scripts/demo.sh", "bash scripts/test.sh", "bash benchmarks/gpu_check.sh",
@@ -38,6 +38,10 @@ def test_every_readme_command_runs_as_written(tiny_corpus, tmp_path):
     (repo / "configs").symlink_to(REPO / "configs")
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "corpus").symlink_to(tiny_corpus)
+    # "Distil from a model you already have": the user's teacher (here a tiny Llama with its own tokenizer, built
+    # rather than downloaded) and the user's own text
+    save_teacher(repo / "teachers" / "my-model", tiny_corpus, "llama", context=256)
+    (repo / "my-text.txt").write_text("The river runs north of the city.\n\nA second paragraph of the user's text.\n")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     for command in readme_commands():
         r = subprocess.run(["bash", "-c", command], cwd=repo, env=env, capture_output=True, text=True, timeout=600)

@@ -48,8 +48,16 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .train.eval_cli import evaluate_checkpoint
+    from .train.eval_cli import evaluate_checkpoint, evaluate_text
 
+    if args.text is not None:
+        if args.data is not None or args.split != "val" or args.batches is not None:
+            raise BootdistillError("--text evaluates a text file with the run's own tokenizer: drop --data, --split and --batches")
+        result = evaluate_text(args.checkpoint, args.text, context=args.context)
+        print(json.dumps(result, indent=2) if args.json else
+              f"text loss {result['loss']:.4f} nats/token, {result['bits_per_byte']:.4f} bits/byte over "
+              f"{result['tokens']} tokens / {result['bytes']} bytes of {result['text']} ({result['checkpoint']})")
+        return 0
     result = evaluate_checkpoint(args.checkpoint, split=args.split, data_dir=args.data, context=args.context,
                                  max_batches=args.batches, bucket=args.bucket)
     print(json.dumps(result, indent=2) if args.json else
@@ -60,8 +68,8 @@ def cmd_eval(args) -> int:
 def cmd_presets(args) -> int:
     from .presets_table import presets_rows, print_presets
 
-    if not 1 <= args.vocab_size <= 65535:
-        raise BootdistillError(f"--vocab-size must be between 1 and 65535 (token files are uint16), got {args.vocab_size}")
+    if not 1 <= args.vocab_size < 2**32:
+        raise BootdistillError(f"--vocab-size must be between 1 and 2**32 - 1 (token files are uint32 at most), got {args.vocab_size}")
     rows = presets_rows(vocab_size=args.vocab_size)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -128,10 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "train.lr_max=1e-4 (recorded in RUN/history.jsonl); repeat for several")
     p.set_defaults(func=cmd_train, interrupted=TRAINING_INTERRUPTED)
 
-    p = sub.add_parser("eval", help="loss of a checkpoint on a split (and per 64-token position bucket)")
+    p = sub.add_parser("eval", help="loss of a checkpoint on a split (and per 64-token position bucket), or on a text file (--text)")
     p.add_argument("checkpoint", help="a run directory (its latest checkpoint) or a checkpoints/step_* directory")
     p.add_argument("--split", choices=["val", "test", "train"], default="val", help="which split to evaluate (default val)")
     p.add_argument("--data", help="prepared data directory to evaluate on (default: the run's own); its tokenizer must match")
+    p.add_argument("--text", metavar="FILE", help="instead of a split: loss and bits per byte on this UTF-8 text file, "
+                   "tokenized with the run's tokenizer (the file as one document)")
     p.add_argument("--context", type=int, help="evaluate with blocks of this many tokens (at most the model's context)")
     p.add_argument("--batches", type=int, help="evaluate at most this many batches (default: the whole split)")
     p.add_argument("--bucket", type=int, default=64, help="position bucket size for positional loss (default 64)")

@@ -27,7 +27,10 @@ class DataConfig:
     valid: str | None = None  # validation text; None = the corpus's own validation file/split
     test: str | None = None  # test text; None = the corpus's own test file/split
     text_field: str = "text"  # field holding the text in jsonl/parquet/HF rows
-    vocab_size: int = 5000
+    vocab_size: int = 5000  # of the BPE trained by `tokenizer: bpe`; a given tokenizer has its own
+    tokenizer: str = "bpe"  # bpe (trained on the corpus), a tokenizer.json, or a Hugging Face tokenizer directory / hub name
+    documents: Literal["wikitext", "blank_lines", "file"] = "wikitext"  # how a .raw/.txt file splits into documents:
+    #   at ` = Title = ` lines, at blank lines, or the whole file as one document
     max_train_mb: float | None = None  # read at most this many MB of training text (demos, tests)
     prepared_dir: str | None = None  # where token files go; None = data/prepared/<hash of these settings>
 
@@ -353,7 +356,8 @@ def _check_kv_heads(m: ModelConfig) -> None:
 def validate(cfg: RunConfig) -> None:
     m, t, d, k = cfg.model, cfg.train, cfg.data, cfg.distill
     _check(d.vocab_size >= 260, f"data.vocab_size must be at least 260 (256 bytes + 4 specials), got {d.vocab_size}")
-    _check(d.vocab_size <= 65535, f"data.vocab_size must fit uint16 token files (<= 65535), got {d.vocab_size}")
+    _check(d.vocab_size < 2**32, f"data.vocab_size must fit uint32 token files (< 2**32), got {d.vocab_size}")
+    _check(bool(str(d.tokenizer).strip()), "data.tokenizer must be bpe, a tokenizer.json, or a Hugging Face tokenizer directory or name")
     _check(d.max_train_mb is None or d.max_train_mb > 0, "data.max_train_mb must be > 0")
     for name in ("d_model", "n_layers", "n_heads", "context"):
         v = getattr(m, name)

@@ -151,3 +151,24 @@ def test_bad_caches_are_refused_with_one_line(tiny_corpus, prepared, teacher, k5
     (tmp_path / "unfinished").mkdir()
     (tmp_path / "unfinished" / "covered.u8").write_bytes(b"")
     refused(tmp_path / "unfinished", "unfinished")
+
+
+def test_cache_of_a_vocabulary_above_65535_stores_uint32_ids(tiny_corpus, tmp_path):
+    from conftest import word_level
+
+    word_level(tmp_path / "big.json", 70_000)  # the corpus's words sit above id 70,000
+    teacher = tmp_path / "teacher"
+    Trainer(load_config(None, tiny_overrides(tiny_corpus, teacher, tmp_path / "prep", **{
+        "data.tokenizer": tmp_path / "big.json", "model.d_model": 8, "train.total_steps": 4,
+        "train.lr_max": 3e-2, "train.precision": "fp32"}))).fit()
+    out = tmp_path / "cache"
+    write_teacher_cache(str(teacher), str(out), top_p=1.0, top_k=4, precision="fp32", max_tokens=64)
+    cache = LogitCache(out)
+    assert cache.indices.dtype == np.uint32 and (out / "indices.u32").is_file()
+    assert cache.meta["storage"]["bytes_per_token"] == 4 * (4 + 2)  # top 4: a uint32 id and an fp16 log q each
+    model, _, _ = load_model_from_checkpoint(teacher)
+    x = torch.from_numpy(np.asarray(token_file(tmp_path / "prep", "train")[:64], dtype=np.int64)).view(2, 32)
+    with torch.no_grad():
+        top = model(x).topk(4, dim=-1).indices
+    got = torch.from_numpy(np.asarray(cache.indices[:2], dtype=np.int64))
+    assert got.max() > 65_535 and torch.equal(got.sort(-1).values, top.sort(-1).values)

@@ -387,3 +387,15 @@ def test_seed_group_label_drops_seed_and_run_hash():
     runs = [SimpleNamespace(name=n, n_params_non_embedding=3_160_000, policy="bootstrapped")
             for n in ("mix-a0.25-s1-bd921e6d", "mix-a0.25-s2-26cc1ac0")]
     assert _label(runs) == "3.16M Bootstrapped (mix-a0.25, 2 seeds)"
+
+
+def test_runs_table_gives_test_bits_per_byte(tmp_path):
+    run = make_run(tmp_path, "classical", CLASSICAL)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "test_bpb": 1.2345}))
+    make_run(tmp_path, "older", CLASSICAL, seed=2)  # a summary from before bits per byte: shown as unknown
+    runs = render_markdown(build_report(load_runs([tmp_path]), diagnostics=False), {}).split("## Runs")[1].split("\n## ")[0]
+    header = next(line for line in runs.splitlines() if line.startswith("| Run"))
+    cells = lambda name: [c.strip() for c in next(l for l in runs.splitlines() if f"| {name} " in l).split("|")]  # noqa: E731
+    col = [c.strip() for c in header.split("|")].index("Test bits/byte")
+    assert cells("classical")[col] == "1.2345" and cells("older")[col] == "?"

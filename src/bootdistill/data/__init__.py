@@ -2,7 +2,7 @@
 
     from bootdistill.data import prepare, token_file, load_meta
     out = prepare(cfg.data)                  # tokenizer.json, train.bin, val.bin, test.bin, meta.json
-    train = token_file(out, "train")         # np.memmap, dtype uint16: article tokens + [SEP], concatenated
+    train = token_file(out, "train")         # np.memmap (uint16, uint32 above 65,535 ids): article tokens + separator, concatenated
 """
 
 from .prepare import check_tokenizer_matches, dataset_key, load_meta, prepare, token_file

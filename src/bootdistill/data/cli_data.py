@@ -87,9 +87,10 @@ def add_subcommands(subparsers) -> None:
 
     p = subparsers.add_parser(
         "prepare",
-        help="train the BPE tokenizer and write token files (train.bin, val.bin, test.bin, meta.json)",
-        description="Corpus -> BPE tokenizer (trained on the training split) -> flat uint16 token streams, one "
-        "[SEP] after each article. Re-running with the same corpus and settings reuses the prepared directory.",
+        help="train the BPE tokenizer (or take data.tokenizer=PATH) and write token files (train.bin, val.bin, test.bin, meta.json)",
+        description="Corpus -> tokenizer (BPE trained on the training split, or data.tokenizer=TOKENIZER.json / HF "
+        "tokenizer directory / hub name) -> flat token streams (uint16, uint32 above 65,535 ids), one separator "
+        "after each article. Re-running with the same corpus and settings reuses the prepared directory.",
     )
     _add_config_args(p)
     p.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size incl. 4 special tokens (default: 5000)")

@@ -2,19 +2,23 @@
 
 `prepare(data_cfg)` writes into a prepared-data directory:
 
-    tokenizer.json   byte-level BPE trained on the training split only
-    train.bin        one flat uint16 stream: article tokens, [SEP], article tokens, [SEP], ...
+    tokenizer.json   byte-level BPE trained on the training split only (data.tokenizer=bpe), or the tokenizer
+                     data.tokenizer names (a tokenizer.json, a Hugging Face tokenizer directory or hub name)
+    train.bin        one flat stream: article tokens, [SEP], article tokens, [SEP], ... (the separator of a given
+                     tokenizer is its eos, else bos, token); uint16, or uint32 for vocabularies above 65,535
     val.bin          the same for the validation text
     test.bin         the same for the test text
-    meta.json        vocab size, token/article/byte counts per split, tokenizer sha256, source, settings,
+    meta.json        vocab size, dtype, separator id, token/article/byte counts and bytes per token per split,
+                     tokenizer sha256, source, settings,
                      `synthetic` flag, and `complete: true` (written last)
 
-Read the streams back with `token_file(dir, split)` (an `np.memmap` of dtype uint16). Cutting the stream into
-context-length blocks happens in the training loader, so one prepared dataset serves every context length.
+Read the streams back with `token_file(dir, split)` (an `np.memmap` of the dtype meta.json names). Cutting the
+stream into context-length blocks happens in the training loader, so one prepared dataset serves every context length.
 
 The directory is keyed by a hash of the source identity (paths, sizes, mtimes / HF name), the vocabulary size,
-`max_train_mb` and the text field: re-running with the same inputs reuses it. It is built in a temporary directory
-beside the target and renamed into place at the end, so a crash never leaves a half-prepared directory.
+`max_train_mb`, the text field, the document layout and a given tokenizer's identity (a hash of its files):
+re-running with the same inputs reuses it. It is built in a temporary directory beside the target and renamed
+into place at the end, so a crash never leaves a half-prepared directory.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -38,7 +43,8 @@ from ..fsutil import check_writable
 from .sources import Corpus, resolve_corpus
 from .textfiles import nbytes
 from .synthetic import SYNTHETIC_WARNING
-from .tokenizer import SEP_ID, SPECIAL_TOKENS, encode_articles, file_sha256, save_tokenizer, train_tokenizer
+from .pretrained_tokenizer import PretrainedTokenizer, is_bpe, load_pretrained_tokenizer
+from .tokenizer import SEP_ID, SPECIAL_TOKENS, encode_articles, file_sha256, save_tokenizer, token_dtype, train_tokenizer
 
 PIPELINE_VERSION = 1
 SPLIT_NAMES = {"train": "train", "valid": "val", "test": "test"}  # corpus split -> name in meta.json / file name
@@ -55,7 +61,7 @@ def _log(msg: str) -> None:
 # ---------------------------------------------------------------- key and paths
 
 
-def dataset_key(corpus: Corpus, data_cfg) -> str:
+def dataset_key(corpus: Corpus, data_cfg, tokenizer: PretrainedTokenizer | None = None) -> str:
     ident = {
         "pipeline": PIPELINE_VERSION,
         "source": corpus.identity(),
@@ -63,6 +69,11 @@ def dataset_key(corpus: Corpus, data_cfg) -> str:
         "max_train_mb": data_cfg.max_train_mb,
         "text_field": data_cfg.text_field,
     }
+    # only settings away from the defaults join the key, so data prepared before they existed keeps its key
+    if tokenizer is not None:
+        ident["tokenizer"] = tokenizer.identity
+    if getattr(data_cfg, "documents", "wikitext") != "wikitext":
+        ident["documents"] = data_cfg.documents
     blob = json.dumps(ident, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -89,7 +100,8 @@ def load_meta(prepared_dir: str | Path) -> dict:
 
 
 def token_file(prepared_dir: str | Path, split: str) -> np.memmap:
-    """The token stream of one split ('train', 'val'/'valid'/'validation', 'test') as a read-only uint16 memmap."""
+    """The token stream of one split ('train', 'val'/'valid'/'validation', 'test') as a read-only memmap (uint16, or
+    uint32 when meta.json says so)."""
     if split not in SPLIT_ALIASES:
         raise DataError(f"unknown split '{split}'; use train, val or test")
     split = SPLIT_ALIASES[split]
@@ -98,15 +110,36 @@ def token_file(prepared_dir: str | Path, split: str) -> np.memmap:
     path = Path(prepared_dir) / SPLIT_FILES[split]
     if info is None or not path.is_file():
         raise DataError(f"'{prepared_dir}' has no {split} split ({path.name} missing); run `bootdistill prepare` again")
+    dtype = meta_dtype(meta)
     size = path.stat().st_size
-    if size != 2 * info["tokens"]:
+    if size != dtype.itemsize * info["tokens"]:
         raise DataError(
-            f"'{path}' holds {size // 2} tokens but meta.json says {info['tokens']}: the file was changed or truncated; "
-            f"delete '{prepared_dir}' and run `bootdistill prepare` again"
+            f"'{path}' holds {size // dtype.itemsize} tokens but meta.json says {info['tokens']}: the file was changed "
+            f"or truncated; delete '{prepared_dir}' and run `bootdistill prepare` again"
         )
     if size == 0:
-        return np.zeros(0, dtype=np.uint16)  # np.memmap cannot map an empty file
-    return np.memmap(path, dtype=np.uint16, mode="r")
+        return np.zeros(0, dtype=dtype)  # np.memmap cannot map an empty file
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
+def meta_dtype(meta: dict) -> np.dtype:
+    """The token files' dtype (data prepared before uint32 existed says uint16 or nothing)."""
+    return np.dtype(meta.get("dtype", "uint16"))
+
+
+def sep_id_of(meta: dict) -> int:
+    """The document separator's id in this prepared data's token stream."""
+    return int(meta.get("sep_id", SEP_ID))
+
+
+def bits_per_byte(loss: float | None, meta: dict, split: str) -> float | None:
+    """A loss in nats per token of a split as bits per byte of its text: loss / ln 2 / the split's bytes per token
+    (its UTF-8 article bytes over its tokens, separators included), so runs with other tokenizers compare."""
+    info = meta.get("splits", {}).get(SPLIT_ALIASES.get(split, split)) or {}
+    bpt = info.get("bytes_per_token")
+    if bpt is None and info.get("tokens") and info.get("bytes"):  # data prepared before bytes_per_token was stored
+        bpt = info["bytes"] / info["tokens"]
+    return None if loss is None or not bpt else loss / math.log(2) / bpt
 
 
 def check_tokenizer_matches(prepared_dir: str | Path, tokenizer_path_or_sha: str | Path) -> None:
@@ -142,7 +175,7 @@ def _is_complete(out: Path, key: str) -> bool:
         if file_sha256(out / "tokenizer.json") != meta["tokenizer_sha256"]:
             return False
         for split, info in meta["splits"].items():
-            if (out / SPLIT_FILES[split]).stat().st_size != 2 * info["tokens"]:
+            if (out / SPLIT_FILES[split]).stat().st_size != meta_dtype(meta).itemsize * info["tokens"]:
                 return False
     except (OSError, KeyError):
         return False
@@ -182,10 +215,10 @@ def _write_array(f, arr: np.ndarray) -> None:
     f.write(arr.tobytes())
 
 
-def _encode_split(tok, articles, path: Path, bar, batch_bytes: int) -> dict:
+def _encode_split(tok, articles, path: Path, bar, batch_bytes: int, sep_id: int, dtype) -> dict:
     tokens = n_articles = n_bytes = 0
     with open(path, "wb") as f:
-        for ids, n, size in encode_articles(tok, articles, batch_bytes=batch_bytes):
+        for ids, n, size in encode_articles(tok, articles, batch_bytes=batch_bytes, sep_id=sep_id, dtype=dtype):
             _write_array(f, ids)
             tokens += len(ids)
             n_articles += n
@@ -194,7 +227,9 @@ def _encode_split(tok, articles, path: Path, bar, batch_bytes: int) -> dict:
                 bar.update(size)
         f.flush()
         os.fsync(f.fileno())
-    return {"file": path.name, "tokens": tokens, "articles": n_articles, "bytes": n_bytes}
+    # bytes per token turns a loss in nats per token into bits per byte (summary.json, reports)
+    return {"file": path.name, "tokens": tokens, "articles": n_articles, "bytes": n_bytes,
+            "bytes_per_token": n_bytes / tokens if tokens else None}
 
 
 def _counted(articles, bar, counter: dict):
@@ -252,7 +287,8 @@ def prepare(data_cfg, progress: bool = True) -> Path:
     corpus = resolve_corpus(data_cfg, log=_log)
     if corpus.synthetic:
         _log(SYNTHETIC_WARNING)
-    key = dataset_key(corpus, data_cfg)
+    given = None if is_bpe(data_cfg.tokenizer) else load_pretrained_tokenizer(str(data_cfg.tokenizer))
+    key = dataset_key(corpus, data_cfg, given)
     out = Path(data_cfg.prepared_dir) if data_cfg.prepared_dir else default_prepared_dir(key)
     check_writable(out)
     if _is_complete(out, key):
@@ -275,7 +311,7 @@ def prepare(data_cfg, progress: bool = True) -> Path:
     done = False
     try:
         tmp.mkdir()
-        meta = _build(corpus, data_cfg, key, tmp, max_train_bytes, progress, t0)
+        meta = _build(corpus, data_cfg, key, tmp, max_train_bytes, progress, t0, given)
         _publish(tmp, out, key)
         done = True
     except Exception as e:
@@ -314,16 +350,24 @@ def _publish(tmp: Path, out: Path, key: str) -> None:
         os.replace(tmp, out)
 
 
-def _build(corpus: Corpus, data_cfg, key: str, tmp: Path, max_train_bytes, progress: bool, t0: float) -> dict:
+def _build(corpus: Corpus, data_cfg, key: str, tmp: Path, max_train_bytes, progress: bool, t0: float,
+           given: PretrainedTokenizer | None) -> dict:
     total = _train_total(corpus, data_cfg)
-    # 1. tokenizer, on the training split only
     counter = {"bytes": 0, "articles": 0}
-    with _progress(progress, "tokenizer (BPE on train)", total) as bar:
-        tok = train_tokenizer(_counted(corpus.articles("train", max_train_bytes), bar, counter), data_cfg.vocab_size)
+    if given is None:
+        # 1. tokenizer, on the training split only
+        with _progress(progress, "tokenizer (BPE on train)", total) as bar:
+            tok = train_tokenizer(_counted(corpus.articles("train", max_train_bytes), bar, counter), data_cfg.vocab_size)
+        vocab, sep_id, specials = tok.get_vocab_size(), SEP_ID, {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+        if vocab < data_cfg.vocab_size:
+            _log(f"note: the training text only supports {vocab} tokens, fewer than vocab_size={data_cfg.vocab_size}")
+        described = "BPE, NFKC normalizer, ByteLevel pre-tokenizer/decoder, specials [UNK] [PAD] [CLS] [SEP]"
+    else:
+        tok, vocab, sep_id, specials = given.tok, given.vocab_size, given.sep_id, {given.sep_token: given.sep_id}
+        counter["bytes"] = total  # the training text's size, for the progress bar
+        described = f"given: {given.spec} (sha256 of its files {given.identity[:12]}...), separator {given.sep_token!r}"
     tok_sha = save_tokenizer(tok, tmp / "tokenizer.json")
-    vocab = tok.get_vocab_size()
-    if vocab < data_cfg.vocab_size:
-        _log(f"note: the training text only supports {vocab} tokens, fewer than vocab_size={data_cfg.vocab_size}")
+    dtype = token_dtype(vocab)
 
     # 2. token streams
     splits = {}
@@ -331,7 +375,8 @@ def _build(corpus: Corpus, data_cfg, key: str, tmp: Path, max_train_bytes, progr
         src_total = counter["bytes"] if split == "train" else getattr(getattr(corpus, split), "size", None)
         name = SPLIT_NAMES[split]
         with _progress(progress, f"tokenize {name}", src_total) as bar:
-            splits[name] = _encode_split(tok, corpus.articles(split, max_train_bytes), tmp / SPLIT_FILES[name], bar, 1 << 20)
+            splits[name] = _encode_split(tok, corpus.articles(split, max_train_bytes), tmp / SPLIT_FILES[name], bar,
+                                         1 << 20, sep_id, dtype)
         if splits[name]["articles"] == 0:
             raise DataError(f"the {split} split came out empty; give data.{split}=FILE")
 
@@ -339,10 +384,10 @@ def _build(corpus: Corpus, data_cfg, key: str, tmp: Path, max_train_bytes, progr
         "format": PIPELINE_VERSION,
         "key": key,
         "vocab_size": vocab,
-        "vocab_size_requested": data_cfg.vocab_size,
-        "dtype": "uint16",
-        "special_tokens": {t: i for i, t in enumerate(SPECIAL_TOKENS)},
-        "sep_id": SEP_ID,
+        "vocab_size_requested": data_cfg.vocab_size if given is None else None,  # a given tokenizer has its own
+        "dtype": dtype.name,
+        "special_tokens": specials,
+        "sep_id": sep_id,
         "tokenizer": "tokenizer.json",
         "tokenizer_sha256": tok_sha,
         "source": {
@@ -356,8 +401,10 @@ def _build(corpus: Corpus, data_cfg, key: str, tmp: Path, max_train_bytes, progr
             "vocab_size": data_cfg.vocab_size,
             "max_train_mb": data_cfg.max_train_mb,
             "text_field": data_cfg.text_field,
-            "tokenizer": "BPE, NFKC normalizer, ByteLevel pre-tokenizer/decoder, specials [UNK] [PAD] [CLS] [SEP]",
-            "stream": "tokens of each article followed by [SEP], articles concatenated in corpus order",
+            "tokenizer": described,
+            "tokenizer_spec": "bpe" if given is None else given.spec,
+            "documents": getattr(data_cfg, "documents", "wikitext"),
+            "stream": "tokens of each article followed by the separator, articles concatenated in corpus order",
         },
         "splits": splits,
         "synthetic": corpus.synthetic,

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from . import synthetic as _synthetic
-from .textfiles import (base_suffix, compression, guarded_lines, is_title_line, nbytes, split_wikitext,
+from .textfiles import (base_suffix, compression, guarded_lines, is_title_line, nbytes, split_documents, split_wikitext,
                         uncompressed_size)
 
 SPLITS = ("train", "valid", "test")
@@ -66,18 +66,20 @@ def _file_identity(path: Path) -> list:
 
 
 class WikiTextFile(TextSource):
-    def __init__(self, path: Path):
-        self.path = path
+    """A text file: WikiText layout, or plain text split as data.documents says (textfiles.split_documents)."""
+
+    def __init__(self, path: Path, documents: str = "wikitext"):
+        self.path, self.documents = path, documents
         self.size = uncompressed_size(path)
 
     def articles(self) -> Iterator[str]:
-        return split_wikitext(guarded_lines(self.path), str(self.path))
+        return split_documents(guarded_lines(self.path), str(self.path), self.documents)
 
     def describe(self) -> str:
         return str(self.path)
 
     def identity(self) -> object:
-        return ["wikitext", *_file_identity(self.path)]
+        return [self.documents, *_file_identity(self.path)]
 
 
 def _looks_like_wikitext_lines(rows: list[str]) -> bool:
@@ -403,7 +405,7 @@ def _natural_key(path: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
-def file_source(path: Path, text_field: str) -> TextSource:
+def file_source(path: Path, text_field: str, documents: str = "wikitext") -> TextSource:
     suf = base_suffix(path)
     if suf == ".jsonl":
         return JsonlFile(path, text_field)
@@ -411,7 +413,7 @@ def file_source(path: Path, text_field: str) -> TextSource:
         if compression(path):
             raise DataError(f"{path}: compressed parquet files are not supported; parquet is compressed internally, give the .parquet file")
         return ParquetFile(path, text_field)
-    return WikiTextFile(path)
+    return WikiTextFile(path, documents)
 
 
 def _dir_files(root: Path) -> list[Path]:
@@ -425,7 +427,7 @@ def _dir_files(root: Path) -> list[Path]:
     return sorted(files, key=lambda p: _natural_key(p.relative_to(root)))
 
 
-def path_source(spec: str, text_field: str, what: str) -> TextSource:
+def path_source(spec: str, text_field: str, what: str, documents: str = "wikitext") -> TextSource:
     """A file or a directory (all supported files in it) given for valid/test."""
     if spec.startswith("hf:"):
         name, config, split = _parse_hf(spec, default_split="validation" if what == "valid" else "test")
@@ -437,8 +439,9 @@ def path_source(spec: str, text_field: str, what: str) -> TextSource:
         files = _dir_files(path)
         if not files:
             raise DataError(f"data.{what} directory '{spec}' holds no .raw/.txt/.tokens/.jsonl/.parquet files (also .xz/.gz)")
-        return Concat([file_source(p, text_field) for p in files]) if len(files) > 1 else file_source(files[0], text_field)
-    return file_source(path, text_field)
+        srcs = [file_source(p, text_field, documents) for p in files]
+        return Concat(srcs) if len(srcs) > 1 else srcs[0]
+    return file_source(path, text_field, documents)
 
 
 def _parse_hf(spec: str, default_split: str | None = None) -> tuple[str, str | None, str | None]:
@@ -490,7 +493,7 @@ def _hf_corpus(spec: str, data_cfg, check_hub: bool = True, data_files=None) -> 
     for split, candidates in (("valid", ("validation", "valid", "dev")), ("test", ("test",))):
         given = getattr(data_cfg, split)
         if given:
-            found[split] = path_source(given, tf, split)
+            found[split] = path_source(given, tf, split, data_cfg.documents)
             continue
         for cand in candidates:
             src = HFSplit(name, config, cand, tf, data_files)
@@ -557,9 +560,9 @@ def _files_corpus(spec: str, data_cfg) -> Corpus:
     for split in SPLITS:
         given = getattr(data_cfg, split, None) if split != "train" else None
         if given:
-            sources[split] = path_source(given, tf, split)
+            sources[split] = path_source(given, tf, split, data_cfg.documents)
         elif by_split[split]:
-            srcs = [file_source(p, tf) for p in by_split[split]]
+            srcs = [file_source(p, tf, data_cfg.documents) for p in by_split[split]]
             sources[split] = srcs[0] if len(srcs) == 1 else Concat(srcs)
         else:
             sources[split] = None
@@ -626,7 +629,7 @@ def resolve_corpus(data_cfg, log=None) -> Corpus:
         for split in ("valid", "test"):
             given = getattr(data_cfg, split)
             if given:
-                setattr(corpus, split, path_source(given, data_cfg.text_field, split))
+                setattr(corpus, split, path_source(given, data_cfg.text_field, split, data_cfg.documents))
         return corpus
     if spec.startswith("hf:"):
         return _hf_corpus(spec, data_cfg)

@@ -1,5 +1,6 @@
-"""Text files as the corpus reader sees them: WikiText's layout (articles start at ` = Title = ` lines) and
-opening plain, xz, gzip or bz2 text, with decoding problems turned into one-line DataErrors."""
+"""Text files as the corpus reader sees them: WikiText's layout (articles start at ` = Title = ` lines), plain
+text (documents separated by blank lines, or the whole file as one), and opening plain, xz, gzip or bz2 text, with
+decoding problems turned into one-line DataErrors."""
 
 from __future__ import annotations
 
@@ -55,17 +56,44 @@ def split_wikitext(lines: Iterable[str], where: str) -> Iterator[str]:
         if size > MAX_ARTICLE_BYTES:
             raise DataError(
                 f"{where}: more than {MAX_ARTICLE_BYTES // 1_000_000} MB without a ' = Title = ' line; WikiText layout "
-                "needs a title line per article (for one-document-per-row text use .jsonl or .parquet)"
+                f"needs a title line per article ({PLAIN_TEXT_HINT})"
             )
     if not seen_text:
         raise DataError(f"{where} is empty: it holds no text; give a corpus with WikiText articles (' = Title = ' lines)")
     if not seen_title:
         raise DataError(
             f"{where} has text but no articles: no ' = Title = ' line (one '=' each side) was found; WikiText layout "
-            "starts every article with one (for one-document-per-row text use .jsonl or .parquet)"
+            f"starts every article with one ({PLAIN_TEXT_HINT})"
         )
     if buf:
         yield "".join(buf)
+
+
+PLAIN_TEXT_HINT = ("for plain text set data.documents=blank_lines (documents end at blank lines) or data.documents=file "
+                   "(one document per file); for one-document-per-row text use .jsonl or .parquet")
+
+
+def split_documents(lines: Iterable[str], where: str, documents: str) -> Iterator[str]:
+    """Articles of a text file by `data.documents`: wikitext (` = Title = ` lines), blank_lines (a run of blank
+    lines ends a document; the blank lines themselves belong to none), file (the whole text, one document)."""
+    if documents == "wikitext":
+        yield from split_wikitext(lines, where)
+        return
+    buf: list[str] = []
+    seen = False
+    for line in lines:
+        if documents == "blank_lines" and not line.strip():
+            if buf:
+                yield "".join(buf)
+                seen, buf = True, []
+            continue
+        buf.append(line)
+    if documents == "file" and not any(b.strip() for b in buf):
+        buf = []
+    if buf:
+        yield "".join(buf)
+    elif not seen:
+        raise DataError(f"{where} is empty: it holds no text")
 
 
 # ---------------------------------------------------------------- opening files

@@ -44,8 +44,6 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, length: int | None = 
 
     if vocab_size < len(SPECIAL_TOKENS) + 256:
         raise DataError(f"vocab_size must be at least {len(SPECIAL_TOKENS) + 256} (256 bytes + 4 special tokens), got {vocab_size}")
-    if vocab_size > 65535:
-        raise DataError(f"vocab_size must fit uint16 token files (<= 65535), got {vocab_size}")
     tok = new_tokenizer()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -111,10 +109,16 @@ def load_tokenizer(path: str | Path):
         raise DataError(f"tokenizer file '{path}' is not a valid tokenizers JSON file ({str(e).splitlines()[0]})") from None
 
 
-def encode_articles(tok, articles: Iterable[str], batch_bytes: int = 1 << 20, batch_articles: int = 512) -> Iterator[tuple[np.ndarray, int, int]]:
-    """Tokenize articles in batches with `encode_batch_fast`, appending [SEP] after each article.
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The dtype of token files: uint16 while every id fits, uint32 for vocabularies above 65,535."""
+    return np.dtype(np.uint16 if vocab_size <= 65535 else np.uint32)
 
-    Yields (uint16 token array, number of articles, UTF-8 bytes of text) per batch: at most about `batch_bytes`
+
+def encode_articles(tok, articles: Iterable[str], batch_bytes: int = 1 << 20, batch_articles: int = 512,
+                    sep_id: int = SEP_ID, dtype=np.uint16) -> Iterator[tuple[np.ndarray, int, int]]:
+    """Tokenize articles in batches with `encode_batch_fast`, appending the separator `sep_id` after each article.
+
+    Yields (token array of `dtype`, number of articles, UTF-8 bytes of text) per batch: at most about `batch_bytes`
     of text (or `batch_articles` articles) is held at a time, so memory does not grow with the corpus.
     """
     batch: list[str] = []
@@ -123,16 +127,16 @@ def encode_articles(tok, articles: Iterable[str], batch_bytes: int = 1 << 20, ba
         batch.append(text)
         size += len(text) if text.isascii() else len(text.encode("utf-8"))
         if size >= batch_bytes or len(batch) >= batch_articles:
-            yield _encode_batch(tok, batch), len(batch), size
+            yield _encode_batch(tok, batch, sep_id, dtype), len(batch), size
             batch, size = [], 0
     if batch:
-        yield _encode_batch(tok, batch), len(batch), size
+        yield _encode_batch(tok, batch, sep_id, dtype), len(batch), size
 
 
-def _encode_batch(tok, batch: list[str]) -> np.ndarray:
+def _encode_batch(tok, batch: list[str], sep_id: int, dtype) -> np.ndarray:
     encs = tok.encode_batch_fast(batch, add_special_tokens=False)
     ids: list[int] = []
     for e in encs:
         ids.extend(e.ids)
-        ids.append(SEP_ID)
-    return np.array(ids, dtype=np.uint16)
+        ids.append(sep_id)
+    return np.array(ids, dtype=dtype)

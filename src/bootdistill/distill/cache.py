@@ -2,7 +2,8 @@
 
 Layout of a cache directory (design space §3.1, §3.5):
     cache.json       meta: teacher hash, tokenizer hash, data identity, context, truncation, coverage, sizes, FLOPs
-    indices.u16      (n_blocks, context, K) uint16 token ids of the kept set (the vocabulary fits uint16)
+    indices.u16      (n_blocks, context, K) uint16 token ids of the kept set (indices.u32, uint32, for
+                     vocabularies above 65,536 ids, as the token files)
     logprobs.<dt>    (n_blocks, context, K) log q over the kept set, fp16 (or fp32); -inf in padding slots
     covered.u8       (n_blocks,) 1 where the block's distributions were written
     val_losses.f32   the teacher's mean loss on each of the first validation blocks (its val_loss, as a live
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.tokenizer import token_dtype
 from ..errors import DataError
 from .signals import SparseSignal
 
@@ -30,20 +32,26 @@ VALUE_DTYPES = {"fp16": np.float16, "fp32": np.float32}
 VAL_BLOCKS = 4096  # validation blocks whose teacher loss is kept (a live teacher's val_loss uses the first ones)
 
 
-def _files(values: str) -> dict[str, str]:
-    return {"indices": "indices.u16", "logprobs": f"logprobs.{values}", "covered": "covered.u8", "val": "val_losses.f32"}
+def index_dtype(vocab: int) -> np.dtype:
+    """The dtype of the kept ids: that of the token files (uint16, uint32 above 65,535 entries)."""
+    return token_dtype(vocab)
 
 
-def expected_bytes(n_blocks: int, context: int, k: int, values: str, n_val: int) -> dict[str, int]:
+def _files(values: str, vocab: int) -> dict[str, str]:
+    return {"indices": f"indices.u{8 * index_dtype(vocab).itemsize}", "logprobs": f"logprobs.{values}",
+            "covered": "covered.u8", "val": "val_losses.f32"}
+
+
+def expected_bytes(n_blocks: int, context: int, k: int, values: str, n_val: int, vocab: int) -> dict[str, int]:
     per = n_blocks * context * k
-    f = _files(values)
-    return {f["indices"]: per * 2, f["logprobs"]: per * np.dtype(VALUE_DTYPES[values]).itemsize,
+    f = _files(values, vocab)
+    return {f["indices"]: per * index_dtype(vocab).itemsize, f["logprobs"]: per * np.dtype(VALUE_DTYPES[values]).itemsize,
             f["covered"]: n_blocks, f["val"]: n_val * 4}
 
 
 def storage(n_tokens: int, k: int, values: str, vocab: int) -> dict:
     """Bytes per token and in total, and the full fp32 logits the cache replaces (design space §3.1)."""
-    per_token = k * (2 + np.dtype(VALUE_DTYPES[values]).itemsize)
+    per_token = k * (index_dtype(vocab).itemsize + np.dtype(VALUE_DTYPES[values]).itemsize)
     return {"bytes_per_token": per_token, "bytes_total": per_token * n_tokens,
             "full_logits_bytes_per_token": vocab * 4, "full_logits_bytes": vocab * 4 * n_tokens}
 
@@ -51,16 +59,16 @@ def storage(n_tokens: int, k: int, values: str, vocab: int) -> dict:
 class CacheArrays:
     """The cache's arrays, memory-mapped for writing (created, or reopened to continue)."""
 
-    def __init__(self, root: Path, n_blocks: int, context: int, k: int, values: str, create: bool):
-        f = _files(values)
+    def __init__(self, root: Path, n_blocks: int, context: int, k: int, values: str, create: bool, vocab: int):
+        f = _files(values, vocab)
         mode = "w+" if create else "r+"
         self.root, self.context, self.k = Path(root), context, k
-        self.indices = np.memmap(self.root / f["indices"], np.uint16, mode, shape=(n_blocks, context, k))
+        self.indices = np.memmap(self.root / f["indices"], index_dtype(vocab), mode, shape=(n_blocks, context, k))
         self.logprobs = np.memmap(self.root / f["logprobs"], VALUE_DTYPES[values], mode, shape=(n_blocks, context, k))
         self.covered = np.memmap(self.root / f["covered"], np.uint8, mode, shape=(n_blocks,))
 
     def write(self, blocks: np.ndarray, signal: SparseSignal) -> None:
-        self.indices[blocks] = signal.indices.cpu().numpy().astype(np.uint16)
+        self.indices[blocks] = signal.indices.cpu().numpy().astype(self.indices.dtype)
         self.logprobs[blocks] = signal.logprobs.float().cpu().numpy().astype(self.logprobs.dtype)
         self.covered[blocks] = 1
 
@@ -113,20 +121,20 @@ class LogitCache:
         try:
             self.meta = m = json.loads(meta_file.read_text())
             self.n_blocks, self.context, self.k, self.values = m["n_blocks"], m["context"], m["k"], m["values"]
-            n_val = m["n_val_blocks"]
+            n_val, vocab = m["n_val_blocks"], m["vocab_size"]
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             raise DataError(f"teacher cache '{self.path}' has a damaged {META}: {hint}") from None
         if m.get("format") != FORMAT or self.values not in VALUE_DTYPES:
             raise DataError(f"teacher cache '{self.path}' has format {m.get('format')}, this bootdistill reads {FORMAT}: {hint}")
-        for name, size in expected_bytes(self.n_blocks, self.context, self.k, self.values, n_val).items():
+        for name, size in expected_bytes(self.n_blocks, self.context, self.k, self.values, n_val, vocab).items():
             p = self.path / name
             got = p.stat().st_size if p.is_file() else None
             if got != size:
                 what = "is missing" if got is None else f"has {got} bytes, expected {size}"
                 raise DataError(f"teacher cache file '{p}' {what} (truncated or damaged): {hint}")
-        f = _files(self.values)
+        f = _files(self.values, vocab)
         shape = (self.n_blocks, self.context, self.k)
-        self.indices = np.memmap(self.path / f["indices"], np.uint16, "r", shape=shape)
+        self.indices = np.memmap(self.path / f["indices"], index_dtype(vocab), "r", shape=shape)
         self.logprobs = np.memmap(self.path / f["logprobs"], VALUE_DTYPES[self.values], "r", shape=shape)
         self.covered = np.fromfile(self.path / f["covered"], np.uint8).astype(bool)
         self.val_losses = np.fromfile(self.path / f["val"], np.float32)

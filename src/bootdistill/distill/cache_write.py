@@ -93,7 +93,7 @@ def write_teacher_cache(teacher: str, out: str, top_p: float = 0.95, top_k: int 
     val = C.val_block_losses(model, token_file(data_dir, "val"), ctx, batch, dev, amp)
     mass = neg_log_mass = 0.0  # how much of the teacher the truncation kept (and KL(truncated || full) per token)
     with atomic_dir(Path(out)) as tmp:
-        arrays = C.CacheArrays(tmp, n_blocks, ctx, k, values, create=True)
+        arrays = C.CacheArrays(tmp, n_blocks, ctx, k, values, create=True, vocab=model.shape.vocab_size)
         for lo in range(0, todo, batch):
             blocks = np.arange(lo, min(todo, lo + batch))
             x = torch.from_numpy(np.stack([np.asarray(tokens[b * ctx:(b + 1) * ctx], dtype=np.int64) for b in blocks]))
@@ -132,7 +132,8 @@ class OnlineLogitSaver:
         self.n_blocks = num_blocks(n_train_tokens, context)
         create = not (resume and (self.tmp / "covered.u8").is_file())
         self.tmp.mkdir(parents=True, exist_ok=True)
-        self.arrays = C.CacheArrays(self.tmp, self.n_blocks, context, self.k, "fp16", create=create)
+        self.arrays = C.CacheArrays(self.tmp, self.n_blocks, context, self.k, "fp16", create=create,
+                                    vocab=data_meta["vocab_size"])
 
     @torch.no_grad()
     def save(self, step: int, starts: np.ndarray, logits: torch.Tensor) -> None:

@@ -1,7 +1,9 @@
 """distill.teacher=hf:PATH: a local Hugging Face causal LM as a live teacher (the `[hf]` extra).
 
-Accepted only when its tokenizer gives the same ids as the student's on a sample of the student's own text,
-and its vocabulary and context fit. Its training compute is unknown unless distill.teacher_train_flops is given.
+Accepted only when its tokenizer gives the same ids as the student's on a sample of the student's own text (prepare
+the student's data with data.tokenizer=PATH, the teacher's own tokenizer), and its vocabulary and context fit. A
+teacher's vocabulary may be padded beyond its tokenizer's: the signal is its logits over the tokenizer's ids (the
+student's vocabulary). Its training compute is unknown unless distill.teacher_train_flops is given.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ class _LogitsOnly(torch.nn.Module):
         self.inner, self.vocab_size = model, vocab_size
 
     def forward(self, x):
-        # ids >= the student's vocabulary never occur (same tokenizer); their mass is dropped, so the
-        # remaining logits are renormalised by every softmax downstream
+        # ids >= the student's vocabulary (the tokenizer's length) never occur: padding rows of a padded
+        # vocabulary. Their mass is dropped, so every softmax downstream renormalises over the real vocabulary
         return self.inner(input_ids=x).logits[..., : self.vocab_size]
 
 
@@ -45,13 +47,13 @@ def check_same_ids(hf_tokenizer, side: StudentSide, where: str) -> None:
 
     tok = load_tokenizer(side.data_dir)
     for text in sample_texts(side):
-        want = tok.encode(text).ids
+        want = tok.encode(text, add_special_tokens=False).ids
         got = list(hf_tokenizer(text, add_special_tokens=False)["input_ids"])
         if got != want:
             i = next((j for j, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
             raise DataError(f"the tokenizer of HF teacher '{where}' gives other ids than the student's on its own text "
-                            f"(first difference at token {i}: {got[i:i + 3]} vs {want[i:i + 3]}): use a teacher trained "
-                            "with the student's tokenizer")
+                            f"(first difference at token {i}: {got[i:i + 3]} vs {want[i:i + 3]}): prepare the student's "
+                            f"data with the teacher's tokenizer, data.tokenizer={where}")
 
 
 class HFTeacher(LiveTeacher):
@@ -72,8 +74,9 @@ class HFTeacher(LiveTeacher):
         cfg = model.config
         vocab = getattr(cfg, "vocab_size", None)
         if vocab is None or vocab < side.vocab_size:
-            raise DataError(f"HF teacher '{path}' has vocabulary {vocab}, smaller than the student's {side.vocab_size}: "
-                            "use a teacher trained with the student's tokenizer")
+            raise DataError(f"HF teacher '{path}' has vocabulary {vocab}, smaller than the student's tokenizer "
+                            f"({side.vocab_size} ids): prepare the student's data with the teacher's tokenizer, "
+                            f"data.tokenizer={path}")
         ctx = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
         if ctx is not None and ctx < side.context:
             raise DataError(f"HF teacher context ({ctx}) is shorter than the student's ({side.context}): lower model.context")

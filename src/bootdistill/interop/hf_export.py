@@ -116,9 +116,26 @@ def to_hf(model: torch.nn.Module):
     return hf.float().eval()
 
 
+def given_separator(tokenizer_json: Path) -> tuple[str, int] | None:
+    """(name, id) of the document separator when the prepared data beside `tokenizer_json` used a given tokenizer
+    (data.tokenizer other than bpe); None for our BPE."""
+    try:
+        meta = json.loads((Path(tokenizer_json).parent / "meta.json").read_text())
+        if meta["settings"].get("tokenizer_spec", "bpe") == "bpe":
+            return None
+        return next((t, i) for t, i in meta["special_tokens"].items() if i == meta["sep_id"])
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        return None
+
+
 def hf_tokenizer(tokenizer_json: str | Path, context: int):
-    """The prepared data's tokenizer as a `PreTrainedTokenizerFast` with our special tokens."""
+    """The prepared data's tokenizer as a `PreTrainedTokenizerFast` with our special tokens (a given tokenizer:
+    its own separator as bos and eos, no others added)."""
     tf = _transformers()
+    given = given_separator(Path(tokenizer_json))
+    if given is not None:
+        return tf.PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_json), model_max_length=context,
+                                          bos_token=given[0], eos_token=given[0])
     return tf.PreTrainedTokenizerFast(
         tokenizer_file=str(tokenizer_json), model_max_length=context,
         unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
@@ -168,6 +185,10 @@ def export_hf(run_or_ckpt: str | Path, out: str | Path, tokenizer: str | Path | 
         model, meta, ckpt = load_model_from_checkpoint(run_or_ckpt)
         tok_path = _tokenizer_path(ckpt, meta.get("tokenizer_sha256"), tokenizer)
         hf_model, hf_tok = to_hf(model), hf_tokenizer(tok_path, model.shape.context)
+        given = given_separator(tok_path)
+        if given is not None:  # the given tokenizer's separator, not our [SEP]/[PAD] ids
+            hf_model.config.bos_token_id = hf_model.config.eos_token_id = given[1]
+            hf_model.config.pad_token_id = None
         with translate_os_errors(out):
             hf_model.save_pretrained(tmp)
             hf_tok.save_pretrained(tmp)

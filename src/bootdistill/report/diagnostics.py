@@ -40,6 +40,7 @@ def ood_tokens(prepared_dir: Path | str) -> tuple[np.ndarray, str]:
     """The OOD text as token ids of this prepared data's tokenizer (cached as ood-pydoc.npy)."""
     from tokenizers import Tokenizer
 
+    from ..data.tokenizer import token_dtype
     from ..fsutil import atomic_write_bytes
 
     text, desc = ood_text()
@@ -48,7 +49,7 @@ def ood_tokens(prepared_dir: Path | str) -> tuple[np.ndarray, str]:
     if cache.is_file():
         return np.load(cache), desc
     tok = Tokenizer.from_file(str(Path(prepared_dir) / "tokenizer.json"))
-    ids = np.asarray(tok.encode(text).ids, dtype=np.uint16)
+    ids = np.asarray(tok.encode(text).ids, dtype=token_dtype(tok.get_vocab_size(with_added_tokens=True)))
     import io
 
     buf = io.BytesIO()

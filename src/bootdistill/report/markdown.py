@@ -363,11 +363,12 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
              size_label(r.get("n_params")),
              _loss(r["final_val_loss"]) if r["final_val_loss"] is not None else "?",
              _loss(r["test_loss"]) if r["test_loss"] is not None else "?",
+             _loss(r["test_bpb"]) if r.get("test_bpb") is not None else "?",
              _pf(r["compute_pflops"]) if r["compute_pflops"] is not None else "?",
              str(r["kd_stopped_step"]) if r["kd_stopped_step"] is not None else "—",
              r["baseline"] or "—", r["teacher"] or "—"] for r in report["runs"]]
     md += ["## Runs", "", markdown_table(["Run", "Policy", "Seed", "Status", "Steps", "Params",
-                                          "Final val loss (full split)", "Test loss", "Compute (PFLOPs)",
+                                          "Final val loss (full split)", "Test loss", "Test bits/byte", "Compute (PFLOPs)",
                                           "KD stopped at step", "Baseline", "Teacher"], rows), ""]
     md += model_lines(report)
     md += tuning_section(report) + accounting_section(report) + prediction_section(report) + diagnostics_section(report)

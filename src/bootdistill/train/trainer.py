@@ -20,7 +20,7 @@ from tqdm import tqdm
 from ..compute import FlopsLedger, flops_per_token, peak_flops
 from ..config import RunConfig, resolve_model, to_dict
 from ..data.loader import BlockSampler, SelectionSampler
-from ..data.prepare import load_meta, prepare, token_file
+from ..data.prepare import bits_per_byte, load_meta, prepare, token_file
 from ..distill.objective import kd_loss_of, student_loss, teacher_ce
 from ..distill.policies import Policy, StepKnobs, build_policy
 from ..errors import CheckpointError, ConfigError, DataError
@@ -473,6 +473,8 @@ class Trainer:
             "model": to_dict(self.shape),
             "final_val_loss": final_val["loss"],
             "test_loss": test["loss"],
+            "final_val_bpb": bits_per_byte(final_val["loss"], self.data_meta, "val"),  # bits per byte of the split's text
+            "test_bpb": bits_per_byte(test["loss"], self.data_meta, "test"),
             "positional_test_loss": test["positional"],
             "flops": {**self.ledger.row(), "proxy": self.ledger.proxy,
                       "note": "flops_* columns use the 6N proxy (2N for teacher inference); flops_total_exact adds attention"},
