@@ -92,7 +92,7 @@ class HFTeacher(LiveTeacher):
         self.train_flops = (float(given or 0.0), float(given or 0.0))
         self.upfront_flops = (0.0, 0.0)
         self.val_loss = evaluate(self.model, side.val_tokens, side.context, side.eval_batch, side.device,
-                                 side.amp_dtype, side.eval_batches)["loss"]
+                                 side.amp_dtype, side.eval_sequences)["loss"]
 
     def inference_flops(self, tokens: int) -> tuple[float, float]:
         return tokens * 2.0 * self.params, tokens * (2.0 * self.params + self.attn_flops)

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 FILE = "savings_by_setting.png"
 MAX_KEYS = 3  # settings changed together still count as one variable (e.g. the three KD-aware LR knobs)
 NOT_SETTINGS = re.compile(r"^(out_dir|log\..*|train\.(seed|threads|device)|data\.(prepared_dir|corpus)|"
-                          r"distill\.diag_batches)$")
+                          r"distill\.diag_(batches|sequences))$")
 
 
 def flat(cfg: dict, prefix: str = "") -> dict:

@@ -177,8 +177,8 @@ class Trainer:
         c = self.cfg
         return StudentSide(self.device, self.amp_dtype, self.shape.vocab_size, self.shape.context,
                            self.data_meta["tokenizer_sha256"], str(self.data_dir), self.data_meta.get("key"),
-                           len(self.train_tokens), self.val_tokens, self.micro, c.train.eval_batches,
-                           c.distill.diag_batches, c.distill.teacher_train_flops)
+                           len(self.train_tokens), self.val_tokens, self.micro, c.train.eval_sequences,
+                           c.distill.diag_sequences, c.distill.teacher_train_flops)
 
     # ------------------------------------------------------------ checkpoints
 
@@ -310,10 +310,12 @@ class Trainer:
 
     # ------------------------------------------------------------ evaluation
 
-    def validate(self, tokens=None, max_batches="default", bucket=None) -> dict:
-        t = self.cfg.train
+    def validate(self, tokens=None, max_sequences="default", bucket=None) -> dict:
+        """Loss on the split's first `max_sequences` blocks (default train.eval_sequences), on any layout; the
+        micro-batch only sets how many go through one forward."""
+        n = self.cfg.train.eval_sequences if max_sequences == "default" else max_sequences
         return evaluate(self.model, self.val_tokens if tokens is None else tokens, self.shape.context, self.micro,
-                        self.device, self.amp_dtype, t.eval_batches if max_batches == "default" else max_batches, bucket)
+                        self.device, self.amp_dtype, n, bucket)
 
     def _elapsed(self) -> float:
         return self.elapsed_before + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
@@ -394,9 +396,9 @@ class Trainer:
             saved = self.logit_saver.finish(self.model, self.val_tokens, self.micro, self.device, self.amp_dtype, last,
                                             ckpt_io.verify_checkpoint(last), self.step)
             print(f"saved the teacher's top-{saved['k']} logits of {saved['covered_blocks']} blocks to {self.run_dir / 'logits'}")
-        n_final = self.cfg.train.final_eval_batches
-        final_val = self.validate(max_batches=n_final)
-        test = self.validate(tokens=token_file(self.data_dir, "test"), max_batches=n_final, bucket=64)
+        n_final = self.cfg.train.final_eval_sequences
+        final_val = self.validate(max_sequences=n_final)
+        test = self.validate(tokens=token_file(self.data_dir, "test"), max_sequences=n_final, bucket=64)
         n = count_params(self.shape)
         summary = {
             "run_dir": str(self.run_dir),
