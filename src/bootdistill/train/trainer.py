@@ -222,7 +222,7 @@ class Trainer:
         found = ckpt_io.checkpoint_dirs(self.run_dir)
         where = f"the last good checkpoint is step {int(found[-1].name[5:])}" if found else "no checkpoint was written"
         return (f"nothing from the diverged steps was saved and {where}: continue with a lower learning rate, e.g. "
-                f"--resume --allow-change train.lr_max train.lr_max={self.cfg.train.lr_max / 4:.3g} "
+                f"--resume --allow-change train.lr_max train.lr_max={self.guard.suggested_lr(self.cfg.train.lr_max):.3g} "
                 "(in an experiment: lower it in the recipe)")
 
     def save(self, val_loss: float | None = None) -> Path | None:
@@ -350,7 +350,7 @@ class Trainer:
                 self.teacher.release()
             info = self.train_step()
             window_tokens += self.tokens_per_step
-            self.guard.check_step(self.step, info["train_loss"], self._divergence_hint)
+            self.guard.check_step(self.step, info["train_loss"], self._divergence_hint, info["lr"])
             row = {"step": self.step, "tokens": self.step * self.tokens_per_step, **self.ledger.row(), **info}
             is_eval = self.step % t.eval_every == 0 or self.step == self.max_steps
             if self.step % t.log_every == 0 or is_eval:
@@ -360,6 +360,7 @@ class Trainer:
                 window_t, window_tokens = now, 0
             if is_eval:
                 val = self.validate()
+                self.guard.check_val(self.step, val["loss"], self._divergence_hint)
                 last_val = row["val_loss"] = val["loss"]
                 row["val_entropy"] = val["entropy"]
                 if t.eval_snapshots and self.step % t.eval_every == 0:
