@@ -73,19 +73,20 @@ class DivergenceGuard:
         self.recent = (self.recent + [loss])[-WINDOW:]
         self.last_lr = lr
 
-    def check_val(self, step: int, val_loss: float, hint) -> None:
-        """After each validation: raise on divergence, else remember the best loss and its learning rate."""
+    def check_val(self, step: int, val_loss: float, hint, record: bool = True) -> None:
+        """After each validation: raise on divergence, else remember the best loss and its learning rate (with
+        `record`: only scheduled validations count, so an early stop and --resume change nothing)."""
         why = self.val_problem(val_loss)
         if why:
             raise DivergenceError(f"training diverged at step {step} (validation {why}); {_text(hint)}")
-        if val_loss < self.best_val:
+        if record and val_loss < self.best_val:
             self.best_val, self.best_lr = val_loss, self.last_lr
 
-    def check_checkpoint(self, step: int, model: torch.nn.Module, val_loss: float, hint) -> None:
+    def check_checkpoint(self, step: int, model: torch.nn.Module, val_loss: float, hint, record: bool = True) -> None:
         """Before a checkpoint is written: its weights and its validation loss must be sane."""
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise DivergenceError(f"training diverged at step {step} (non-finite weights); {_text(hint)}")
-        self.check_val(step, val_loss, hint)
+        self.check_val(step, val_loss, hint, record)
 
     def suggested_lr(self, lr_max: float) -> float:
         """train.lr_max to continue with: well below the rate that reached the best validation loss (lr_max

@@ -230,7 +230,8 @@ class Trainer:
         takes part; rank 0 writes (under FSDP every rank writes its shard with DCP)."""
         if val_loss is None:
             val_loss = self.validate()["loss"]
-        self.guard.check_checkpoint(self.step, self.model, val_loss, self._divergence_hint)
+        on_schedule = self.step % self.cfg.train.checkpoint_every == 0  # not the extra one at an early max_steps
+        self.guard.check_checkpoint(self.step, self.model, val_loss, self._divergence_hint, record=on_schedule)
         state = {
             "sampler": self.sampler.state_dict(),
             "policy": self.policy.state_dict(),
@@ -360,7 +361,7 @@ class Trainer:
                 window_t, window_tokens = now, 0
             if is_eval:
                 val = self.validate()
-                self.guard.check_val(self.step, val["loss"], self._divergence_hint)
+                self.guard.check_val(self.step, val["loss"], self._divergence_hint, record=self.step % t.eval_every == 0)
                 last_val = row["val_loss"] = val["loss"]
                 row["val_entropy"] = val["entropy"]
                 if t.eval_snapshots and self.step % t.eval_every == 0:
