@@ -68,7 +68,8 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 500
     keep_checkpoints: int = 2  # the last K, plus the one with the best validation loss
-    divergence_factor: float | None = 2.0  # stop when loss > this x its recent level (train/guard.py); null: NaN/inf only
+    divergence_factor: float | None = 2.0  # stop when loss > this x its recent level, or a val loss keeps < 1/this of
+    #                                        the best val loss's gain over ln V (train/guard.py); null: NaN/inf only
     eval_snapshots: bool = False  # keep the weights of every scheduled evaluation (evals/): the report then
     #                               locates a target crossing on the whole validation split
     threads: int | None = None  # torch CPU threads; None = torch's default
