@@ -170,5 +170,6 @@ def test_slow_divergence_is_caught_at_the_same_step_after_a_resume(tiny_corpus, 
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == line
     assert ckpt_io.load_state(ckpt_io.checkpoint_dirs(split)[-1])["guard"] == kept[max(kept)]
     best = kept[max(kept)]["best_val"]
+    allowed = max(math.log(300) - (math.log(300) - best) / 2, 1.05 * best)  # half the gain lost, 5% above the best
     for ckpt in ckpt_io.checkpoint_dirs(split):
-        assert json.loads((ckpt / "meta.json").read_text())["val_loss"] <= math.log(300) - (math.log(300) - best) / 2
+        assert json.loads((ckpt / "meta.json").read_text())["val_loss"] <= allowed

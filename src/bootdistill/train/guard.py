@@ -6,7 +6,8 @@ has given back much of what it had learned, and never let such weights into a ch
   step-to-step noise.
 - A validation loss (every evaluation, and the one each checkpoint is written with) diverges above the same
   level, or once it has lost more than 1 - 1/factor (half, by default) of the best validation loss's gain over
-  guessing: above ln V - (ln V - best) / factor. This catches a loss that climbs slowly, which the step level
+  guessing: above ln V - (ln V - best) / factor, and more than MIN_RISE above the best (early on, when little
+  is gained, a small bump is not a divergence). This catches a loss that climbs slowly, which the step level
   follows up.
 - The learning rate suggested for continuing is a quarter of the one whose step led to the best validation
   loss: a climb after it means that rate was already at the edge.
@@ -22,6 +23,7 @@ import torch
 from ..errors import BootdistillError
 
 WINDOW = 20
+MIN_RISE = 0.05  # a validation loss within 5% of the best is never a divergence
 LR_CUT = 4  # the suggested learning rate: this many times below the one that reached the best validation loss
 
 
@@ -58,7 +60,7 @@ class DivergenceGuard:
         why = self.problem(loss)
         if why or not self.factor or self.best_val >= self.uniform:
             return why
-        allowed = self.uniform - (self.uniform - self.best_val) / self.factor
+        allowed = max(self.uniform - (self.uniform - self.best_val) / self.factor, self.best_val * (1 + MIN_RISE))
         if loss > allowed:
             return (f"loss {loss:.4g} > {allowed:.4g}: it lost more than 1 - 1/{self.factor:g} of the best validation "
                     f"loss's ({self.best_val:.4g}) gain over guessing, ln V = {self.uniform:.4g}")
