@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .compute import flops_per_token
-from .config import BATCH_COUNTS, RunConfig, TrainConfig, _deep_merge, flatten, from_dict, load_yaml, resolve_model, set_dotted, to_dict, validate
+from .config import (BATCH_COUNTS, RunConfig, TrainConfig, _deep_merge, flatten, from_dict, load_yaml, resolve_model,
+                     set_dotted, to_dict, validate)
 from .errors import ConfigError
 from .shape import ModelShape, count_params
 from .train.rundir import VOLATILE

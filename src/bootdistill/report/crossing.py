@@ -50,7 +50,8 @@ class FullSetEvaluator:
         from ..config import upgrade_batch_counts
 
         n = (upgrade_batch_counts(run.config).get("train") or {}).get("final_eval_sequences")
-        self.key = "batches=None" if n is None else f"sequences={n}"  # the whole split keeps its first key: old caches stay valid
+        # the whole split keeps the key it always had, so the caches of older reports stay valid
+        self.key = "batches=None" if n is None else f"sequences={n}"
         try:
             cached = json.loads(self.cache_path.read_text()) if self.cache_path.is_file() else {}
         except (OSError, json.JSONDecodeError):
