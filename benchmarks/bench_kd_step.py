@@ -46,7 +46,7 @@ def build(args, out: Path, shape: str, policy: str = "classical", teacher: str |
         "data.prepared_dir": args.prepared, "model.d_model": d, "model.n_layers": n_layers, "model.n_heads": heads,
         "model.context": args.context, "train.micro_batch": args.batch, "train.batch_tokens": args.batch * args.context,
         "train.lr_max": 1e-3, "train.precision": args.dtype, "train.device": args.device, "train.max_steps": 10**6,
-        "train.total_steps": 10**6, "train.warmup_steps": 10, "train.eval_batches": 1, "log.progress": False,
+        "train.total_steps": 10**6, "train.warmup_steps": 10, "train.eval_sequences": args.batch, "log.progress": False,
         "log.tensorboard": False, "distill.policy": policy, "out_dir": str(out),
     }
     if teacher:

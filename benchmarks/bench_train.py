@@ -65,7 +65,7 @@ def make_trainer(args, tmp: Path, preset: str, dtype: str) -> Trainer:
         "data.prepared_dir": str(args.prepared), "model.preset": preset, "model.context": ctx,
         "train.micro_batch": args.micro, "train.batch_tokens": args.micro * ctx,
         "train.precision": dtype, "train.device": args.device, "train.max_steps": 10**6,
-        "train.total_steps": 10**6, "train.warmup_steps": 10, "train.eval_batches": 1, "log.progress": False,
+        "train.total_steps": 10**6, "train.warmup_steps": 10, "train.eval_sequences": args.micro, "log.progress": False,
         "log.tensorboard": False, "out_dir": str(Path(tempfile.mkdtemp(dir=tmp)) / "run"),
     }
     return Trainer(load_config(overrides=[f"{k}={v}" for k, v in over.items()]))

@@ -51,7 +51,7 @@ def tiny_overrides(corpus: Path, out: Path, prepared: Path, **extra) -> list[str
         "data.corpus": str(corpus), "data.vocab_size": 300, "data.prepared_dir": str(prepared),
         "model.d_model": 32, "model.n_layers": 2, "model.n_heads": 2, "model.context": 32,
         "train.lr_max": 3e-3, "train.batch_tokens": 256, "train.micro_batch": 4, "train.warmup_steps": 2,
-        "train.total_steps": 12, "train.eval_every": 4, "train.eval_batches": 2, "train.log_every": 2,
+        "train.total_steps": 12, "train.eval_every": 4, "train.eval_sequences": 8, "train.log_every": 2,
         "train.checkpoint_every": 4, "train.threads": 1, "log.progress": False,
         "log.tensorboard": False, "out_dir": str(out),
     }
@@ -130,8 +130,8 @@ def write_recipe(root: Path, corpus: Path, prepared: Path) -> Path:
         "name": "robust", "out_dir": str(root / "runs"),
         "defaults": {
             "data": {"corpus": str(corpus), "vocab_size": 300, "prepared_dir": str(prepared)},
-            "train": {"batch_tokens": 128, "micro_batch": 4, "warmup_steps": 2, "eval_every": 2, "eval_batches": 1,
-                      "final_eval_batches": None, "eval_snapshots": True, "log_every": 2, "checkpoint_every": 4,
+            "train": {"batch_tokens": 128, "micro_batch": 4, "warmup_steps": 2, "eval_every": 2, "eval_sequences": 4,
+                      "final_eval_sequences": None, "eval_snapshots": True, "log_every": 2, "checkpoint_every": 4,
                       "threads": 1},
             "log": {"progress": False, "tensorboard": False},
         },

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from bootdistill.config import load_config, resolve_model
@@ -61,3 +63,24 @@ def test_bad_yaml(tmp_path):
         load_config(f)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_old_batch_counts_load_as_the_sequences_they_held():
+    """eval_batches, final_eval_batches and diag_batches counted batches of train.micro_batch sequences; they load
+    as those sequences, and the recipes, now in sequences, keep their runs' names."""
+    from bootdistill.experiment import load_recipe
+
+    old = load_config(None, ["train.micro_batch=4", "train.eval_batches=3", "train.final_eval_batches=null",
+                             "distill.diag_batches=2"])
+    assert (old.train.eval_sequences, old.train.final_eval_sequences, old.distill.diag_sequences) == (12, None, 8)
+    with pytest.raises(ConfigError, match="eval_batches .* and train.eval_sequences are both set"):
+        load_config(None, ["train.eval_batches=3", "train.eval_sequences=12"])
+    with pytest.raises(ConfigError, match="train.eval_batches must be > 0"):
+        load_config(None, ["train.eval_batches=0"])
+    # the search's archived runs still carry the names their recipes give them
+    repo = Path(__file__).resolve().parents[1]
+    for recipes, archive in ((["search"], "archive"), (["followup"], "archive-followup"),
+                             (["confirm", "confirm-followup"], "archive-confirm")):
+        names = {p.run_dir.name for r in recipes for p in load_recipe(repo / "configs" / "where-it-pays" / f"{r}.yaml")[1]}
+        archived = {d.name for d in (repo / "docs" / "where-it-pays" / archive).iterdir() if d.is_dir()}
+        assert archived and archived <= names, archived - names

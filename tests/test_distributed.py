@@ -1,5 +1,6 @@
-"""Data-parallel training under torchrun (gloo, 2 CPU processes): same curve as one process, exact resume after a
-kill, the same bootstrapped switch; plus the pieces (sampler and evaluation shards) without processes."""
+"""Data-parallel training under torchrun (gloo, 2 CPU processes): same curve as one process (and as another
+micro-batch layout), exact resume after a kill, the same bootstrapped switch; plus the pieces (sampler and
+evaluation shards) without processes."""
 
 import json
 import os
@@ -15,7 +16,7 @@ import yaml
 from safetensors.torch import load_file
 
 from conftest import REPO, run_cli, tiny_overrides, wait_for_checkpoint
-from bootdistill.data.loader import BlockSampler, eval_batches, eval_shard
+from bootdistill.data.loader import BlockSampler, eval_shard
 from bootdistill.train.metrics import read_metrics
 
 # Losses of a 2-process run vs the 1-process run with the same global batch: the same sequences in the same
@@ -38,7 +39,7 @@ def last_weights(run: Path) -> dict:
     return load_file(sorted((run / "checkpoints").glob("step_*"))[-1] / "model.safetensors")
 
 
-def assert_same_curve(a: Path, b: Path) -> None:
+def assert_same_curve(a: Path, b: Path, processes: int = 2) -> None:
     ra, rb = read_metrics(a / "metrics.jsonl"), read_metrics(b / "metrics.jsonl")
     assert [r["step"] for r in ra] == [r["step"] for r in rb]
     for x, y in zip(ra, rb):
@@ -49,19 +50,21 @@ def assert_same_curve(a: Path, b: Path) -> None:
     sa, sb = json.loads((a / "summary.json").read_text()), json.loads((b / "summary.json").read_text())
     assert sb["final_val_loss"] == pytest.approx(sa["final_val_loss"], rel=RTOL)
     assert sb["test_loss"] == pytest.approx(sa["test_loss"], rel=RTOL)
-    assert sb["flops"] == sa["flops"] and sb["processes"] == 2
+    assert sb["flops"] == sa["flops"] and sb["processes"] == processes
 
 
 # dropout draws differ per process by design, so the equivalence runs use none; micro-batches of 2 make each
 # rank accumulate 2 micro-steps (the first without gradient sync). fp32: the tolerance is about how the
-# processes split and sum the batch; bf16 autocast rounds each partial sum to 8 bits and drifts ~1e-4 in 12 steps
-NO_DROPOUT = {"model.dropout": 0.0, "train.micro_batch": 2, "train.precision": "fp32"}
+# processes split and sum the batch; bf16 autocast rounds each partial sum to 8 bits and drifts ~1e-4 in 12 steps.
+# 7 validation sequences: 4 + 3 over two ranks, so one rank pads
+NO_DROPOUT = {"model.dropout": 0.0, "train.micro_batch": 2, "train.precision": "fp32", "train.eval_sequences": 7}
 
 
 @pytest.fixture(scope="module")
 def one_process(tiny_corpus, prepared, tmp_path_factory):
+    """The reference: one process, the step's 8 sequences in one forward (8 x 1); the others split it 2 x 4."""
     out = tmp_path_factory.mktemp("one") / "run"
-    r = run_cli("train", *tiny_overrides(tiny_corpus, out, prepared, **NO_DROPOUT))
+    r = run_cli("train", *tiny_overrides(tiny_corpus, out, prepared, **{**NO_DROPOUT, "train.micro_batch": 8}))
     assert r.returncode == 0, r.stderr
     return out
 
@@ -80,16 +83,27 @@ def test_sampler_shards_tile_the_global_batch():
     assert shards[1].state_dict() == whole.state_dict()
 
 
-@pytest.mark.parametrize("n_tokens, batch, max_batches", [(32 * 9 + 1, 4, None), (32 * 9 + 1, 4, 2), (32 * 3 + 1, 4, None)])
-def test_eval_shards_cover_the_same_blocks(n_tokens, batch, max_batches):
+@pytest.mark.parametrize("n_tokens, max_sequences", [(32 * 9 + 1, None), (32 * 9 + 1, 7), (32 * 9 + 1, 50), (32 * 3 + 1, None)])
+def test_eval_shards_cover_the_first_blocks_on_any_layout(n_tokens, max_sequences):
     tokens = np.arange(n_tokens, dtype=np.uint16)
-    expected = sorted(x[0, 0].item() for xb, _ in eval_batches(tokens, 32, batch, max_batches) for x in xb.split(1))
-    seen, counts = [], set()
-    for rank in range(2):
-        batches = list(eval_shard(tokens, 32, batch, max_batches, rank, 2))
-        counts.add(tuple(len(x) for x, _, _ in batches))  # sharded models need every rank in every forward
-        seen += [x[i, 0].item() for x, _, real in batches for i in range(real)]
-    assert sorted(seen) == expected and len(counts) == 1
+    n = min((n_tokens - 1) // 32, max_sequences or 10**9)
+    expected = [32 * i for i in range(n)]  # the split's first blocks, whatever the batch size and process count
+    for batch in (1, 3, 4):
+        for world in (1, 2, 3):
+            seen, counts = [], set()
+            for rank in range(world):
+                batches = list(eval_shard(tokens, 32, batch, max_sequences, rank, world))
+                counts.add(tuple(len(x) for x, _, _ in batches))  # sharded models need every rank in every forward
+                seen += [x[i, 0].item() for x, _, real in batches for i in range(real)]
+            assert sorted(seen) == expected and len(counts) == 1, (batch, world)
+
+
+def test_micro_batch_layout_keeps_the_curve(tiny_corpus, prepared, one_process, tmp_path):
+    """The micro-batch is a memory knob: 2 x 4 trains and evaluates like 8 x 1 (the same validation set)."""
+    out = tmp_path / "two-by-four"
+    r = run_cli("train", *tiny_overrides(tiny_corpus, out, prepared, **NO_DROPOUT))
+    assert r.returncode == 0, r.stderr
+    assert_same_curve(one_process, out, processes=1)
 
 
 def test_parallel_without_torchrun_is_one_clear_line(tiny_corpus, prepared, tmp_path):
@@ -201,14 +215,17 @@ def test_two_processes_resume_after_sigkill_exactly(tiny_corpus, prepared, tmp_p
 
 @pytest.mark.slow
 def test_bootstrapped_experiment_switches_at_the_same_step(tiny_corpus, prepared, tmp_path):
+    """One process with 8 x 1 and 2 x 4 micro-batches and two processes with 2 x 2 each: the same validation and
+    teacher losses and KD diagnostics at every evaluation, so the switch comes at the same step."""
     recipe = {
         "name": "boot2",
         "defaults": {
             "data": {"corpus": str(tiny_corpus), "vocab_size": 300, "prepared_dir": str(prepared)},
             "model": {"d_model": 48, "n_layers": 2, "n_heads": 2, "context": 32, "dropout": 0.0},
-            "train": {"batch_tokens": 256, "micro_batch": 4, "warmup_steps": 2, "total_steps": 12, "eval_every": 2,
-                      "eval_batches": 2, "log_every": 2, "checkpoint_every": 4, "precision": "fp32", "threads": 1,
+            "train": {"batch_tokens": 256, "warmup_steps": 2, "total_steps": 12, "eval_every": 2,
+                      "eval_sequences": 7, "log_every": 2, "checkpoint_every": 4, "precision": "fp32", "threads": 1,
                       "lr_max": 3e-3},
+            "distill": {"diag_sequences": 5},
             "log": {"progress": False, "tensorboard": False},
         },
         "runs": {
@@ -216,18 +233,28 @@ def test_bootstrapped_experiment_switches_at_the_same_step(tiny_corpus, prepared
             "boot": {"distill": {"policy": "bootstrapped", "teacher": "teacher", "margin": 0.15}},
         },
     }
-    summaries = []
-    for name, launch in (("one", run_cli), ("two", torchrun)):
+    runs = {}
+    for name, launch, micro in (("8x1", run_cli, 8), ("2x4", run_cli, 2), ("two", torchrun, 2)):
         path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump({**recipe, "out_dir": str(tmp_path / name)}))
+        defaults = {**recipe["defaults"], "train": {**recipe["defaults"]["train"], "micro_batch": micro}}
+        path.write_text(yaml.safe_dump({**recipe, "defaults": defaults, "out_dir": str(tmp_path / name)}))
         r = launch("experiment", str(path), *(["--report"] if launch is torchrun else []))
         assert r.returncode == 0, r.stderr
-        boot = next((tmp_path / name).glob("boot-*"))
-        summaries.append(json.loads((boot / "summary.json").read_text()))
-    one, two = summaries
+        runs[name] = next((tmp_path / name).glob("boot-*"))
     # the ranks part after training; rank 0 alone then writes the report
     assert (tmp_path / "two" / "report" / "report.md").is_file() and r.stdout.count("report: ") == 1
-    switch = one["policy"]["kd_stopped_step"]
+    summaries = {name: json.loads((run / "summary.json").read_text()) for name, run in runs.items()}
+    switch = summaries["8x1"]["policy"]["kd_stopped_step"]
     assert switch is not None and 2 < switch < 12  # KD ran for a while, then stopped inside the run
-    assert two["policy"]["kd_stopped_step"] == switch
-    assert two["flops"]["flops_teacher_inference"] == one["flops"]["flops_teacher_inference"]
+    evals = {name: [row for row in read_metrics(run / "metrics.jsonl") if "val_loss" in row] for name, run in runs.items()}
+    # the diagnostics are differences of log-probabilities: the weights' last-bit differences (see RTOL) show more
+    keys = {"val_loss": RTOL, "teacher_val_loss": RTOL, "val_kl_teacher_student": 1e-3, "student_entropy": 1e-3}
+    for name in ("2x4", "two"):
+        assert summaries[name]["policy"]["kd_stopped_step"] == switch
+        assert summaries[name]["flops"]["flops_teacher_inference"] == summaries["8x1"]["flops"]["flops_teacher_inference"]
+        assert [row["step"] for row in evals[name]] == [row["step"] for row in evals["8x1"]]
+        for row, ref in zip(evals[name], evals["8x1"]):
+            assert [k in row for k in keys] == [k in ref for k in keys]
+            for k in (k for k in keys if k in ref):
+                assert row[k] == pytest.approx(ref[k], rel=keys[k]), (name, row["step"], k)
+    assert any("val_kl_teacher_student" in row for row in evals["two"])  # the diagnostics were compared

@@ -22,7 +22,7 @@ def write_recipe(path: Path, corpus: Path, out: Path, prepared: Path, steps: int
         "defaults": {
             "data": {"corpus": str(corpus), "vocab_size": 300, "prepared_dir": str(prepared)},
             "train": {"batch_tokens": 128, "micro_batch": 4, "warmup_steps": 2, "total_steps": steps, "eval_every": 2,
-                      "eval_batches": 2, "log_every": 2, "checkpoint_every": 2, "threads": 1},
+                      "eval_sequences": 8, "log_every": 2, "checkpoint_every": 2, "threads": 1},
             "log": {"progress": False, "tensorboard": False},
         },
         "runs": {

@@ -3,6 +3,7 @@ a lower learning rate through --resume --allow-change."""
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from bootdistill.train import checkpoint as ckpt_io
 from bootdistill.train.rundir import check_run_dir
 from bootdistill.train.eval_cli import evaluate_checkpoint
 from bootdistill.train.guard import DivergenceError, DivergenceGuard
+from bootdistill.train.metrics import read_metrics
 
 
 def test_guard_reference_is_recent_median_capped_at_uniform():
@@ -30,6 +32,31 @@ def test_guard_reference_is_recent_median_capped_at_uniform():
     slow = DivergenceGuard(2.0, vocab_size=300)
     slow.recent = [20.0] * 20  # a loss that crept up is still measured against ln V
     assert slow.problem(12.0) and not DivergenceGuard(None, 300).problem(1e9)
+
+
+def test_guard_catches_a_slow_climb_of_the_validation_loss():
+    """Each evaluation a little worse than the last never trips the step level; losing half of the best
+    validation loss's gain over guessing (ln 300 = 5.70) does, and the guard's memory survives a resume."""
+    g = DivergenceGuard(2.0, vocab_size=300)
+    vals = [5.0, 4.2, 3.5, 3.7, 3.9, 4.2, 4.5, 4.7, 5.0]  # best 3.5: allowed 5.70 - (5.70 - 3.5) / 2 = 4.60
+    for step, val in enumerate(vals[:7], 1):
+        g.check_step(step, val, "", lr=0.1 * step)  # the step losses climb with it: no step is 2x the last ones
+        g.check_val(step, val, "")
+    assert (g.best_val, g.best_lr) == (3.5, pytest.approx(0.3)) and g.suggested_lr(1.0) == pytest.approx(0.3 / 4)
+    resumed = DivergenceGuard(2.0, vocab_size=300)
+    resumed.load_state_dict(g.state_dict())
+    assert resumed.state_dict() == g.state_dict()
+    for guard in (g, resumed):
+        guard.check_step(8, 4.7, "", lr=0.8)
+        assert guard.problem(4.7) is None  # the old rule (2 x the recent level) lets it through
+        with pytest.raises(DivergenceError, match=r"step 8 \(validation loss 4.7 > 4.602: it lost more than 1 - 1/2"):
+            guard.check_val(8, 4.7, "hint")
+    early = DivergenceGuard(2.0, vocab_size=300)
+    early.check_val(1, 5.6, "")  # little gained yet: a bump within 5% of the best is not a divergence
+    assert early.val_problem(5.68) is None and early.val_problem(5.9)
+    unscheduled = DivergenceGuard(2.0, vocab_size=300)
+    unscheduled.check_val(1, 4.0, "", record=False)  # an extra evaluation (early max_steps) is checked, not recorded
+    assert unscheduled.best_val == math.inf and DivergenceGuard(None, 300).val_problem(5.6) is None
 
 
 def test_guard_rejects_non_finite_weights():
@@ -87,3 +114,26 @@ def test_allow_change_is_limited_to_training_settings(tiny_corpus, tmp_path):
     args = tiny_overrides(tiny_corpus, tmp_path / "run", tmp_path / "prep")
     assert "with --resume" in _error_line(run_main("train", "--allow-change", "train.lr_max", *args))
     assert "only training settings" in _error_line(run_main("train", "--resume", "--allow-change", "model.d_model", *args))
+
+
+def test_slow_divergence_keeps_no_bad_checkpoint_and_the_hint_converges(tiny_corpus, tmp_path):
+    """The reproducer of a slow climb: a learning rate 10 reached over 300 warmup steps. Every checkpoint kept
+    evaluates within the allowed level, and continuing with the learning rate the error line suggests converges
+    below the best loss seen before the divergence."""
+    out, prepared = tmp_path / "run", tmp_path / "prep"
+    extra = {"train.lr_max": 10, "train.warmup_steps": 300, "train.checkpoint_every": 1, "train.total_steps": 48}
+    line = _error_line(run_cli("train", *tiny_overrides(tiny_corpus, out, prepared, **extra)))
+    assert "validation loss" in line and "gain over guessing" in line, line
+    kept = {int(c.name[5:]): json.loads((c / "meta.json").read_text())["val_loss"] for c in ckpt_io.checkpoint_dirs(out)}
+    best = min(kept.values())  # every step was evaluated (checkpoint_every 1): the best one is kept
+    allowed = max(math.log(300) - (math.log(300) - best) / 2, 1.05 * best)  # half the gain lost, 5% above the best
+    assert kept and all(v <= allowed for v in kept.values()), (kept, allowed)
+    assert all(evaluate_checkpoint(c, max_batches=1)["loss"] < math.log(300) for c in ckpt_io.checkpoint_dirs(out))
+
+    lr = float(re.search(r"train\.lr_max=([0-9.e-]+)", line)[1])
+    assert lr < 10 / 4  # a quarter of the peak, the former hint, diverges again here
+    r = run_cli("train", "--resume", "--allow-change", "train.lr_max",
+                *tiny_overrides(tiny_corpus, out, prepared, **{**extra, "train.lr_max": lr}))
+    assert r.returncode == 0, r.stderr
+    last = [row["val_loss"] for row in read_metrics(out / "metrics.jsonl") if "val_loss" in row][-1]
+    assert last < best  # on the same validation sequences

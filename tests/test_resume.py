@@ -155,3 +155,34 @@ def test_fault_injection_kills_at_random_moments(tiny_corpus, prepared, tmp_path
     assert_same_run(ref, out)
     assert not [p.name for p in ckpts.iterdir() if not p.name.startswith("step_")]
     assert not list(out.glob(".*.tmp"))
+
+
+def test_slow_divergence_is_caught_at_the_same_step_after_a_resume(tiny_corpus, prepared, tmp_path):
+    """A loss that climbs slowly (learning rate 10 reached over 300 warmup steps) is caught against the best
+    validation loss so far. That memory is in the checkpoints: a run stopped between checkpoints after its best
+    evaluation and resumed stops at the same step with the same line and the same guard state, and no kept
+    checkpoint evaluates above the allowed level."""
+    import math
+    import re
+
+    from bootdistill.train import checkpoint as ckpt_io
+
+    extra = {"train.lr_max": 10, "train.warmup_steps": 300, "train.total_steps": 48, "train.checkpoint_every": 2}
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    r = run_cli("train", *tiny_overrides(tiny_corpus, whole, prepared, **extra))
+    assert r.returncode == 2 and "gain over guessing" in r.stderr, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    diverged = int(re.search(r"diverged at step (\d+)", line)[1])
+    kept = {int(c.name[5:]): ckpt_io.load_state(c)["guard"] for c in ckpt_io.checkpoint_dirs(whole)}
+    best_step = min(kept, key=lambda s: json.loads((whole / "checkpoints" / f"step_{s:08d}" / "meta.json").read_text())["val_loss"])
+    stop = max(kept) - 1  # odd: between checkpoints, after the best one
+    assert best_step < stop < diverged
+
+    assert run_cli("train", *tiny_overrides(tiny_corpus, split, prepared, **extra, **{"train.max_steps": stop})).returncode == 0
+    r = run_cli("train", "--resume", *tiny_overrides(tiny_corpus, split, prepared, **extra))
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == line
+    assert ckpt_io.load_state(ckpt_io.checkpoint_dirs(split)[-1])["guard"] == kept[max(kept)]
+    best = kept[max(kept)]["best_val"]
+    allowed = max(math.log(300) - (math.log(300) - best) / 2, 1.05 * best)  # half the gain lost, 5% above the best
+    for ckpt in ckpt_io.checkpoint_dirs(split):
+        assert json.loads((ckpt / "meta.json").read_text())["val_loss"] <= allowed

@@ -72,12 +72,14 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 1337
     eval_every: int = 200
-    eval_batches: int | None = 50  # validation batches per evaluation; None = the whole split
-    final_eval_batches: int | None = None  # batches for the final val/test losses; None = the whole splits
+    eval_sequences: int | None = 800  # the split's first N blocks (of model.context tokens) evaluated each time, on
+    #                                   any micro_batch and process count; None = the whole split
+    final_eval_sequences: int | None = None  # the same for the final val/test losses; None = the whole splits
     log_every: int = 10
     checkpoint_every: int = 500
     keep_checkpoints: int = 2  # the last K, plus the one with the best validation loss
-    divergence_factor: float | None = 2.0  # stop when loss > this x its recent level (train/guard.py); null: NaN/inf only
+    divergence_factor: float | None = 2.0  # stop when loss > this x its recent level, or a val loss keeps < 1/this of
+    #                                        the best val loss's gain over ln V (train/guard.py); null: NaN/inf only
     eval_snapshots: bool = False  # keep the weights of every scheduled evaluation (evals/): the report then
     #                               locates a target crossing on the whole validation split
     threads: int | None = None  # torch CPU threads; None = torch's default
@@ -116,7 +118,7 @@ class DistillConfig:
     lr_drop_steps: int = 0  # steps over which the LR factor moves from kd_lr_factor to post_kd_lr_factor
     post_kd_lr: Literal["scale", "cosine"] = "scale"  # after KD: scale (schedule x post_kd_lr_factor) | cosine (drop to post_kd_lr_factor x
     #                            the LR at the stop, then cosine to lr_min at train.total_steps)
-    diag_batches: int = 4  # validation batches used for KD diagnostics (KL, entropies, agreement)
+    diag_sequences: int = 64  # validation sequences (the first N blocks) for KD diagnostics (KL, entropies, agreement)
     select_with: str | None = None  # SALT_DS: early teacher checkpoint that picks the KD phase's sequences (policy fixed)
     select_k: int = 10  # SALT_DS: tokens whose true next token is outside the scorer's top-k count as 0 (eq. 10)
 
@@ -215,10 +217,37 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+# Older configs counted evaluations in batches of train.micro_batch sequences; they load as the sequences those
+# batches held on one process (N x micro_batch), which no later layout change moves.
+BATCH_COUNTS = {("train", "eval_batches"): "eval_sequences", ("train", "final_eval_batches"): "final_eval_sequences",
+                ("distill", "diag_batches"): "diag_sequences"}
+
+
+def upgrade_batch_counts(data: dict) -> dict:
+    """`data` (a nested config dict) with the old *_batches counts turned into the *_sequences settings."""
+    found = [(sec, old) for sec, old in BATCH_COUNTS if isinstance(data.get(sec), dict) and old in data[sec]]
+    if not found:
+        return data
+    train = data.get("train") if isinstance(data.get("train"), dict) else {}
+    micro = _coerce(train.get("micro_batch", TrainConfig.micro_batch), int, "train.micro_batch")
+    data = dict(data)
+    for sec, old in found:
+        new = BATCH_COUNTS[sec, old]
+        if new in data[sec]:
+            raise ConfigError(f"{sec}.{old} (the old count in batches) and {sec}.{new} are both set: keep {sec}.{new}")
+        value = _coerce(data[sec][old], int | None, f"{sec}.{old}")
+        if value is not None and value < 1:
+            raise ConfigError(f"{sec}.{old} must be > 0, got {value}")
+        data[sec] = {**{k: v for k, v in data[sec].items() if k != old}, new: None if value is None else value * micro}
+    return data
+
+
 def from_dict(cls, data: dict, where: str = ""):
     """Build dataclass `cls` from a nested dict, rejecting unknown keys and wrong types."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'} must be a mapping, got {data!r}")
+    if cls is RunConfig:
+        data = upgrade_batch_counts(data)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -385,8 +414,9 @@ def validate(cfg: RunConfig) -> None:
     _check(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, "train.beta1 and train.beta2 must be in [0, 1)")
     _check(t.grad_clip >= 0, f"train.grad_clip must be >= 0 (0 disables), got {t.grad_clip}")
     _check(t.eval_every > 0 and t.log_every > 0 and t.checkpoint_every > 0, "train.eval_every, log_every and checkpoint_every must be > 0")
-    _check(t.eval_batches is None or t.eval_batches > 0, "train.eval_batches must be > 0 or null (whole split)")
-    _check(t.final_eval_batches is None or t.final_eval_batches > 0, "train.final_eval_batches must be > 0 or null (whole split)")
+    _check(t.eval_sequences is None or t.eval_sequences > 0, "train.eval_sequences must be > 0 or null (whole split)")
+    _check(t.final_eval_sequences is None or t.final_eval_sequences > 0,
+           "train.final_eval_sequences must be > 0 or null (whole split)")
     _check(t.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
     _check(t.divergence_factor is None or t.divergence_factor > 1, "train.divergence_factor must be > 1 or null")
     _check(t.parallel in ("auto", "none", "ddp", "fsdp"), f"train.parallel must be auto, none, ddp or fsdp, got '{t.parallel}'")
@@ -403,7 +433,7 @@ def validate(cfg: RunConfig) -> None:
     _check(k.z_loss >= 0, f"distill.z_loss must be >= 0, got {k.z_loss}")
     _check(k.alpha_window >= 0 and k.lr_drop_steps >= 0, "distill.alpha_window and distill.lr_drop_steps must be >= 0")
     _check(k.kd_lr_factor > 0 and k.post_kd_lr_factor > 0, "distill.kd_lr_factor and distill.post_kd_lr_factor must be > 0")
-    _check(k.diag_batches >= 1, f"distill.diag_batches must be >= 1, got {k.diag_batches}")
+    _check(k.diag_sequences >= 1, f"distill.diag_sequences must be >= 1, got {k.diag_sequences}")
     _check(k.teacher_train_flops is None or k.teacher_train_flops >= 0, "distill.teacher_train_flops must be >= 0")
     get_loss(k.loss, k.loss_params)  # unknown loss or parameter: one line with a did-you-mean
     _check(k.select_k >= 1, f"distill.select_k must be >= 1, got {k.select_k}")

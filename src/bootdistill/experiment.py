@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .compute import flops_per_token
-from .config import RunConfig, _deep_merge, flatten, from_dict, load_yaml, resolve_model, set_dotted, to_dict, validate
+from .config import (BATCH_COUNTS, RunConfig, TrainConfig, _deep_merge, flatten, from_dict, load_yaml, resolve_model,
+                     set_dotted, to_dict, validate)
 from .errors import ConfigError
 from .shape import count_params, shape_of
 from .train.rundir import VOLATILE
@@ -53,10 +54,25 @@ class PlannedRun:
         return Path(self.cfg.out_dir)
 
 
+def _as_batch_counts(flat: dict) -> dict:
+    """The evaluation sizes in the batches of train.micro_batch that older versions counted them in (where they
+    divide), so a recipe that keeps its evaluation sets keeps its runs' names."""
+    micro, out = flat.get("train.micro_batch", TrainConfig.micro_batch), dict(flat)
+    for (section, old), new in BATCH_COUNTS.items():
+        if f"{section}.{new}" not in out:
+            continue
+        n = out[f"{section}.{new}"]
+        if n is None or n % micro == 0:
+            out[f"{section}.{old}"] = n if n is None else n // micro
+            out.pop(f"{section}.{new}", None)
+    return out
+
+
 def _config_hash(cfg_dict: dict) -> str:
     """Hash of the settings that differ from the defaults, so adding a config field keeps old runs' names."""
-    defaults = flatten(to_dict(RunConfig()), VOLATILE)
-    identity = {k: v for k, v in flatten(cfg_dict, VOLATILE).items() if k not in defaults or defaults[k] != v}
+    defaults = _as_batch_counts(flatten(to_dict(RunConfig()), VOLATILE))
+    identity = {k: v for k, v in _as_batch_counts(flatten(cfg_dict, VOLATILE)).items()
+                if k not in defaults or defaults[k] != v}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 

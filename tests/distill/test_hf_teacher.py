@@ -44,7 +44,7 @@ def test_hf_teacher_gives_the_models_logits_and_unknown_training_compute(tiny_co
     with torch.no_grad():
         ref = hf(input_ids=x).logits
     torch.testing.assert_close(trainer.teacher.signal(x).logits, ref)
-    val = token_file(prepared, "val")  # val_loss: mean CE over the first eval_batches x micro blocks
+    val = token_file(prepared, "val")  # val_loss: mean CE over the first train.eval_sequences (8) blocks
     vx = torch.from_numpy(np.asarray(val[: 8 * 32 + 1], dtype=np.int64))
     with torch.no_grad():
         logits = hf(input_ids=vx[:-1].view(8, 32)).logits

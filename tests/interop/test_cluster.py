@@ -19,7 +19,7 @@ def write_recipe(tmp: Path, corpus: Path) -> Path:
             "data": {"corpus": str(corpus), "vocab_size": 300, "prepared_dir": str(tmp / "prep")},
             "model": TINY,
             "train": {"lr_max": 3e-3, "batch_tokens": 128, "micro_batch": 4, "warmup_steps": 1, "total_steps": 4,
-                      "eval_every": 2, "eval_batches": 1, "final_eval_batches": 1, "log_every": 2,
+                      "eval_every": 2, "eval_sequences": 4, "final_eval_sequences": 4, "log_every": 2,
                       "checkpoint_every": 2, "precision": "fp32"},
             "log": {"progress": False, "tensorboard": False},
         },

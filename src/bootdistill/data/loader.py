@@ -110,9 +110,11 @@ def eval_batches(
         yield _gather(tokens, starts[lo : lo + batch_size], context)
 
 
-def eval_shard(tokens: np.ndarray, context: int, batch_size: int, max_batches: int | None, rank: int, world: int
+def eval_shard(tokens: np.ndarray, context: int, batch_size: int, max_sequences: int | None, rank: int, world: int
                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
-    """Rank `rank`'s share of the blocks eval_batches would give, as (x, y, real rows) batches of batch_size.
+    """Rank `rank`'s share of the split's first `max_sequences` blocks (None: all), as (x, y, real rows) batches
+    of batch_size. The blocks depend on neither batch_size nor world: summed over the ranks, they are the blocks
+    one process reads, so the evaluation set is the same on any layout.
 
     Every rank yields the same number of equally sized batches (sharded models need every rank in every
     forward), so a rank short of blocks pads with a repeat of the first block; only the first `real` rows count.
@@ -120,8 +122,8 @@ def eval_shard(tokens: np.ndarray, context: int, batch_size: int, max_batches: i
     n = num_blocks(len(tokens), context)
     if n < 1:
         raise DataError(f"the evaluation split has {len(tokens)} tokens, fewer than one block of context {context} + 1")
-    if max_batches is not None:
-        n = min(n, max_batches * batch_size)
+    if max_sequences is not None:
+        n = min(n, max_sequences)
     mine = np.arange(rank, n, world)
     per_rank = -(-n // world)
     padded = np.concatenate([mine, np.zeros(per_rank - len(mine), dtype=mine.dtype)]) * context

@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 
 from ..compute import FlopsLedger, flops_per_token
-from ..data.loader import eval_batches
+from ..data.loader import eval_shard
 from ..errors import CheckpointError, DataError
 from ..shape import count_params
+from ..train import distributed
 from ..train.evaluate import autocast_context, evaluate
 from .cache import LogitCache, is_cache
 from .signals import DenseSignal, SparseSignal
@@ -44,9 +45,9 @@ class StudentSide:
     data_key: str | None
     train_tokens: int  # length of the prepared training stream
     val_tokens: np.ndarray
-    eval_batch: int  # sequences per validation batch (the trainer's micro batch)
-    eval_batches: int | None
-    diag_batches: int = 4
+    eval_batch: int  # sequences per validation forward (the trainer's micro batch): memory only
+    eval_sequences: int | None  # the validation set: the split's first N blocks (None: all)
+    diag_sequences: int = 64
     teacher_train_flops: float | None = None  # given by the user for teachers without a ledger (HF)
 
 
@@ -107,7 +108,7 @@ class LiveTeacher:
     def _measure_val_loss(self) -> None:
         """The teacher's loss on the student's in-training validation set, and the forward FLOPs it took."""
         s = self.side
-        val = evaluate(self.model, s.val_tokens, s.context, s.eval_batch, s.device, s.amp_dtype, s.eval_batches)
+        val = evaluate(self.model, s.val_tokens, s.context, s.eval_batch, s.device, s.amp_dtype, s.eval_sequences)
         self.val_loss, self.eval_flops = val["loss"], self.inference_flops(val["tokens"])
 
     @torch.no_grad()
@@ -124,24 +125,28 @@ class LiveTeacher:
 
     @torch.no_grad()
     def diagnostics(self, student) -> dict:
-        """KL(teacher || student), entropies and top-1 agreement on the first validation batches."""
+        """KL(teacher || student), entropies and top-1 agreement on the first distill.diag_sequences validation
+        blocks, the same on any layout: each rank reads its share and the sums are added up over the ranks."""
         if self.model is None:
             return {}
         s = self.side
         was_training = student.training
         student.eval()
         kl = ent_s = ent_t = agree = n = 0.0
-        for x, _ in eval_batches(s.val_tokens, s.context, s.eval_batch, s.diag_batches):
+        for x, _, real in eval_shard(s.val_tokens, s.context, s.eval_batch, s.diag_sequences, distributed.rank(),
+                                     distributed.world()):
             x = x.to(s.device)
             with autocast_context(s.device, s.amp_dtype):
-                s_logp = F.log_softmax(student(x).float(), -1)
-                t_logp = F.log_softmax(self.logits(x).float(), -1)
-            kl += (t_logp.exp() * (t_logp - s_logp)).sum(-1).sum().item()
-            ent_s += -(s_logp.exp() * s_logp).sum(-1).sum().item()
-            ent_t += -(t_logp.exp() * t_logp).sum(-1).sum().item()
+                s_logp = F.log_softmax(student(x).float(), -1)[:real]
+                t_logp = F.log_softmax(self.logits(x).float(), -1)[:real]
+            kl += (t_logp.exp() * (t_logp - s_logp)).sum(-1).double().sum().item()
+            ent_s += -(s_logp.exp() * s_logp).sum(-1).double().sum().item()
+            ent_t += -(t_logp.exp() * t_logp).sum(-1).double().sum().item()
             agree += (s_logp.argmax(-1) == t_logp.argmax(-1)).sum().item()
-            n += x.numel()
+            n += real * x.shape[1]
         student.train(was_training)
+        if distributed.world() > 1:
+            kl, ent_s, ent_t, agree, n = distributed.sum_(torch.tensor([kl, ent_s, ent_t, agree, n], dtype=torch.float64)).tolist()
         return {"val_kl_teacher_student": kl / n, "student_entropy": ent_s / n, "teacher_entropy": ent_t / n,
                 "top1_agreement": agree / n, "diag_tokens": int(n)}
 
@@ -194,11 +199,11 @@ class CachedTeacher:
         from ..data.loader import num_blocks
 
         n = num_blocks(len(side.val_tokens), side.context)
-        if side.eval_batches is not None:
-            n = min(n, side.eval_batches * side.eval_batch)
+        if side.eval_sequences is not None:
+            n = min(n, side.eval_sequences)
         if n > len(self.cache.val_losses):
             raise DataError(f"teacher cache '{self.cache.path}' holds the teacher's loss on {len(self.cache.val_losses)} "
-                            f"validation blocks, the student evaluates {n}: lower train.eval_batches")
+                            f"validation blocks, the student evaluates {n}: lower train.eval_sequences")
         return float(self.cache.val_losses[:n].astype(np.float64).mean())
 
     def check_coverage(self, starts: np.ndarray) -> None:

@@ -5,7 +5,7 @@ baseline's compute. The definition used when a run kept its evaluation snapshots
 
 - C_classical: the classical run's whole scheduled compute (the paper's Table 3).
 - target: the classical run's final loss on the final evaluation set (the whole split when
-  `train.final_eval_batches` is null), read from its summary.json.
+  `train.final_eval_sequences` is null), read from its summary.json.
 - C_distilled: the distilled run's snapshots are evaluated on that same set, walking outward from the crossing
   the subset suggests until the first snapshot at or below the target is found; compute is interpolated
   linearly between it and the snapshot before. The run's own final loss is the last point.
@@ -47,8 +47,11 @@ class FullSetEvaluator:
     def __init__(self, run, split: str = "val", device: str = "auto"):
         self.run, self.split, self.device_name = run, split, device
         self.cache_path = run.path / "evals" / f"full_{split}.json"
-        key = (run.config.get("train") or {}).get("final_eval_batches")
-        self.key = f"batches={key}"
+        from ..config import upgrade_batch_counts
+
+        n = (upgrade_batch_counts(run.config).get("train") or {}).get("final_eval_sequences")
+        # the whole split keeps the key it always had, so the caches of older reports stay valid
+        self.key = "batches=None" if n is None else f"sequences={n}"
         try:
             cached = json.loads(self.cache_path.read_text()) if self.cache_path.is_file() else {}
         except (OSError, json.JSONDecodeError):
@@ -99,7 +102,7 @@ class FullSetEvaluator:
         micro, _ = micro_batch_size(resolve_model(cfg).train, shape.context)
         with cpu_threads(cfg.train.threads):  # the run's own setting: oversubscribed cores evaluate many times slower
             return evaluate(self._model, self._tokens, shape.context, micro, self._device, self._amp,
-                            cfg.train.final_eval_batches)["loss"]
+                            cfg.train.final_eval_sequences)["loss"]
 
 
 def _row_at(run, step: int) -> dict | None:

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from ..config import upgrade_batch_counts
+
 FILE = "savings_by_setting.png"
 MAX_KEYS = 3  # settings changed together still count as one variable (e.g. the three KD-aware LR knobs)
 NOT_SETTINGS = re.compile(r"^(out_dir|log\..*|train\.(seed|threads|device)|data\.(prepared_dir|corpus)|"
-                          r"distill\.diag_batches)$")
+                          r"distill\.diag_sequences)$")
 
 
 def flat(cfg: dict, prefix: str = "") -> dict:
@@ -71,7 +73,8 @@ def write_sweep_plot(runs, report: dict, out: Path, save) -> str | None:
     by_name = {r.name: r for r in runs}
     rows = {row["configuration"]: row for row in report.get("rows", [])
             if row.get("role") == "distilled" and row.get("savings_pct") and row["runs"][0] in by_name}
-    configs = {label: flat(by_name[row["runs"][0]].config) for label, row in rows.items()}
+    # older runs count evaluations in batches: read them in sequences, like the newer ones
+    configs = {label: flat(upgrade_batch_counts(by_name[row["runs"][0]].config)) for label, row in rows.items()}
     found = sweeps(configs)
     if not found:
         return None

@@ -20,7 +20,7 @@ CROSS_KEYS = ("step", "tokens", "flops_student", "flops_teacher_inference", "flo
               "flops_total_exact", "flops_eval", "flops_eval_exact")
 CROSSING_DEFINITION = (
     "C_classical is the classical run's whole scheduled compute; the target is its final loss on the final "
-    "evaluation set (the whole split unless train.final_eval_batches limits it); C_distilled is where the "
+    "evaluation set (the whole split unless train.final_eval_sequences limits it); C_distilled is where the "
     "distilled run first reaches the target on that same set, located by re-evaluating its evaluation "
     "snapshots around the crossing and interpolating compute linearly between the two snapshots around it. "
     "Runs without snapshots fall back to the in-training validation subset (flagged). C_distilled also counts "
@@ -297,7 +297,7 @@ def _measure(r: Run, b: Run | None, target: float | None, split: str, warn: list
                                "(train.eval_snapshots=true): rerun them with it")
     if r.policy != "classical":
         warn.append(f"{r.name}: crossing read off the in-training validation subset (noisy): train with "
-                    "train.eval_snapshots=true and final_eval_batches=null for the robust measurement")
+                    "train.eval_snapshots=true and final_eval_sequences=null for the robust measurement")
     tgt = target if target is not None else (r.final_eval_loss if own_target
                                              else b.final_eval_loss if b is not None else None)
     return {"target": tgt, "crossing": first_crossing(r.evals, tgt) if tgt is not None else None,

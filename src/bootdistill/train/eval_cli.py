@@ -60,7 +60,9 @@ def evaluate_checkpoint(path, split="val", data_dir=None, context=None, max_batc
     ctx = context or model.shape.context
     if ctx > model.shape.context:
         raise ConfigError(f"--context {ctx} is longer than the model's context {model.shape.context}: use at most {model.shape.context}")
-    result = evaluate(model, token_file(Path(data_dir), split), ctx, 8, dev, amp, max_batches, bucket)
+    batch = 8  # sequences per forward; --batches counts these
+    result = evaluate(model, token_file(Path(data_dir), split), ctx, batch, dev, amp,
+                      max_batches and max_batches * batch, bucket)
     return {"checkpoint": str(ckpt), "step": meta["step"], "split": split, "context": ctx, **result}
 
 

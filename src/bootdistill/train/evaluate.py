@@ -1,7 +1,8 @@
 """Validation/test loss, and loss by position in 64-token buckets (paper §3.3.1).
 
-Under torchrun each rank evaluates its share of the blocks and the sums are added up over the ranks, so every
-rank gets the loss a single process would measure on the same blocks."""
+The evaluation set is the split's first `max_sequences` blocks, whatever the batch size and the number of
+processes: under torchrun each rank evaluates its share of them and the sums are added up over the ranks, so
+every rank gets the loss a single process measures; the batch size only sets the memory a forward takes."""
 
 from __future__ import annotations
 
@@ -23,21 +24,22 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
 
 @torch.no_grad()
 def evaluate(model, tokens: np.ndarray, context: int, batch_size: int, device: torch.device,
-             amp_dtype: torch.dtype | None, max_batches: int | None = None, bucket: int | None = None) -> dict:
-    """Mean token cross-entropy (and the model's mean predictive entropy) over the split's first blocks; with
-    `bucket`, also per-position means."""
+             amp_dtype: torch.dtype | None, max_sequences: int | None = None, bucket: int | None = None) -> dict:
+    """Mean token cross-entropy (and the model's mean predictive entropy) over the split's first `max_sequences`
+    blocks (None: the whole split), read `batch_size` at a time; with `bucket`, also per-position means. Sums
+    are float64, so another batch size or process count only moves the last bits."""
     was_training = model.training
     model.eval()
     total, entropy, count = 0.0, 0.0, 0
     pos_sum = torch.zeros(context, dtype=torch.float64)
-    for x, y, real in eval_shard(tokens, context, batch_size, max_batches, distributed.rank(), distributed.world()):
+    for x, y, real in eval_shard(tokens, context, batch_size, max_sequences, distributed.rank(), distributed.world()):
         x, y = x.to(device), y.to(device)
         with autocast_context(device, amp_dtype):
             logits = model(x)
         logp = F.log_softmax(logits.float(), -1)[:real]
         loss = -logp.gather(-1, y[:real].unsqueeze(-1)).squeeze(-1)
-        total += loss.sum().item()
-        entropy += -(logp.exp() * logp).sum().item()
+        total += loss.double().sum().item()
+        entropy += -(logp.exp() * logp).double().sum().item()
         count += loss.numel()
         pos_sum += loss.sum(0).double().cpu()
     model.train(was_training)

@@ -222,8 +222,8 @@ class Trainer:
         c = self.cfg
         return StudentSide(self.device, self.amp_dtype, self.shape.vocab_size, self.shape.context,
                            self.data_meta["tokenizer_sha256"], str(self.data_dir), self.data_meta.get("key"),
-                           len(self.train_tokens), self.val_tokens, self.micro, c.train.eval_batches,
-                           c.distill.diag_batches, c.distill.teacher_train_flops)
+                           len(self.train_tokens), self.val_tokens, self.micro, c.train.eval_sequences,
+                           c.distill.diag_sequences, c.distill.teacher_train_flops)
 
     # ------------------------------------------------------------ checkpoints
 
@@ -267,7 +267,7 @@ class Trainer:
         found = ckpt_io.checkpoint_dirs(self.run_dir)
         where = f"the last good checkpoint is step {int(found[-1].name[5:])}" if found else "no checkpoint was written"
         return (f"nothing from the diverged steps was saved and {where}: continue with a lower learning rate, e.g. "
-                f"--resume --allow-change train.lr_max train.lr_max={self.cfg.train.lr_max / 4:.3g} "
+                f"--resume --allow-change train.lr_max train.lr_max={self.guard.suggested_lr(self.cfg.train.lr_max):.3g} "
                 "(in an experiment: lower it in the recipe)")
 
     def save(self, val_loss: float | None = None) -> Path | None:
@@ -275,7 +275,8 @@ class Trainer:
         takes part; rank 0 writes (under FSDP every rank writes its shard with DCP)."""
         if val_loss is None:
             val_loss = self.validate()["loss"]
-        self.guard.check_checkpoint(self.step, self.model, val_loss, self._divergence_hint)
+        on_schedule = self.step % self.cfg.train.checkpoint_every == 0  # not the extra one at an early max_steps
+        self.guard.check_checkpoint(self.step, self.model, val_loss, self._divergence_hint, record=on_schedule)
         state = {
             "sampler": self.sampler.state_dict(),
             "policy": self.policy.state_dict(),
@@ -359,10 +360,12 @@ class Trainer:
 
     # ------------------------------------------------------------ evaluation
 
-    def validate(self, tokens=None, max_batches="default", bucket=None) -> dict:
-        t = self.cfg.train
+    def validate(self, tokens=None, max_sequences="default", bucket=None) -> dict:
+        """Loss on the split's first `max_sequences` blocks (default train.eval_sequences), on any layout; the
+        micro-batch only sets how many go through one forward."""
+        n = self.cfg.train.eval_sequences if max_sequences == "default" else max_sequences
         return evaluate(self.model, self.val_tokens if tokens is None else tokens, self.shape.context, self.micro,
-                        self.device, self.amp_dtype, t.eval_batches if max_batches == "default" else max_batches, bucket)
+                        self.device, self.amp_dtype, n, bucket)
 
     def _charge_diagnostics(self, tokens: int) -> None:
         """KD diagnostics run the student and the teacher forward over `tokens` validation tokens."""
@@ -406,7 +409,7 @@ class Trainer:
                 self.teacher.release()
             info = self.train_step()
             window_tokens += self.tokens_per_step
-            self.guard.check_step(self.step, info["train_loss"], self._divergence_hint)
+            self.guard.check_step(self.step, info["train_loss"], self._divergence_hint, info["lr"])
             row = {"step": self.step, "tokens": self.step * self.tokens_per_step, **self.ledger.row(), **info}
             is_eval = self.step % t.eval_every == 0 or self.step == self.max_steps
             if self.step % t.log_every == 0 or is_eval:
@@ -421,6 +424,7 @@ class Trainer:
                 val = self.validate()
                 if on_schedule:
                     self.ledger.add_eval(self.shape, val["tokens"])
+                self.guard.check_val(self.step, val["loss"], self._divergence_hint, record=on_schedule)
                 last_val = row["val_loss"] = val["loss"]
                 row["val_entropy"] = val["entropy"]
                 if t.eval_snapshots and on_schedule:
@@ -459,9 +463,9 @@ class Trainer:
             saved = self.logit_saver.finish(self.model, self.val_tokens, self.micro, self.device, self.amp_dtype, last,
                                             ckpt_io.verify_checkpoint(last), self.step)
             print(f"saved the teacher's top-{saved['k']} logits of {saved['covered_blocks']} blocks to {self.run_dir / 'logits'}")
-        n_final = self.cfg.train.final_eval_batches
-        final_val = self.validate(max_batches=n_final)
-        test = self.validate(tokens=token_file(self.data_dir, "test"), max_batches=n_final, bucket=64)
+        n_final = self.cfg.train.final_eval_sequences
+        final_val = self.validate(max_sequences=n_final)
+        test = self.validate(tokens=token_file(self.data_dir, "test"), max_sequences=n_final, bucket=64)
         n = count_params(self.shape)
         summary = {
             "run_dir": str(self.run_dir),
