@@ -122,7 +122,7 @@ if [ "$SMOKE" = 1 ]; then
   MFU_PRESETS="1M"; BIG="1M"; MID_SIZE="2M"
   KD="--device cpu --student 32,1,2 --teacher 16,1,2 --context 64 --batch 2 --steps 1 --repeats 1 --vocab 500 --train-mb 0.3 --no-memory"
   MID="data.max_train_mb=0.5 data.vocab_size=500 model.d_model=32 model.n_layers=1 model.n_heads=2 model.context=64 \
-train.batch_tokens=128 train.micro_batch=2 train.max_steps=3 train.precision=fp32 train.final_eval_batches=2 train.device=cpu"
+train.batch_tokens=128 train.micro_batch=2 train.max_steps=3 train.precision=fp32 train.final_eval_sequences=4 train.device=cpu"
   TEST_SEL="tests/test_accel.py tests/test_cuda.py"
 else
   BENCH="--device cuda --micro 32 --steps 5 --repeats 3"

@@ -14,7 +14,7 @@ from bootdistill.train.metrics import read_metrics
 from bootdistill.train.trainer import Trainer
 
 STUDENT = {"model.d_model": 48, "model.n_layers": 2, "model.n_heads": 2}
-MICRO, CONTEXT, EVAL_BATCHES, DIAG_BATCHES = 4, 32, 2, 4  # tiny_overrides' micro batch and context
+CONTEXT = 32  # tiny_overrides' context
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +35,10 @@ def train(corpus, prepared, out, **kw):
     return trainer, trainer.fit()
 
 
-def evaluated_tokens(trainer, batches: int) -> int:
-    """Tokens one evaluation reads: the first `batches` batches of whole blocks of the validation split."""
+def evaluated_tokens(trainer, sequences: int) -> int:
+    """Tokens one evaluation reads: the first `sequences` whole blocks of the validation split."""
     blocks = num_blocks(len(token_file(trainer.data_dir, "val")), CONTEXT)
-    return min(blocks, batches * MICRO) * CONTEXT
+    return min(blocks, sequences) * CONTEXT
 
 
 def forward(shape: ModelShape, exact: bool = False) -> float:
@@ -48,7 +48,7 @@ def forward(shape: ModelShape, exact: bool = False) -> float:
 def test_classical_run_counts_every_in_training_evaluation(tiny_corpus, prepared, tmp_path):
     trainer, s = train(tiny_corpus, prepared, tmp_path / "c")
     evals = [r for r in read_metrics(tmp_path / "c" / "metrics.jsonl") if "val_loss" in r]
-    per_eval = evaluated_tokens(trainer, EVAL_BATCHES)
+    per_eval = evaluated_tokens(trainer, trainer.cfg.train.eval_sequences)
     assert per_eval > 0
     for i, row in enumerate(evals, 1):  # cumulative: i evaluations so far
         assert row["flops_eval"] == pytest.approx(i * per_eval * forward(trainer.shape), rel=1e-12)
@@ -63,8 +63,8 @@ def test_teacher_evaluations_are_counted_where_the_policy_uses_them(tiny_corpus,
     rows = read_metrics(tmp_path / "b" / "metrics.jsonl")
     evals = [r for r in rows if "val_loss" in r]
     t_shape = trainer.teacher.shape
-    per_eval = evaluated_tokens(trainer, EVAL_BATCHES)
-    diag = evaluated_tokens(trainer, DIAG_BATCHES)
+    per_eval = evaluated_tokens(trainer, trainer.cfg.train.eval_sequences)
+    diag = evaluated_tokens(trainer, trainer.cfg.distill.diag_sequences)
     expected = per_eval * forward(t_shape)  # the teacher's validation loss, measured once
     for row in evals:
         expected += per_eval * forward(trainer.shape)
