@@ -43,6 +43,9 @@ def cmd_train(args) -> int:
     from .train.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
+    if args.resume and not Path(cfg.out_dir).is_dir():  # a typo would otherwise start a fresh run
+        raise BootdistillError(f"--resume: run directory '{cfg.out_dir}' does not exist: check out_dir, or leave out "
+                               "--resume to start a new run")
     Trainer(cfg, resume=args.resume, allow_change=args.allow_change).fit()
     return 0
 

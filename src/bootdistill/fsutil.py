@@ -43,6 +43,15 @@ def check_writable(path: Path | str) -> None:
         raise BootdistillError(f"cannot write '{path}': '{existing}' is not writable; choose a writable output path")
 
 
+def umask_mode(mode: int) -> int:
+    """`mode` as the user's umask lets an ordinary open() or mkdir() create it (0o777 -> 0o755 under umask 022).
+    Temp files and directories are made private (0600 / 0700); outputs get this mode before they are renamed
+    into place."""
+    current = os.umask(0o077)  # reading the umask means setting it: set the private one for the instant between
+    os.umask(current)
+    return mode & ~current
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +61,7 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
+        os.chmod(tmp, umask_mode(0o666))  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -87,6 +96,7 @@ def atomic_dir(final: Path | str):
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
     try:
         with translate_os_errors(final):
+            os.chmod(tmp, umask_mode(0o777))  # mkdtemp makes 0700; the files inside follow the umask
             yield tmp
         replace_dir(tmp, final)
     except BaseException:

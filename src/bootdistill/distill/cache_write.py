@@ -69,6 +69,10 @@ def write_teacher_cache(teacher: str, out: str, top_p: float = 0.95, top_k: int 
     from ..train.eval_cli import load_model_from_checkpoint, run_config_of
     from ..train.precision import resolve_device, resolve_precision
 
+    if batch < 1:
+        raise ConfigError(f"--batch must be a positive number of sequences, got {batch}")
+    if context is not None and context < 1:
+        raise ConfigError(f"--context must be a positive number of tokens, got {context}")
     out_path = Path(out)
     if out_path.exists() and not C.is_cache(out_path) and (not out_path.is_dir() or any(out_path.iterdir())):
         raise ConfigError(f"'{out}' exists and is not a teacher cache: choose another --out (an old cache is replaced)")

@@ -3,6 +3,7 @@ preparing data, training a teacher or taking its first steps. `experiment --dry-
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ import torch
 from ..data.loader import num_blocks
 from ..distill.objective import student_loss
 from ..distill.policies import build_policy
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, ConfigError, DataError
 from ..fsutil import check_writable
+from ..shape import count_params
 
 
 def check_policy_and_loss(cfg) -> None:
@@ -55,6 +57,46 @@ def check_splits(data_dir: Path, context: int) -> None:
         if num_blocks(len(tokens), context) < 1:
             raise DataError(f"the {split} split of '{data_dir}' has {len(tokens)} tokens, fewer than one block of "
                             f"model.context {context} + 1: use a longer {split} text or a shorter model.context")
+
+
+BYTES_PER_PARAM = 16  # fp32 weights, gradients and AdamW's two moments
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes a run could allocate on `device` now (None: unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(shape, device: torch.device, shards: int = 1) -> None:
+    """Refuse a model whose parameters alone cannot fit, before allocating them (an allocator traceback, or a
+    machine swapping to death, otherwise). Activations come on top: passing this does not promise a fit."""
+    need = count_params(shape)["total"] * BYTES_PER_PARAM / shards
+    have = available_memory(device)
+    if have is not None and need > have:
+        raise ConfigError(f"the model's {count_params(shape)['total'] / 1e6:,.0f}M parameters need about {need / 2**30:,.1f} GiB "
+                          f"for weights, gradients and AdamW state, more than the {have / 2**30:,.1f} GiB free on "
+                          f"{device}: use a smaller model (model.d_model, model.n_layers), or shard it with "
+                          "train.parallel=fsdp over more devices")
+
+
+def check_batch(n_train_tokens: int, context: int, sequences: int) -> None:
+    """A step must not ask for more sequences than the training data holds."""
+    have = num_blocks(n_train_tokens, context)
+    if sequences > have:
+        raise DataError(f"a step of {sequences:,} sequences of {context} tokens (train.batch_tokens) is more than the "
+                        f"{have:,} the training data holds: lower train.batch_tokens or use more training text")
 
 
 def check_run(cfg, teacher_must_exist: bool = True) -> None:
