@@ -143,6 +143,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         options = [str(o) for o in typing.get_args(hint)]
         if isinstance(value, str) and value in options:
             return value
+        if isinstance(value, bool):  # YAML 1.1 reads unquoted on/off/yes/no as booleans
+            raise ConfigError(f"{where} is the boolean {str(value).lower()} (YAML reads unquoted on, off, yes and no as "
+                              f"true or false): quote the value, e.g. {where}='{options[-1]}'; valid: {', '.join(options)}")
         match = difflib.get_close_matches(str(value), options, n=1, cutoff=0.5)
         hint_text = f"did you mean '{match[0]}'? " if match else ""
         raise ConfigError(f"{where} '{value}' is unknown ({hint_text}valid: {', '.join(options)})")
@@ -263,6 +266,8 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, str]]:
 
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a directory: give a YAML file in it, e.g. configs/train-5m.yaml")
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
     try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import fcntl
+import glob
 import json
 import os
 import shutil
@@ -88,12 +90,39 @@ def replace_dir(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
+def _held(path: Path) -> bool:
+    """Whether a live process holds the flock of directory `path` (atomic_dir's writers do)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def clean_stale_temps(final: Path | str) -> list[Path]:
+    """Remove the temp dirs atomic_dir(final) left when its writer was killed; a live writer's stays."""
+    final = Path(final)
+    stale = [p for p in final.parent.glob(f".{glob.escape(final.name)}.*.tmp") if p.is_dir() and not _held(p)]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
+
+
 @contextmanager
 def atomic_dir(final: Path | str):
-    """Yield a temp dir beside `final`; on success it replaces `final` in one rename, on failure it is removed."""
+    """Yield a temp dir beside `final`; on success it replaces `final` in one rename, on failure it is removed.
+    The writer holds a flock on the temp dir, so clean_stale_temps can tell a killed write from a running one."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    fd = os.open(tmp, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with translate_os_errors(final):
             os.chmod(tmp, umask_mode(0o777))  # mkdtemp makes 0700; the files inside follow the umask
@@ -102,3 +131,5 @@ def atomic_dir(final: Path | str):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(fd)

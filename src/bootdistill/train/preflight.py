@@ -43,6 +43,9 @@ def check_teacher_exists(cfg) -> None:
         return  # a checkpoints/step_* directory, or a teacher cache (checked in full when it opens)
     if not path.exists():
         raise CheckpointError(f"teacher '{teacher}' does not exist: train the teacher first or fix distill.teacher")
+    if not path.is_dir():
+        raise CheckpointError(f"teacher '{teacher}' is a file: distill.teacher names a run directory, one of its "
+                              "checkpoints/step_* directories, a teacher cache directory or hf:MODEL")
     if not (path / "summary.json").is_file():
         raise CheckpointError(f"teacher run '{teacher}' has not finished (no summary.json): finish it with "
                               "`bootdistill train ... --resume`, or name one of its checkpoints/step_* directories")
