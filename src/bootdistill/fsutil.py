@@ -90,6 +90,16 @@ def replace_dir(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
+def _follow_umask(root: Path) -> None:
+    """Give a finished temp dir the modes an ordinary mkdir() and open() would have: mkdtemp makes 0700, and
+    some writers (safetensors) make their files 0600."""
+    dirs, files = umask_mode(0o777), umask_mode(0o666)
+    os.chmod(root, dirs)
+    for p in Path(root).rglob("*"):
+        if not p.is_symlink():
+            os.chmod(p, dirs if p.is_dir() else files)
+
+
 def _held(path: Path) -> bool:
     """Whether a live process holds the flock of directory `path` (atomic_dir's writers do)."""
     try:
@@ -125,8 +135,8 @@ def atomic_dir(final: Path | str):
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with translate_os_errors(final):
-            os.chmod(tmp, umask_mode(0o777))  # mkdtemp makes 0700; the files inside follow the umask
             yield tmp
+            _follow_umask(tmp)
         replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
