@@ -42,7 +42,10 @@ def cmd_train(args) -> int:
     from .config import load_config
     from .train.trainer import Trainer
 
+    from .train.rundir import check_allow_change
+
     cfg = load_config(args.config, args.overrides)
+    check_allow_change(args.allow_change, args.resume)
     if args.resume and not Path(cfg.out_dir).is_dir():  # a typo would otherwise start a fresh run
         raise BootdistillError(f"--resume: run directory '{cfg.out_dir}' does not exist: check out_dir, or leave out "
                                "--resume to start a new run")
