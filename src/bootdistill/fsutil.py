@@ -90,7 +90,7 @@ def replace_dir(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def _follow_umask(root: Path) -> None:
+def follow_umask(root: Path) -> None:
     """Give a finished temp dir the modes an ordinary mkdir() and open() would have: mkdtemp makes 0700, and
     some writers (safetensors) make their files 0600."""
     dirs, files = umask_mode(0o777), umask_mode(0o666)
@@ -136,7 +136,7 @@ def atomic_dir(final: Path | str):
     try:
         with translate_os_errors(final):
             yield tmp
-            _follow_umask(tmp)
+            follow_umask(tmp)
         replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -21,7 +21,7 @@ import yaml
 
 from ..data.tokenizer import SEP_ID, SPECIAL_TOKENS, file_sha256
 from ..errors import BootdistillError, CheckpointError, DataError
-from ..fsutil import translate_os_errors, umask_mode
+from ..fsutil import follow_umask, translate_os_errors
 from ..model import GPT
 from ..shape import ModelShape
 
@@ -138,7 +138,7 @@ def export_hf(run_or_ckpt: str | Path, out: str | Path, tokenizer: str | Path | 
             hf_tok.save_pretrained(tmp)
             provenance = {"checkpoint": str(ckpt), **{k: meta.get(k) for k in ("step", "tokens", "tokenizer_sha256", "ledger")}}
             (tmp / "bootdistill.json").write_text(json.dumps(provenance, indent=2) + "\n")  # where it came from
-            os.chmod(tmp, umask_mode(0o777))  # mkdtemp makes 0700; the export is an ordinary directory
+            follow_umask(tmp)  # mkdtemp makes 0700; the export is an ordinary directory
             if out.exists():
                 out.rmdir()  # empty (checked above)
             os.replace(tmp, out)
