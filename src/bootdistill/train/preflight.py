@@ -14,7 +14,7 @@ from ..distill.objective import student_loss
 from ..distill.policies import build_policy
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fsutil import check_writable
-from ..shape import count_params
+from ..shape import ModelShape, count_params
 
 
 def check_policy_and_loss(cfg) -> None:
@@ -82,13 +82,15 @@ def available_memory(device: torch.device) -> int | None:
         return None
 
 
-def check_memory(shape, device: torch.device, shards: int = 1) -> None:
+def check_memory(cfg, device: torch.device, shards: int = 1) -> None:
     """Refuse a model whose parameters alone cannot fit, before allocating them (an allocator traceback, or a
     machine swapping to death, otherwise). Activations come on top: passing this does not promise a fit."""
-    need = count_params(shape)["total"] * BYTES_PER_PARAM / shards
+    m = cfg.model
+    n = count_params(ModelShape(cfg.data.vocab_size, m.d_model, m.n_layers, m.n_heads, m.context))["total"]
+    need = n * BYTES_PER_PARAM / shards
     have = available_memory(device)
     if have is not None and need > have:
-        raise ConfigError(f"the model's {count_params(shape)['total'] / 1e6:,.0f}M parameters need about {need / 2**30:,.1f} GiB "
+        raise ConfigError(f"the model's {n / 1e6:,.0f}M parameters need about {need / 2**30:,.1f} GiB "
                           f"for weights, gradients and AdamW state, more than the {have / 2**30:,.1f} GiB free on "
                           f"{device}: use a smaller model (model.d_model, model.n_layers), or shard it with "
                           "train.parallel=fsdp over more devices")

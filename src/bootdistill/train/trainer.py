@@ -81,8 +81,7 @@ class Trainer:
 
         check_run_dir(Path(cfg.out_dir), cfg, resume, allow_change)
         preflight.check_run(cfg)  # policy, loss, teacher, writable output: before any compute
-        preflight.check_memory(ModelShape(cfg.data.vocab_size, cfg.model.d_model, cfg.model.n_layers, cfg.model.n_heads,
-                                          cfg.model.context), self.device, dist.world() if self.parallel == "fsdp" else 1)
+        preflight.check_memory(cfg, self.device, dist.world() if self.parallel == "fsdp" else 1)
         with dist.main_first():  # rank 0 prepares the data files, the others then find them
             self.data_dir = prepare(cfg.data, progress=cfg.log.progress)
         self.data_meta = load_meta(self.data_dir)
