@@ -90,8 +90,8 @@ def check_memory(cfg, device: torch.device, shards: int = 1) -> None:
     need = n * BYTES_PER_PARAM / shards
     have = available_memory(device)
     if have is not None and need > have:
-        raise ConfigError(f"the model's {n / 1e6:,.0f}M parameters need about {need / 2**30:,.1f} GiB "
-                          f"for weights, gradients and AdamW state, more than the {have / 2**30:,.1f} GiB free on "
+        raise ConfigError(f"the model's {n:.3g} parameters need about {need / 2**30:.3g} GiB "
+                          f"for weights, gradients and AdamW state, more than the {have / 2**30:.3g} GiB free on "
                           f"{device}: use a smaller model (model.d_model, model.n_layers), or shard it with "
                           "train.parallel=fsdp over more devices")
 
