@@ -60,3 +60,16 @@ def test_every_path_the_readme_names_exists():
     assert "configs/train-5m.yaml" in named and "src/bootdistill/train/" in named
     missing = [p for p in sorted(named) if not any((REPO / p.rstrip(".")).parent.glob(Path(p.rstrip(".")).name))]
     assert not missing, f"the README names paths that do not exist: {missing}"
+
+
+def test_the_train_5m_config_says_what_it_runs():
+    from bootdistill.config import load_config, resolve_model
+    from bootdistill.shape import ModelShape, count_params
+
+    path = REPO / "configs" / "train-5m.yaml"
+    cfg = resolve_model(load_config(path))
+    m = cfg.model
+    n = count_params(ModelShape(cfg.data.vocab_size, m.d_model, m.n_layers, m.n_heads, m.context))["total"]
+    header = path.read_text().split("\nout_dir:")[0]
+    assert f"d {m.d_model}, {m.n_layers} layers, {m.n_heads} heads; {n / 1e6:.2f}M parameters" in header
+    assert cfg.data.max_train_mb is not None and f"first {cfg.data.max_train_mb:g} MB" in header  # not all 374 MB

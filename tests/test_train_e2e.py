@@ -158,3 +158,22 @@ def test_unclipped_training_logs_the_raw_gradient_norm(tiny_corpus, prepared, tm
     rows = [row for row in read_metrics(out / "metrics.jsonl") if "grad_norm" in row]
     assert rows and all(row["grad_norm"] > 0 for row in rows)
     assert all("val_entropy" in row for row in read_metrics(out / "metrics.jsonl") if "val_loss" in row)
+
+
+def test_metrics_deleted_during_a_run_are_written_again(tiny_corpus, prepared, tmp_path, capsys):
+    from bootdistill.config import load_config
+    from bootdistill.train.trainer import Trainer
+
+    out = tmp_path / "run"
+    trainer = Trainer(load_config(None, tiny_overrides(tiny_corpus, out, prepared)))
+    step = trainer.train_step
+
+    def step_then_delete():  # someone removes metrics.jsonl while the run writes it
+        if trainer.step == 5:
+            (out / "metrics.jsonl").unlink()
+        return step()
+
+    trainer.train_step = step_then_delete
+    trainer.fit()
+    assert [row["step"] for row in read_metrics(out / "metrics.jsonl")] == [2, 4, 6, 8, 10, 12]
+    assert f"warning: '{out / 'metrics.jsonl'}' was deleted or replaced during the run" in capsys.readouterr().err

@@ -42,7 +42,13 @@ def cmd_train(args) -> int:
     from .config import load_config
     from .train.trainer import Trainer
 
+    from .train.rundir import check_allow_change
+
     cfg = load_config(args.config, args.overrides)
+    check_allow_change(args.allow_change, args.resume)
+    if args.resume and not Path(cfg.out_dir).is_dir():  # a typo would otherwise start a fresh run
+        raise BootdistillError(f"--resume: run directory '{cfg.out_dir}' does not exist: check out_dir, or leave out "
+                               "--resume to start a new run")
     Trainer(cfg, resume=args.resume, allow_change=args.allow_change).fit()
     return 0
 
@@ -105,7 +111,7 @@ def cmd_teacher_cache(args) -> int:
 
     meta = write_teacher_cache(args.teacher, args.out, top_p=args.top_p, top_k=args.top_k, data_dir=args.data,
                                context=args.context, batch=args.batch, max_tokens=args.max_tokens, values=args.values,
-                               device=args.device, precision=args.precision)
+                               device=args.device, precision=args.precision, progress=not args.no_progress)
     print(f"teacher cache {args.out}: top-p {meta['top_p']} then top-{meta['k']} of {meta['tokens_covered']:,} tokens "
           f"(context {meta['context']}), keeping {meta['kept_mass_mean']:.1%} of the teacher's mass on average "
           f"(KL truncated||full {meta['kl_truncated_to_full_mean']:.4f} nats/token); {format_storage(meta['storage'])}; teacher inference "
@@ -164,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
                    help="teacher autocast, as train.precision (default auto); use the students' for live-equal signals")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (tokens done, tokens/s, time left)")
     p.set_defaults(func=cmd_teacher_cache)
 
     p = sub.add_parser("presets", help="the model presets of the paper's Table 1 with parameter and FLOP counts")

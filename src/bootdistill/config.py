@@ -157,6 +157,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         options = [str(o) for o in typing.get_args(hint)]
         if isinstance(value, str) and value in options:
             return value
+        if isinstance(value, bool):  # YAML 1.1 reads unquoted on/off/yes/no as booleans
+            raise ConfigError(f"{where} is the boolean {str(value).lower()} (YAML reads unquoted on, off, yes and no as "
+                              f"true or false): quote the value, e.g. {where}='{options[-1]}'; valid: {', '.join(options)}")
         match = difflib.get_close_matches(str(value), options, n=1, cutoff=0.5)
         hint_text = f"did you mean '{match[0]}'? " if match else ""
         raise ConfigError(f"{where} '{value}' is unknown ({hint_text}valid: {', '.join(options)})")
@@ -304,6 +307,8 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, str]]:
 
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a directory: give a YAML file in it, e.g. configs/train-5m.yaml")
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
     try:
@@ -409,6 +414,14 @@ def validate(cfg: RunConfig) -> None:
     _check(t.warmup_steps >= 0, f"train.warmup_steps must be >= 0, got {t.warmup_steps}")
     _check(t.total_steps > 0, f"train.total_steps must be > 0, got {t.total_steps}")
     _check(t.max_steps is None or t.max_steps > 0, f"train.max_steps must be > 0, got {t.max_steps}")
+    _check(t.max_steps is None or t.max_steps <= t.total_steps,
+           f"train.max_steps ({t.max_steps}) is past train.total_steps ({t.total_steps}), the end of the LR schedule: "
+           "raise train.total_steps or lower train.max_steps")
+    _check(t.warmup_steps <= t.total_steps,
+           f"train.warmup_steps ({t.warmup_steps}) is longer than train.total_steps ({t.total_steps}): the LR would never "
+           "reach train.lr_max; lower train.warmup_steps")
+    _check(t.threads is None or t.threads >= 1, f"train.threads must be >= 1 or null (torch's default), got {t.threads}")
+    _check(0 <= t.seed < 2**63, f"train.seed must be an integer in [0, 2^63), got {t.seed}")
     _check(0 < t.decay_fraction <= 1, f"train.decay_fraction must be in (0, 1], got {t.decay_fraction}")
     _check(t.weight_decay >= 0, f"train.weight_decay must be >= 0, got {t.weight_decay}")
     _check(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, "train.beta1 and train.beta2 must be in [0, 1)")

@@ -131,10 +131,13 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[d
     if not specs:
         raise ConfigError(f"recipe '{path}' defines no runs: add a 'runs:' mapping")
     defaults = recipe.get("defaults") or {}
+    out_root = Path(recipe.get("out_dir") or f"runs/{recipe.get('name') or Path(path).stem}")
     for item in overrides or []:
         key, _, value = item.partition("=")
+        if key.strip() == "out_dir":  # the recipe's out_dir moves: its runs go below the new one
+            out_root = Path(value)
+            continue
         set_dotted(defaults, key, value)
-    out_root = Path(recipe.get("out_dir") or f"runs/{recipe.get('name') or Path(path).stem}")
 
     def resolved_spec(name: str, seen=()) -> dict:
         if name not in specs:

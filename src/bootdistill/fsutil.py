@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import fcntl
+import glob
 import json
 import os
 import shutil
@@ -43,6 +45,15 @@ def check_writable(path: Path | str) -> None:
         raise BootdistillError(f"cannot write '{path}': '{existing}' is not writable; choose a writable output path")
 
 
+def umask_mode(mode: int) -> int:
+    """`mode` as the user's umask lets an ordinary open() or mkdir() create it (0o777 -> 0o755 under umask 022).
+    Temp files and directories are made private (0600 / 0700); outputs get this mode before they are renamed
+    into place."""
+    current = os.umask(0o077)  # reading the umask means setting it: set the private one for the instant between
+    os.umask(current)
+    return mode & ~current
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +63,7 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
+        os.chmod(tmp, umask_mode(0o666))  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -79,16 +90,56 @@ def replace_dir(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
+def follow_umask(root: Path) -> None:
+    """Give a finished temp dir the modes an ordinary mkdir() and open() would have: mkdtemp makes 0700, and
+    some writers (safetensors) make their files 0600."""
+    dirs, files = umask_mode(0o777), umask_mode(0o666)
+    os.chmod(root, dirs)
+    for p in Path(root).rglob("*"):
+        if not p.is_symlink():
+            os.chmod(p, dirs if p.is_dir() else files)
+
+
+def _held(path: Path) -> bool:
+    """Whether a live process holds the flock of directory `path` (atomic_dir's writers do)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def clean_stale_temps(final: Path | str) -> list[Path]:
+    """Remove the temp dirs atomic_dir(final) left when its writer was killed; a live writer's stays."""
+    final = Path(final)
+    stale = [p for p in final.parent.glob(f".{glob.escape(final.name)}.*.tmp") if p.is_dir() and not _held(p)]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
+
+
 @contextmanager
 def atomic_dir(final: Path | str):
-    """Yield a temp dir beside `final`; on success it replaces `final` in one rename, on failure it is removed."""
+    """Yield a temp dir beside `final`; on success it replaces `final` in one rename, on failure it is removed.
+    The writer holds a flock on the temp dir, so clean_stale_temps can tell a killed write from a running one."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    fd = os.open(tmp, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with translate_os_errors(final):
             yield tmp
+            follow_umask(tmp)
         replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(fd)

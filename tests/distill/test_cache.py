@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli, tiny_overrides
+from conftest import run_cli, run_main, tiny_overrides
 from bootdistill.compute import flops_per_token
 from bootdistill.config import load_config
 from bootdistill.data.prepare import token_file
@@ -126,10 +126,11 @@ def test_bad_caches_are_refused_with_one_line(tiny_corpus, prepared, teacher, k5
     short = tmp_path / "short"
     r = run_cli("teacher-cache", str(teacher), "--out", str(short), "--max-tokens", "2000")
     assert r.returncode == 0 and "bytes/token" in r.stdout and "full fp32 logits" in r.stdout
+    assert "1.98k/1.98k" in r.stderr and "tok/s" in r.stderr  # the progress bar: tokens done, tokens/s
     r = run_cli("train", *tiny_overrides(tiny_corpus, tmp_path / "s", prepared, **STUDENT), "distill.policy=kd",
                 f"distill.teacher={short}")
     assert r.returncode == 2 and "covers tokens 0 to 1,984" in r.stderr.splitlines()[-1] and "Traceback" not in r.stderr
-    assert not (tmp_path / "s" / "config.yaml").exists()
+    assert not (tmp_path / "s").exists()  # not even the lock of a run that never started
 
     def refused(cache, message, prep=prepared, **kw):
         with pytest.raises(BootdistillError, match=message) as e:
@@ -172,3 +173,37 @@ def test_cache_of_a_vocabulary_above_65535_stores_uint32_ids(tiny_corpus, tmp_pa
         top = model(x).topk(4, dim=-1).indices
     got = torch.from_numpy(np.asarray(cache.indices[:2], dtype=np.int64))
     assert got.max() > 65_535 and torch.equal(got.sort(-1).values, top.sort(-1).values)
+
+
+def test_unwritable_out_is_refused_before_the_teacher_runs(teacher, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    line = run_main("teacher-cache", str(teacher), "--out", str(blocker / "cache"))
+    assert line.returncode == 2 and "is a file, not a directory" in line.stderr and "Traceback" not in line.stderr
+    assert "tok/s" not in line.stderr  # no inference ran
+
+
+def test_a_killed_writers_temp_dir_is_removed_next_time(teacher, tmp_path):
+    import fcntl
+    import os
+    import stat
+
+    out = tmp_path / "cache"
+    killed = tmp_path / ".cache.k1ll3d.tmp"  # what a SIGKILL during a write leaves
+    killed.mkdir()
+    (killed / "indices.u16").write_bytes(b"\0" * 1000)
+    running = tmp_path / ".cache.runn1n.tmp"  # another writer, alive: it holds its temp dir's lock
+    running.mkdir()
+    fd = os.open(running, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        r = run_main("teacher-cache", str(teacher), "--out", str(out), "--max-tokens", "2000", "--no-progress")
+        assert r.returncode == 0, r.stderr
+        assert not killed.exists() and running.is_dir()
+    finally:
+        os.close(fd)
+    assert LogitCache(out).covered.sum() == 2000 // 32
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~mask  # an ordinary directory, not mkdtemp's 0700
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o666 & ~mask for f in out.iterdir())

@@ -93,3 +93,16 @@ def test_salt_ds_recipe_resolves_the_scoring_checkpoint(tmp_path):
     assert by["salt-ds"].cfg.distill.select_with == str(by["teacher-17M"].run_dir / "checkpoints" / "step_00001500")
     assert by["salt"].cfg.distill.select_with is None and by["salt-ds"].cfg.distill.kd_steps == 2000
     assert by["teacher-17M"].cfg.train.keep_checkpoints >= 10800 // 500 + 1  # the step-1500 checkpoint survives
+
+
+def test_a_scorer_that_scores_nothing_is_warned_about(tiny_corpus, prepared, teacher, tmp_path, capsys):
+    # top-1 of a 4-step model rarely holds the true token: every median is 0, the "selection" is block order
+    kd = {"model.d_model": 48, "distill.policy": "fixed", "distill.kd_steps": 2, "distill.teacher": teacher,
+          "distill.select_with": teacher / "checkpoints" / "step_00000004", "distill.select_k": 1}
+    Trainer(load_config(None, tiny_overrides(tiny_corpus, tmp_path / "s", prepared, **kd)))
+    with np.load(tmp_path / "s" / "selection.npz") as f:
+        zero_picks = int((f["scores"][np.isin(f["candidate_starts"], f["selected_starts"])] <= 0).sum())
+    assert zero_picks > 0
+    err = capsys.readouterr().err
+    assert f"warning: SALT_DS: scorer" in err and f"scores {zero_picks} of the 16 selected sequences 0" in err
+    assert "later checkpoint" in json.loads((tmp_path / "s" / "selection.json").read_text())["warning"]

@@ -314,6 +314,16 @@ def test_cli_errors(tmp_path):
         load_runs([])
 
 
+def test_a_run_without_metrics_is_said_loudly(pair, capsys):
+    root, teacher, c, d = pair
+    (d / "metrics.jsonl").unlink()  # deleted: the summary alone has no curve or crossing
+    assert run_cli(c, d, "--out", root / "r") == 0
+    assert f"warning: boot: NO METRICS ({d / 'metrics.jsonl'} is missing or empty)" in capsys.readouterr().err
+    (c / "metrics.jsonl").write_text("")
+    with pytest.raises(BootdistillError, match="no metrics to report: metrics.jsonl is missing or empty"):
+        run_cli(c, d, "--out", root / "r2")
+
+
 def test_synthetic_corpus_is_flagged(tmp_path):
     make_run(tmp_path, "syn", CLASSICAL, source="synthetic", synthetic=True)
     report = build_report(load_runs([tmp_path / "syn"]))

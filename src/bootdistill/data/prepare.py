@@ -321,6 +321,11 @@ def prepare(data_cfg, progress: bool = True) -> Path:
                 f"disk full while writing prepared data to '{tmp.parent}'; free some space or set "
                 f"data.prepared_dir to a directory on another disk (the partial files were removed)"
             ) from None
+        if getattr(e, "errno", None) == errno.EFBIG or "File too large" in str(e):
+            raise DataError(
+                f"cannot write prepared data to '{out}': a file reached the file-size limit (ulimit -f); raise the "
+                "limit (ulimit -f unlimited) or use less text (data.max_train_mb); the partial files were removed"
+            ) from None
         raise
     finally:
         if not done:

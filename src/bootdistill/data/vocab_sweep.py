@@ -9,6 +9,7 @@ default), which is how WikiText counts words; tokens are BPE tokens without [SEP
 from __future__ import annotations
 
 import csv
+import math
 import sys
 import time
 from pathlib import Path
@@ -42,8 +43,8 @@ def vocab_sweep(
     bad = [s for s in sizes if not 260 <= s <= 65535]
     if bad:
         raise DataError(f"vocabulary sizes must be in [260, 65535] (256 bytes + 4 special tokens, uint16), got {bad}")
-    if sample_mb <= 0:
-        raise DataError(f"--sample-mb must be > 0, got {sample_mb}")
+    if not (math.isfinite(sample_mb) and sample_mb > 0):  # nan and inf pass a plain > 0
+        raise DataError(f"--sample-mb must be a finite number of MB > 0, e.g. 20; got {sample_mb}")
     if heldout not in ("valid", "test"):
         raise DataError(f"held-out split must be valid or test, got '{heldout}'")
     corpus = resolve_corpus(data_cfg, log=_log)

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..compute import FlopsLedger, flops_per_token
 from ..data.loader import num_blocks
 from ..errors import ConfigError, DataError
-from ..fsutil import atomic_dir
+from ..fsutil import atomic_dir, check_writable, clean_stale_temps
 from ..shape import count_params
 from ..train.evaluate import autocast_context
 from . import cache as C
@@ -63,15 +64,21 @@ def format_storage(s: dict) -> str:
 @torch.no_grad()
 def write_teacher_cache(teacher: str, out: str, top_p: float = 0.95, top_k: int = 50, data_dir: str | None = None,
                         context: int | None = None, batch: int = 8, max_tokens: int | None = None,
-                        values: str = "fp16", device: str = "auto", precision: str = "auto") -> dict:
+                        values: str = "fp16", device: str = "auto", precision: str = "auto", progress: bool = True) -> dict:
     """Run `teacher` once over the prepared training stream; write its truncated distributions to `out`."""
     from ..data.prepare import load_meta, prepare, token_file
     from ..train.eval_cli import load_model_from_checkpoint, run_config_of
     from ..train.precision import resolve_device, resolve_precision
 
+    if batch < 1:
+        raise ConfigError(f"--batch must be a positive number of sequences, got {batch}")
+    if context is not None and context < 1:
+        raise ConfigError(f"--context must be a positive number of tokens, got {context}")
     out_path = Path(out)
     if out_path.exists() and not C.is_cache(out_path) and (not out_path.is_dir() or any(out_path.iterdir())):
         raise ConfigError(f"'{out}' exists and is not a teacher cache: choose another --out (an old cache is replaced)")
+    check_writable(out_path.absolute().parent)  # before the teacher's inference, which can take hours
+    clean_stale_temps(out_path)  # what a killed writer of this cache left
     dev = resolve_device(device, "--device ")
     amp, _ = resolve_precision(precision, dev)
     model, meta, ckpt = load_model_from_checkpoint(teacher, dev)
@@ -92,7 +99,9 @@ def write_teacher_cache(teacher: str, out: str, top_p: float = 0.95, top_k: int 
         raise ConfigError(f"--max-tokens {max_tokens} is less than one block of {ctx} tokens")
     val = C.val_block_losses(model, token_file(data_dir, "val"), ctx, batch, dev, amp)
     mass = neg_log_mass = 0.0  # how much of the teacher the truncation kept (and KL(truncated || full) per token)
-    with atomic_dir(Path(out)) as tmp:
+    bar = tqdm(total=todo * ctx, disable=not progress, unit="tok", unit_scale=True, dynamic_ncols=True,
+               desc="teacher cache")
+    with atomic_dir(Path(out)) as tmp, bar:
         arrays = C.CacheArrays(tmp, n_blocks, ctx, k, values, create=True, vocab=model.shape.vocab_size)
         for lo in range(0, todo, batch):
             blocks = np.arange(lo, min(todo, lo + batch))
@@ -103,6 +112,7 @@ def write_teacher_cache(teacher: str, out: str, top_p: float = 0.95, top_k: int 
             arrays.write(blocks, sig)
             mass += sig.log_kept_mass.double().exp().sum().item()
             neg_log_mass -= sig.log_kept_mass.double().sum().item()
+            bar.update(len(blocks) * ctx)
         arrays.flush()
         C.write_val_losses(tmp, val)
         info = teacher_info(ckpt, meta, model.shape)

@@ -10,6 +10,7 @@ charged to the student's ledger as teacher inference.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,13 @@ def salt_selection(checkpoint: str, k: int, run_dir: Path, data_dir, data_meta: 
             "score_selected_min": float(scores[chosen].min()), "score_all_median": float(np.median(scores)),
             "scoring_flops": n_tok * flops_per_token(model.shape, training=False),
             "scoring_flops_exact": n_tok * flops_per_token(model.shape, training=False, exact=True)}
+    zero = int((scores[chosen] <= 0).sum())
+    if zero:  # ties at 0 go to the earlier block: those picks say nothing about the data
+        info["warning"] = (f"SALT_DS: scorer '{ckpt}' scores {zero} of the {m} selected sequences 0 ({int((scores <= 0).sum())} "
+                           f"of {len(scores)} candidates): its top-{k} holds the true next token for too few of their "
+                           "tokens, so those are simply the first blocks; score with a later checkpoint or a larger "
+                           "distill.select_k")
+        print(f"warning: {info['warning']}", file=sys.stderr, flush=True)
     import io
 
     buf = io.BytesIO()

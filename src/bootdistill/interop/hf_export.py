@@ -24,7 +24,7 @@ import yaml
 
 from ..data.tokenizer import SEP_ID, SPECIAL_TOKENS, file_sha256
 from ..errors import BootdistillError, CheckpointError, DataError
-from ..fsutil import translate_os_errors
+from ..fsutil import follow_umask, translate_os_errors
 from ..shape import ModelShape
 
 
@@ -194,7 +194,7 @@ def export_hf(run_or_ckpt: str | Path, out: str | Path, tokenizer: str | Path | 
             hf_tok.save_pretrained(tmp)
             provenance = {"checkpoint": str(ckpt), **{k: meta.get(k) for k in ("step", "tokens", "tokenizer_sha256", "ledger")}}
             (tmp / "bootdistill.json").write_text(json.dumps(provenance, indent=2) + "\n")  # where it came from
-            os.chmod(tmp, 0o755)  # mkdtemp makes 0700; the export is an ordinary directory
+            follow_umask(tmp)  # mkdtemp makes 0700; the export is an ordinary directory
             if out.exists():
                 out.rmdir()  # empty (checked above)
             os.replace(tmp, out)
@@ -210,6 +210,9 @@ def _tokenizer_path(ckpt: Path, want_sha: str | None, given: str | Path | None) 
     if given is None:
         return find_tokenizer(ckpt, want_sha)
     path = Path(given) / "tokenizer.json" if Path(given).is_dir() else Path(given)
+    if Path(given).is_dir() and not path.is_file():
+        raise DataError(f"tokenizer directory '{given}' holds no tokenizer.json: give a tokenizer.json or a "
+                        "prepared-data directory")
     if not path.is_file():
         raise DataError(f"tokenizer '{given}' does not exist: give a tokenizer.json or a prepared-data directory")
     if want_sha and file_sha256(path) != want_sha:

@@ -325,10 +325,16 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
         runs = [r for r in runs if r.path not in waiting]
         if not runs:
             raise BootdistillError(f"--split {split}: no finished runs yet; the held-out split is measured at the end")
+    if not any(r.metrics for r in runs):
+        raise BootdistillError(f"no metrics to report: metrics.jsonl is missing or empty in {', '.join(str(r.path) for r in runs)}; "
+                               "a run's curve and crossings come from it")
     for r in runs:
         if not r.finished:
             warn.append(f"{r.name}: unfinished (no summary.json): using its metrics so far")
-        if not r.evals:
+        if not r.metrics:
+            warn.append(f"{r.name}: NO METRICS ({r.path / 'metrics.jsonl'} is missing or empty): it has no curve, "
+                        "crossing or saving in this report")
+        elif not r.evals:
             warn.append(f"{r.name}: no validation evaluations in metrics.jsonl yet")
 
     # best against best: of each tuning grid only the chosen point is measured (a teacher or a named baseline stays)

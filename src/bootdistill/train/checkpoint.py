@@ -73,9 +73,10 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, state: dic
             save_model(model, str(tmp / "model.safetensors"))
             torch.save(state, tmp / "state.pt")
         except (SafetensorError, RuntimeError) as e:  # a full disk or a file-size limit, reported by Rust / C++
+            then = ("continue with --resume from the last checkpoint, which is intact" if checkpoint_dirs(run_dir) else
+                    "run again with --resume: no checkpoint was written yet, so the run starts over")
             raise CheckpointError(f"cannot write checkpoint '{final}' ({str(e).splitlines()[0][:120]}): the disk is "
-                                  "probably full or a file-size limit (ulimit -f) was reached; free space, then "
-                                  "continue with --resume from the last checkpoint, which is intact") from None
+                                  f"probably full or a file-size limit (ulimit -f) was reached; free space, then {then}") from None
         names = ["model.safetensors", "state.pt"]
         if shards is not None:
             os.replace(shards, tmp / "dcp")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from ..fsutil import atomic_write_text, translate_os_errors
@@ -48,7 +49,7 @@ class MetricsLogger:
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         elif self.path.exists():
             self.path.unlink()
-        self.file = open(self.path, "a")
+        self.file = open(self.path, "a+")  # readable too: a deleted file's rows can be written back
         self.tb = self._tensorboard(run_dir) if log_cfg.tensorboard else None
         self.wandb = self._wandb(run_dir, log_cfg, run_config) if log_cfg.wandb else None
 
@@ -71,8 +72,25 @@ class MetricsLogger:
         os.environ.setdefault("WANDB_MODE", log_cfg.wandb_mode)
         return wandb.init(project=log_cfg.wandb_project, dir=str(run_dir), config=run_config, name=Path(run_dir).name)
 
+    def _recreate_if_gone(self) -> None:
+        """metrics.jsonl deleted or replaced while the run writes it: put every row back (read through the still
+        open file) and go on writing there, instead of losing every metric into an unlinked file."""
+        try:
+            if os.path.samestat(os.fstat(self.file.fileno()), os.stat(self.path)):
+                return
+        except FileNotFoundError:
+            pass
+        self.file.seek(0)
+        rows = self.file.read()
+        self.file.close()
+        atomic_write_text(self.path, rows)
+        self.file = open(self.path, "a+")
+        print(f"warning: '{self.path}' was deleted or replaced during the run: written again with every row so far",
+              file=sys.stderr)
+
     def log(self, row: dict) -> None:
         with translate_os_errors(self.path):
+            self._recreate_if_gone()
             self.file.write(json.dumps(row) + "\n")
             self.file.flush()
         step = row["step"]

@@ -3,6 +3,7 @@ preparing data, training a teacher or taking its first steps. `experiment --dry-
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ import torch
 from ..data.loader import num_blocks
 from ..distill.objective import student_loss
 from ..distill.policies import build_policy
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, ConfigError, DataError
 from ..fsutil import check_writable
+from ..shape import count_params, shape_of
 
 
 def check_policy_and_loss(cfg) -> None:
@@ -41,6 +43,9 @@ def check_teacher_exists(cfg) -> None:
         return  # a checkpoints/step_* directory, or a teacher cache (checked in full when it opens)
     if not path.exists():
         raise CheckpointError(f"teacher '{teacher}' does not exist: train the teacher first or fix distill.teacher")
+    if not path.is_dir():
+        raise CheckpointError(f"teacher '{teacher}' is a file: distill.teacher names a run directory, one of its "
+                              "checkpoints/step_* directories, a teacher cache directory or hf:MODEL")
     if not (path / "summary.json").is_file():
         raise CheckpointError(f"teacher run '{teacher}' has not finished (no summary.json): finish it with "
                               "`bootdistill train ... --resume`, or name one of its checkpoints/step_* directories")
@@ -63,6 +68,48 @@ def check_init_from(cfg) -> None:
         from .init_from import check_fits, read_source
 
         check_fits(read_source(cfg.model.init_from), cfg.model)
+
+
+BYTES_PER_PARAM = 16  # fp32 weights, gradients and AdamW's two moments
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes a run could allocate on `device` now (None: unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(cfg, device: torch.device, shards: int = 1) -> None:
+    """Refuse a model whose parameters alone cannot fit, before allocating them (an allocator traceback, or a
+    machine swapping to death, otherwise). Activations come on top: passing this does not promise a fit."""
+    m = cfg.model
+    n = count_params(shape_of(m, cfg.data.vocab_size))["total"]
+    need = n * BYTES_PER_PARAM / shards
+    have = available_memory(device)
+    if have is not None and need > have:
+        raise ConfigError(f"the model's {n:.3g} parameters need about {need / 2**30:.3g} GiB "
+                          f"for weights, gradients and AdamW state, more than the {have / 2**30:.3g} GiB free on "
+                          f"{device}: use a smaller model (model.d_model, model.n_layers), or shard it with "
+                          "train.parallel=fsdp over more devices")
+
+
+def check_batch(n_train_tokens: int, context: int, sequences: int) -> None:
+    """A step must not ask for more sequences than the training data holds."""
+    have = num_blocks(n_train_tokens, context)
+    if sequences > have:
+        raise DataError(f"a step of {sequences:,} sequences of {context} tokens (train.batch_tokens) is more than the "
+                        f"{have:,} the training data holds: lower train.batch_tokens or use more training text")
 
 
 def check_run(cfg, teacher_must_exist: bool = True) -> None:

@@ -10,6 +10,7 @@ batches in the same order as one process, so the curve does not depend on the nu
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ from .lock import RunLock
 from .metrics import MetricsLogger, NullLogger, progress_line
 from .optim import build_optimizer
 from .precision import resolve_device, resolve_precision
-from .rundir import append_history, check_run_dir, write_run_config
+from .rundir import LOCK_NAME, append_history, check_run_dir, write_run_config
 from .schedule import train_lr
 
 
@@ -80,6 +81,7 @@ class Trainer:
 
         check_run_dir(Path(cfg.out_dir), cfg, resume, allow_change)
         preflight.check_run(cfg)  # policy, loss, teacher, writable output: before any compute
+        preflight.check_memory(cfg, self.device, dist.world() if self.parallel == "fsdp" else 1)
         with dist.main_first():  # rank 0 prepares the data files, the others then find them
             self.data_dir = prepare(cfg.data, progress=cfg.log.progress)
         self.data_meta = load_meta(self.data_dir)
@@ -94,6 +96,7 @@ class Trainer:
         world = dist.world()
         self.micro, self.accum = micro_batch_size(t, self.shape.context, world)
         self.tokens_per_step = self.micro * self.accum * world * self.shape.context  # global: the ledger counts every rank's tokens
+        preflight.check_batch(len(self.train_tokens), self.shape.context, self.micro * self.accum * world)
         self.max_steps = t.max_steps or t.total_steps
 
         torch.manual_seed(t.seed)
@@ -155,6 +158,7 @@ class Trainer:
         self.step = 0
         self.elapsed_before, self._t0 = 0.0, None  # wall time of earlier sessions of this run, and of this one
         # from here on, this process (rank 0 for a torchrun job) alone writes the run directory
+        fresh = not self.run_dir.exists()
         self.lock = RunLock(self.run_dir) if dist.is_main() else None
         changes = check_run_dir(self.run_dir, cfg, resume, allow_change)  # again, now that nobody else writes
         if dist.is_main():
@@ -164,7 +168,11 @@ class Trainer:
         if self.teacher is not None and hasattr(self.teacher, "check_coverage"):  # a cache: fail now, not mid-run
             stop = self.policy.stop_step()
             kd_steps = max(0, min(self.max_steps, stop if stop is not None else self.max_steps) - self.step)
-            self.teacher.check_coverage(self.sampler.preview_starts(kd_steps * self.accum))
+            try:
+                self.teacher.check_coverage(self.sampler.preview_starts(kd_steps * self.accum))
+            except DataError:
+                self._unclaim(fresh)
+                raise
         if dist.is_main():  # run files come from rank 0 only
             write_run_config(self.run_dir, cfg)
             append_history(self.run_dir, {"event": "resume" if resume else "start", "step": self.step,
@@ -215,6 +223,15 @@ class Trainer:
         return {"from": str(source.path), "kind": source.kind, "step": source.step, "arch": source.shape.arch,
                 "train_flops": self.ledger.init_train if known else None, "train_flops_note": how,
                 "differences": list(source.notes)}
+
+    def _unclaim(self, fresh: bool) -> None:
+        """Refused after taking the lock: leave no directory this process made for nothing."""
+        if self.lock is not None:
+            self.lock.release()
+            if fresh:
+                (self.run_dir / LOCK_NAME).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    self.run_dir.rmdir()  # only when empty
 
     def student_side(self):
         from ..distill.teacher import StudentSide
