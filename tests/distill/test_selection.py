@@ -104,5 +104,5 @@ def test_a_scorer_that_scores_nothing_is_warned_about(tiny_corpus, prepared, tea
         zero_picks = int((f["scores"][np.isin(f["candidate_starts"], f["selected_starts"])] <= 0).sum())
     assert zero_picks > 0
     err = capsys.readouterr().err
-    assert f"warning: SALT_DS: scorer" in err and f"scores {zero_picks} of the 16 selected sequences 0" in err
+    assert "warning: SALT_DS: scorer" in err and f"scores {zero_picks} of the 16 selected sequences 0" in err
     assert "later checkpoint" in json.loads((tmp_path / "s" / "selection.json").read_text())["warning"]
