@@ -82,5 +82,5 @@ def test_old_batch_counts_load_as_the_sequences_they_held():
     for recipes, archive in ((["search"], "archive"), (["followup"], "archive-followup"),
                              (["confirm", "confirm-followup"], "archive-confirm")):
         names = {p.run_dir.name for r in recipes for p in load_recipe(repo / "configs" / "where-it-pays" / f"{r}.yaml")[1]}
-        archived = {d.name for d in (repo / "docs" / "where-it-pays" / archive).iterdir() if d.is_dir()}
+        archived = {d.name for d in (repo / "results" / "where-it-pays" / archive).iterdir() if d.is_dir()}
         assert archived and archived <= names, archived - names

@@ -121,7 +121,8 @@ def test_slow_divergence_keeps_no_bad_checkpoint_and_the_hint_converges(tiny_cor
     evaluates within the allowed level, and continuing with the learning rate the error line suggests converges
     below the best loss seen before the divergence."""
     out, prepared = tmp_path / "run", tmp_path / "prep"
-    extra = {"train.lr_max": 10, "train.warmup_steps": 300, "train.checkpoint_every": 1, "train.total_steps": 48}
+    extra = {"train.lr_max": 10, "train.warmup_steps": 300, "train.checkpoint_every": 1, "train.total_steps": 300,
+             "train.max_steps": 48}
     line = _error_line(run_cli("train", *tiny_overrides(tiny_corpus, out, prepared, **extra)))
     assert "validation loss" in line and "gain over guessing" in line, line
     kept = {int(c.name[5:]): json.loads((c / "meta.json").read_text())["val_loss"] for c in ckpt_io.checkpoint_dirs(out)}

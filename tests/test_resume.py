@@ -167,7 +167,8 @@ def test_slow_divergence_is_caught_at_the_same_step_after_a_resume(tiny_corpus, 
 
     from bootdistill.train import checkpoint as ckpt_io
 
-    extra = {"train.lr_max": 10, "train.warmup_steps": 300, "train.total_steps": 48, "train.checkpoint_every": 2}
+    extra = {"train.lr_max": 10, "train.warmup_steps": 300, "train.total_steps": 300, "train.max_steps": 48,
+             "train.checkpoint_every": 2}
     whole, split = tmp_path / "whole", tmp_path / "split"
     r = run_cli("train", *tiny_overrides(tiny_corpus, whole, prepared, **extra))
     assert r.returncode == 2 and "gain over guessing" in r.stderr, r.stderr
@@ -178,7 +179,7 @@ def test_slow_divergence_is_caught_at_the_same_step_after_a_resume(tiny_corpus, 
     stop = max(kept) - 1  # odd: between checkpoints, after the best one
     assert best_step < stop < diverged
 
-    assert run_cli("train", *tiny_overrides(tiny_corpus, split, prepared, **extra, **{"train.max_steps": stop})).returncode == 0
+    assert run_cli("train", *tiny_overrides(tiny_corpus, split, prepared, **{**extra, "train.max_steps": stop})).returncode == 0
     r = run_cli("train", "--resume", *tiny_overrides(tiny_corpus, split, prepared, **extra))
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == line
     assert ckpt_io.load_state(ckpt_io.checkpoint_dirs(split)[-1])["guard"] == kept[max(kept)]
