@@ -92,7 +92,7 @@ def cmd_experiment(args) -> int:
 
         print("\n".join(run_commands(args.recipe, args.overrides, load_recipe(args.recipe, args.overrides)[1])))
         return 0
-    from .train.distributed import finish, is_main
+    from .runtime.distributed import finish, is_main
 
     run_dirs = run_recipe(args.recipe, args.overrides, dry_run=args.dry_run, only=args.only)
     main_rank = is_main()
@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = args.func(args)
-        if "bootdistill.train.distributed" in sys.modules:  # under torchrun: all ranks leave together
-            sys.modules["bootdistill.train.distributed"].finish()
+        if "bootdistill.runtime.distributed" in sys.modules:  # under torchrun: all ranks leave together
+            sys.modules["bootdistill.runtime.distributed"].finish()
         return code
     except BootdistillError as e:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank hits the same error: rank 0 says it

@@ -31,6 +31,7 @@ from .compute import flops_per_token
 from .config import (BATCH_COUNTS, RunConfig, TrainConfig, _deep_merge, flatten, from_dict, load_yaml, resolve_model,
                      set_dotted, to_dict, validate)
 from .errors import ConfigError
+from .runtime.batch import batch_plan
 from .shape import count_params, shape_of
 from .train.rundir import VOLATILE
 
@@ -247,7 +248,7 @@ def predicted(p: PlannedRun, runs: dict[str, PlannedRun], data_vocab: int) -> di
     c = p.cfg
     shape = shape_of(c.model, data_vocab)
     steps = c.train.max_steps or c.train.total_steps
-    tokens_per_step = max(1, round(c.train.batch_tokens / c.model.context)) * c.model.context
+    tokens_per_step = batch_plan(c.train.batch_tokens, c.model.context, c.train.micro_batch).tokens
     tokens = steps * tokens_per_step
     out = {"steps": steps, "tokens": tokens, "student": tokens * flops_per_token(shape), "teacher_inference": 0.0,
            "teacher_train": 0.0, "inference_bound": False}
@@ -351,7 +352,7 @@ def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bo
                only: str | None = None) -> list[Path]:
     """Run the recipe's runs in order; `only`: just that run (its teacher must be finished)."""
     from .data.prepare import load_meta, prepare
-    from .train import distributed
+    from .runtime import distributed
     from .train.trainer import Trainer
 
     from .train import preflight

@@ -104,7 +104,7 @@ def test_diagnostics_ood_and_teacher_difficulty_buckets(finished):
 
     from bootdistill.data.prepare import token_file
     from bootdistill.report.diagnostics import BUCKETS, ood_tokens, run_diagnostics
-    from bootdistill.train.eval_cli import load_model_from_checkpoint
+    from bootdistill.runtime.loading import load_model_from_checkpoint
 
     runs = {r.name.split("-")[0]: r for r in load_runs([finished / "runs"])}
     data_dir = runs["student"].summary["data"]["dir"]
@@ -162,7 +162,7 @@ def test_an_archive_reports_like_its_run_and_its_teacher_still_teaches(finished,
     import torch
 
     from bootdistill.cli import main
-    from bootdistill.train.eval_cli import load_model_from_checkpoint
+    from bootdistill.runtime.loading import load_model_from_checkpoint
 
     runs_dir, archive = finished / "runs", tmp_path / "archive"
     before = {split: build_report(load_runs([runs_dir]), split=split, diagnostics=split == "val")

@@ -85,7 +85,7 @@ def write_val_losses(root: Path, per_block: np.ndarray) -> None:
 def val_block_losses(model, tokens: np.ndarray, context: int, batch: int, device, amp_dtype) -> np.ndarray:
     """Mean CE of each of the first VAL_BLOCKS validation blocks (the blocks `evaluate` reads, in order)."""
     from ..data.loader import eval_batches
-    from ..train.evaluate import autocast_context
+    from ..runtime.device import autocast_context
 
     was_training = model.training
     model.eval()

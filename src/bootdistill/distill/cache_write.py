@@ -15,7 +15,7 @@ from ..data.loader import num_blocks
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_dir, check_writable, clean_stale_temps
 from ..shape import count_params
-from ..train.evaluate import autocast_context
+from ..runtime.device import autocast_context
 from . import cache as C
 from .signals import sparsify
 from .truncation import check_truncation
@@ -67,8 +67,8 @@ def write_teacher_cache(teacher: str, out: str, top_p: float = 0.95, top_k: int 
                         values: str = "fp16", device: str = "auto", precision: str = "auto", progress: bool = True) -> dict:
     """Run `teacher` once over the prepared training stream; write its truncated distributions to `out`."""
     from ..data.prepare import load_meta, prepare, token_file
-    from ..train.eval_cli import load_model_from_checkpoint, run_config_of
-    from ..train.precision import resolve_device, resolve_precision
+    from ..runtime.loading import load_model_from_checkpoint, run_config_of
+    from ..runtime.device import resolve_device, resolve_precision
 
     if batch < 1:
         raise ConfigError(f"--batch must be a positive number of sequences, got {batch}")

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from ..compute import flops_per_token
-from ..data.loader import BlockSampler, batch_layout, num_blocks
+from ..data.loader import BlockSampler, num_blocks
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_write_bytes, atomic_write_json
-from ..train.evaluate import autocast_context
+from ..runtime.batch import batch_plan
+from ..runtime.device import autocast_context
 
 
 @torch.no_grad()
@@ -49,10 +50,10 @@ def trained_mask(n_tokens: int, run_cfg, step: int, tokens: np.ndarray) -> np.nd
 
     cfg = resolve_model(run_cfg)
     ctx = cfg.model.context
-    micro, accum = batch_layout(cfg.train.batch_tokens, ctx, cfg.train.micro_batch)
-    sampler = BlockSampler(tokens, ctx, micro, cfg.train.seed)
+    plan = batch_plan(cfg.train.batch_tokens, ctx, cfg.train.micro_batch)
+    sampler = BlockSampler(tokens, ctx, plan.micro, cfg.train.seed)
     mask = np.zeros(n_tokens, dtype=bool)
-    for s in sampler.preview_starts(step * accum):
+    for s in sampler.preview_starts(step * plan.accum):
         mask[s:s + ctx] = True  # its inputs (a block's last label is the next block's first input)
     return mask
 
@@ -72,7 +73,7 @@ def salt_selection(checkpoint: str, k: int, run_dir: Path, data_dir, data_meta: 
         with np.load(arrays) as f:
             return {**info, "starts": f["selected_starts"]}
     from ..data.prepare import load_meta, prepare
-    from ..train.eval_cli import load_model_from_checkpoint, run_config_of
+    from ..runtime.loading import load_model_from_checkpoint, run_config_of
 
     if not Path(checkpoint).exists():
         raise ConfigError(f"distill.select_with checkpoint '{checkpoint}' does not exist: give an early checkpoint of the teacher")

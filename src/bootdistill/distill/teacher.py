@@ -26,8 +26,9 @@ from ..compute import FlopsLedger, flops_per_token
 from ..data.loader import eval_shard
 from ..errors import CheckpointError, DataError
 from ..shape import count_params
-from ..train import distributed
-from ..train.evaluate import autocast_context, evaluate
+from ..runtime import distributed
+from ..runtime.evaluate import evaluate
+from ..runtime.device import autocast_context
 from .cache import LogitCache, is_cache
 from .signals import DenseSignal, SparseSignal
 
@@ -80,7 +81,7 @@ class LiveTeacher:
     sparse = False
 
     def __init__(self, path: str, side: StudentSide):
-        from ..train.eval_cli import load_model_from_checkpoint
+        from ..runtime.loading import load_model_from_checkpoint
 
         if not Path(path).exists():
             raise CheckpointError(f"teacher checkpoint '{path}' does not exist: train the teacher first or fix distill.teacher")

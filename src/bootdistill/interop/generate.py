@@ -45,7 +45,7 @@ def _from_hf_dir(path: Path) -> Sampler:
 
 def _from_checkpoint(path: Path, tokenizer: str | None) -> Sampler:
     from ..data.tokenizer import SEP_ID
-    from ..train.eval_cli import load_model_from_checkpoint
+    from ..runtime.loading import load_model_from_checkpoint
     from .hf_export import _tokenizer_path
 
     model, meta, ckpt = load_model_from_checkpoint(path)

@@ -37,7 +37,7 @@ def archived_snapshot_steps(run_dir: Path) -> list[int]:
 
 def final_checkpoint_name(run_dir: Path) -> str | None:
     """The name of the run's last checkpoint (step_*), from disk or, for an archive, as it was archived."""
-    from ..train.checkpoint import checkpoint_dirs
+    from ..runtime.checkpoint import checkpoint_dirs
 
     found = checkpoint_dirs(Path(run_dir))
     return found[-1].name if found else read_marker(run_dir).get("final_checkpoint")
@@ -69,7 +69,7 @@ def _unchanged(new: Path, old: Path, old_marker: dict, marker: dict) -> bool:
 def archive_run(run_dir: Path | str, to: Path | str, weights: bool = False) -> Path:
     """Write the archive of one finished run to `to`/<run name>, replacing an older archive of it in one rename.
     Archiving an unchanged run again leaves every byte of its archive as it was."""
-    from ..train.checkpoint import checkpoint_dirs, read_meta
+    from ..runtime.checkpoint import checkpoint_dirs, read_meta
     from .crossing import snapshot_steps
 
     src = Path(run_dir).resolve()

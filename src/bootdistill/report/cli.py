@@ -33,7 +33,7 @@ def cmd_report(args) -> int:
 
     baselines = _parse_baselines(args.baseline)
     if args.device != "auto":  # a wrong device is said before any run is read or evaluated
-        from ..train.precision import resolve_device
+        from ..runtime.device import resolve_device
 
         resolve_device(args.device, "--device ")
     runs = load_runs(list(args.runs) + list(baselines.values()))  # an override's baseline joins the report

@@ -75,11 +75,11 @@ class FullSetEvaluator:
         from ..data.prepare import token_file
         from ..model import build_model
         from ..shape import ModelShape
-        from ..train.accel import cpu_threads, keep_freed_memory
-        from ..train.checkpoint import snapshot_path
-        from ..train.evaluate import evaluate
-        from ..train.precision import resolve_device
-        from ..train.trainer import micro_batch_size
+        from ..runtime.accel import cpu_threads, keep_freed_memory
+        from ..runtime.batch import batch_plan
+        from ..runtime.checkpoint import snapshot_path
+        from ..runtime.device import resolve_device
+        from ..runtime.evaluate import evaluate
         from safetensors.torch import load_model
 
         if not snapshot_path(self.run.path, step).is_file():
@@ -99,7 +99,8 @@ class FullSetEvaluator:
         load_model(self._model, str(snapshot_path(self.run.path, step)))
         print(f"report: {self.run.name}: evaluating the step-{step} snapshot on the whole {self.split} split "
               f"({len(self._tokens):,} tokens; cached in evals/)", file=sys.stderr, flush=True)
-        micro, _ = micro_batch_size(resolve_model(cfg).train, shape.context)
+        t = resolve_model(cfg).train
+        micro = batch_plan(t.batch_tokens, shape.context, t.micro_batch).micro
         with cpu_threads(cfg.train.threads):  # the run's own setting: oversubscribed cores evaluate many times slower
             return evaluate(self._model, self._tokens, shape.context, micro, self._device, self._amp,
                             cfg.train.final_eval_sequences)["loss"]

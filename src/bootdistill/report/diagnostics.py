@@ -66,7 +66,7 @@ def _per_token_losses(model, tokens: np.ndarray, context: int, amp, max_tokens: 
     import torch.nn.functional as F
 
     from ..data.loader import eval_batches
-    from ..train.evaluate import autocast_context
+    from ..runtime.device import autocast_context
 
     out = []
     batches = max(1, max_tokens // (context * 8))
@@ -85,9 +85,9 @@ def run_diagnostics(student_path: Path, baseline_path: Path | None, teacher_path
     import torch
 
     from ..data.prepare import token_file
-    from ..train.accel import keep_freed_memory
-    from ..train.eval_cli import load_model_from_checkpoint
-    from ..train.precision import resolve_device
+    from ..runtime.accel import keep_freed_memory
+    from ..runtime.loading import load_model_from_checkpoint
+    from ..runtime.device import resolve_device
 
     dev = resolve_device(device, "--device ")
     keep_freed_memory(dev)
@@ -117,7 +117,7 @@ def run_diagnostics(student_path: Path, baseline_path: Path | None, teacher_path
 def cached_diagnostics(student, baseline, teacher, threads: int | None = None, device: str = "auto") -> dict | None:
     """run_diagnostics for report Run objects, cached in the student's evals/diagnostics.json; None when a
     checkpoint is missing (hand-made or deleted runs)."""
-    from ..train.checkpoint import checkpoint_dirs
+    from ..runtime.checkpoint import checkpoint_dirs
     from .archive import final_checkpoint_name
 
     paths = [r.path for r in (student, baseline, teacher) if r is not None]
@@ -134,7 +134,7 @@ def cached_diagnostics(student, baseline, teacher, threads: int | None = None, d
         return cached["result"]
     if any(not checkpoint_dirs(p) for p in paths):
         return None
-    from ..train.accel import cpu_threads
+    from ..runtime.accel import cpu_threads
 
     s = student.summary or {}
     print(f"report: {student.name}: diagnostics (out-of-domain and teacher-difficulty losses of {len(paths)} models, "

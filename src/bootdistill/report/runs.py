@@ -18,7 +18,7 @@ from ..shape import non_embedding_params
 
 # model settings beyond the widths that make two runs different students (absent from older runs: the defaults)
 BLOCK_KEYS = (("arch", "gpt2"), ("n_kv_heads", None), ("d_ff", None), ("tie_embeddings", True))
-from ..train.metrics import read_metrics
+from ..runtime.metrics import read_metrics
 
 # config keys that do not make another experiment (seeds of one config share everything else)
 NOT_IDENTITY = {("out_dir",), ("log",), ("train", "seed"), ("train", "threads"), ("train", "device"),

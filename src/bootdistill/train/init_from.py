@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
+from ..runtime import checkpoint as ckpt_io
 from ..shape import ModelShape
-from . import checkpoint as ckpt_io
 
 HF_ARCHS = {"GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama"}
 

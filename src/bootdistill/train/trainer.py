@@ -4,7 +4,7 @@ Per step: policy knobs -> LR -> `accum` micro-batches (student forward, CE, and 
 when alpha > 0) -> clip -> AdamW. Then logging, validation (the policy sees it), checkpoints. Resume restores
 model, optimizer, RNG, data position, policy state and FLOPs ledger, so a killed run ends bitwise the same.
 
-Under torchrun (train/distributed.py) each rank runs `accum` of the step's micro-batches: the same global
+Under torchrun (runtime/distributed.py) each rank runs `accum` of the step's micro-batches: the same global
 batches in the same order as one process, so the curve does not depend on the number of processes.
 """
 
@@ -27,16 +27,18 @@ from ..distill.policies import Policy, StepKnobs, build_policy
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fsutil import atomic_write_json
 from ..model import build_model
+from ..runtime import checkpoint as ckpt_io
+from ..runtime import distributed as dist
+from ..runtime.accel import check_compile, compile_model, cpu_model, keep_freed_memory, set_cpu_threads
+from ..runtime.batch import batch_plan
+from ..runtime.device import autocast_context, resolve_device, resolve_precision
+from ..runtime.evaluate import evaluate
 from ..shape import count_params, shape_of
-from . import checkpoint as ckpt_io, preflight
-from . import distributed as dist
-from .accel import check_compile, compile_model, cpu_model, keep_freed_memory, set_cpu_threads
-from .evaluate import autocast_context, evaluate
+from . import preflight
 from .guard import DivergenceGuard
 from .lock import RunLock
 from .metrics import MetricsLogger, NullLogger, progress_line
 from .optim import build_optimizer
-from .precision import resolve_device, resolve_precision
 from .rundir import LOCK_NAME, append_history, check_run_dir, write_run_config
 from .schedule import train_lr
 
@@ -52,18 +54,6 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def micro_batch_size(t, context: int, world: int = 1) -> tuple[int, int]:
-    """(sequences per forward, accumulation steps) of one rank: the largest divisor of the rank's share of the
-    step's sequences that is <= micro_batch."""
-    seqs = max(1, round(t.batch_tokens / context))
-    if seqs % world:
-        raise ConfigError(f"a step of {seqs} sequences (train.batch_tokens / model.context) does not split over "
-                          f"{world} processes: use a multiple of {world} sequences or another process count")
-    per_rank = seqs // world
-    micro = max(d for d in range(1, min(t.micro_batch, per_rank) + 1) if per_rank % d == 0)
-    return micro, per_rank // micro
 
 
 class Trainer:
@@ -94,8 +84,9 @@ class Trainer:
         preflight.check_splits(self.data_dir, self.shape.context)
 
         world = dist.world()
-        self.micro, self.accum = micro_batch_size(t, self.shape.context, world)
-        self.tokens_per_step = self.micro * self.accum * world * self.shape.context  # global: the ledger counts every rank's tokens
+        plan = batch_plan(t.batch_tokens, self.shape.context, t.micro_batch, world)
+        self.micro, self.accum = plan.micro, plan.accum
+        self.tokens_per_step = plan.tokens  # global: the ledger counts every rank's tokens
         preflight.check_batch(len(self.train_tokens), self.shape.context, self.micro * self.accum * world)
         self.max_steps = t.max_steps or t.total_steps
 
