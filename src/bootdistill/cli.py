@@ -88,7 +88,7 @@ def cmd_experiment(args) -> int:
     from .experiment import load_recipe, run_recipe
 
     if args.list:  # without torch: cluster launch scripts call this once per job
-        from .interop.cluster import run_commands
+        from .experiment.cluster import run_commands
 
         print("\n".join(run_commands(args.recipe, args.overrides, load_recipe(args.recipe, args.overrides)[1])))
         return 0

@@ -28,7 +28,7 @@ class Sampler:
 
 
 def _from_hf_dir(path: Path) -> Sampler:
-    from ..model import build_model
+    from ..arch import build_model
     from ..train.init_from import load_into, read_source
 
     source = read_source(str(path))

@@ -19,7 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fsutil import atomic_write_json
+from ..data.prepare import token_file
+from ..data.tokenizer import token_dtype
+from ..fsutil import atomic_write_bytes, atomic_write_json
+from ..runtime.checkpoint import checkpoint_dirs
+from .archive import final_checkpoint_name
 
 BUCKETS = ("easy", "medium", "hard")
 MAX_TOKENS = 100_000  # per evaluation set: differences between models on the same tokens are far more precise
@@ -28,9 +32,7 @@ MAX_TOKENS = 100_000  # per evaluation set: differences between models on the sa
 
 def ood_text() -> tuple[str, str]:
     """(text, description) of the out-of-domain source."""
-    import sys
-
-    from pydoc_data.topics import topics
+    from pydoc_data.topics import topics  # 1 MB of text, read only when diagnostics run
 
     text = "\n\n".join(topics[k] for k in sorted(topics))
     return text, f"Python {sys.version_info.major}.{sys.version_info.minor} reference topics (pydoc_data)"
@@ -39,9 +41,6 @@ def ood_text() -> tuple[str, str]:
 def ood_tokens(prepared_dir: Path | str) -> tuple[np.ndarray, str]:
     """The OOD text as token ids of this prepared data's tokenizer (cached as ood-pydoc.npy)."""
     from tokenizers import Tokenizer
-
-    from ..data.tokenizer import token_dtype
-    from ..fsutil import atomic_write_bytes
 
     text, desc = ood_text()
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -62,6 +61,7 @@ def ood_tokens(prepared_dir: Path | str) -> tuple[np.ndarray, str]:
 
 
 def _per_token_losses(model, tokens: np.ndarray, context: int, amp, max_tokens: int, device) -> np.ndarray:
+    # torch loads only when diagnostics are computed: a report from cached ones does not load it (10-20 s on a slow VM)
     import torch
     import torch.nn.functional as F
 
@@ -82,12 +82,11 @@ def _per_token_losses(model, tokens: np.ndarray, context: int, amp, max_tokens: 
 def run_diagnostics(student_path: Path, baseline_path: Path | None, teacher_path: Path, data_dir: Path | str,
                     amp_name: str = "float32", max_tokens: int = MAX_TOKENS, device: str = "auto") -> dict:
     """OOD and test loss, and test loss per teacher-difficulty third, for a student, its baseline and teacher."""
-    import torch
+    import torch  # only when diagnostics are computed, as in _per_token_losses
 
-    from ..data.prepare import token_file
     from ..runtime.accel import keep_freed_memory
-    from ..runtime.loading import load_model_from_checkpoint
     from ..runtime.device import resolve_device
+    from ..runtime.loading import load_model_from_checkpoint
 
     dev = resolve_device(device, "--device ")
     keep_freed_memory(dev)
@@ -117,9 +116,6 @@ def run_diagnostics(student_path: Path, baseline_path: Path | None, teacher_path
 def cached_diagnostics(student, baseline, teacher, threads: int | None = None, device: str = "auto") -> dict | None:
     """run_diagnostics for report Run objects, cached in the student's evals/diagnostics.json; None when a
     checkpoint is missing (hand-made or deleted runs)."""
-    from ..runtime.checkpoint import checkpoint_dirs
-    from .archive import final_checkpoint_name
-
     paths = [r.path for r in (student, baseline, teacher) if r is not None]
     if teacher is None:
         return None
@@ -134,7 +130,7 @@ def cached_diagnostics(student, baseline, teacher, threads: int | None = None, d
         return cached["result"]
     if any(not checkpoint_dirs(p) for p in paths):
         return None
-    from ..runtime.accel import cpu_threads
+    from ..runtime.accel import cpu_threads  # torch: only when diagnostics are computed
 
     s = student.summary or {}
     print(f"report: {student.name}: diagnostics (out-of-domain and teacher-difficulty losses of {len(paths)} models, "

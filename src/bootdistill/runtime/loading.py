@@ -12,7 +12,7 @@ import yaml
 from ..config import RunConfig, from_dict
 from ..data.tokenizer import file_sha256
 from ..errors import CheckpointError, DataError
-from ..model import build_model
+from ..arch import build_model
 from ..shape import ModelShape
 from . import checkpoint as ckpt_io
 

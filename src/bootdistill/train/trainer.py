@@ -26,7 +26,7 @@ from ..distill.objective import kd_loss_of, student_loss, teacher_ce
 from ..distill.policies import Policy, StepKnobs, build_policy
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fsutil import atomic_write_json
-from ..model import build_model
+from ..arch import build_model
 from ..runtime import checkpoint as ckpt_io
 from ..runtime import distributed as dist
 from ..runtime.accel import check_compile, compile_model, cpu_model, keep_freed_memory, set_cpu_threads
