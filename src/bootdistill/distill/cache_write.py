@@ -14,10 +14,13 @@ from ..compute import FlopsLedger, flops_per_token
 from ..data.loader import num_blocks
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_dir, check_writable, clean_stale_temps
+from ..data.prepare import load_meta, prepare, token_file
+from ..runtime.device import autocast_context, resolve_device, resolve_precision
+from ..runtime.loading import load_model_from_checkpoint, run_config_of
 from ..shape import count_params
-from ..runtime.device import autocast_context
 from . import cache as C
 from .signals import sparsify
+from .source import is_cache
 from .truncation import check_truncation
 
 
@@ -66,16 +69,12 @@ def write_teacher_cache(teacher: str, out: str, top_p: float = 0.95, top_k: int 
                         context: int | None = None, batch: int = 8, max_tokens: int | None = None,
                         values: str = "fp16", device: str = "auto", precision: str = "auto", progress: bool = True) -> dict:
     """Run `teacher` once over the prepared training stream; write its truncated distributions to `out`."""
-    from ..data.prepare import load_meta, prepare, token_file
-    from ..runtime.loading import load_model_from_checkpoint, run_config_of
-    from ..runtime.device import resolve_device, resolve_precision
-
     if batch < 1:
         raise ConfigError(f"--batch must be a positive number of sequences, got {batch}")
     if context is not None and context < 1:
         raise ConfigError(f"--context must be a positive number of tokens, got {context}")
     out_path = Path(out)
-    if out_path.exists() and not C.is_cache(out_path) and (not out_path.is_dir() or any(out_path.iterdir())):
+    if out_path.exists() and not is_cache(out_path) and (not out_path.is_dir() or any(out_path.iterdir())):
         raise ConfigError(f"'{out}' exists and is not a teacher cache: choose another --out (an old cache is replaced)")
     check_writable(out_path.absolute().parent)  # before the teacher's inference, which can take hours
     clean_stale_temps(out_path)  # what a killed writer of this cache left

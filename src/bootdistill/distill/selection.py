@@ -9,6 +9,7 @@ charged to the student's ledger as teacher inference.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -17,11 +18,14 @@ import numpy as np
 import torch
 
 from ..compute import flops_per_token
+from ..config import resolve_model
 from ..data.loader import BlockSampler, num_blocks
+from ..data.prepare import load_meta, prepare
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_write_bytes, atomic_write_json
 from ..runtime.batch import batch_plan
 from ..runtime.device import autocast_context
+from ..runtime.loading import load_model_from_checkpoint, run_config_of
 
 
 @torch.no_grad()
@@ -46,8 +50,6 @@ def salt_scores(model, tokens: np.ndarray, starts: np.ndarray, context: int, k: 
 
 def trained_mask(n_tokens: int, run_cfg, step: int, tokens: np.ndarray) -> np.ndarray:
     """Tokens the run of `run_cfg` trained on in its first `step` steps (its sampler replayed)."""
-    from ..config import resolve_model
-
     cfg = resolve_model(run_cfg)
     ctx = cfg.model.context
     plan = batch_plan(cfg.train.batch_tokens, ctx, cfg.train.micro_batch)
@@ -72,9 +74,6 @@ def salt_selection(checkpoint: str, k: int, run_dir: Path, data_dir, data_meta: 
         info = json.loads(record.read_text())
         with np.load(arrays) as f:
             return {**info, "starts": f["selected_starts"]}
-    from ..data.prepare import load_meta, prepare
-    from ..runtime.loading import load_model_from_checkpoint, run_config_of
-
     if not Path(checkpoint).exists():
         raise ConfigError(f"distill.select_with checkpoint '{checkpoint}' does not exist: give an early checkpoint of the teacher")
     model, meta, ckpt = load_model_from_checkpoint(checkpoint, device)
@@ -108,8 +107,6 @@ def salt_selection(checkpoint: str, k: int, run_dir: Path, data_dir, data_meta: 
                            "tokens, so those are simply the first blocks; score with a later checkpoint or a larger "
                            "distill.select_k")
         print(f"warning: {info['warning']}", file=sys.stderr, flush=True)
-    import io
-
     buf = io.BytesIO()
     np.savez(buf, candidate_starts=candidates, scores=scores, selected_starts=candidates[chosen])
     return {**info, "starts": candidates[chosen], "_npz": buf.getvalue()}

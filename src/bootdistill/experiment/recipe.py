@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..config import (BATCH_COUNTS, RunConfig, TrainConfig, _deep_merge, flatten, from_dict, load_yaml, resolve_model,
                       set_dotted, to_dict, validate)
+from ..distill.source import parse_teacher_spec
 from ..errors import ConfigError
 from ..train.rundir import VOLATILE
 
@@ -180,7 +181,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[d
 
         teacher = (d.get("distill") or {}).get("teacher")
         teacher_name = teacher_step = None
-        external = str(teacher).startswith("hf:")  # a Hugging Face teacher: no run of the recipe trains it
+        external = teacher is not None and parse_teacher_spec(teacher).external  # no run of the recipe trains it
         if teacher is not None and not external and (d.get("distill") or {}).get("policy", "classical") != "classical":
             teacher_name, teacher_step = checkpoint_of("teacher", teacher)  # @STEP: a weak teacher
         scorer_name = scorer_step = None

@@ -24,6 +24,8 @@ from ..data.loader import BlockSampler, SelectionSampler
 from ..data.prepare import bits_per_byte, load_meta, prepare, token_file
 from ..distill.objective import kd_loss_of, student_loss, teacher_ce
 from ..distill.policies import Policy, StepKnobs, build_policy
+from ..distill.source import StudentSide, TeacherSource
+from ..distill.teachers import load_teacher
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fsutil import atomic_write_json
 from ..arch import build_model
@@ -121,19 +123,17 @@ class Trainer:
             self.sampler = SelectionSampler(self.train_tokens, self.shape.context, self.micro * world, t.seed,
                                             self.selection["starts"], kd_batches, self.sampler, dist.rank(), world)
         self.kd_loss = kd_loss_of(cfg.distill)
-        self.teacher = None
+        self.teacher: TeacherSource | None = None
         if self.policy.needs_teacher:
-            from ..distill.teacher import load_teacher  # the distillation engine
-
             with torch.random.fork_rng(devices=[]):  # building the teacher must not shift the student's RNG stream
                 self.teacher = load_teacher(cfg.distill.teacher, self.student_side())
-            self.kd_loss.check_teacher(sparse=getattr(self.teacher, "sparse", False))
+            self.kd_loss.check_teacher(sparse=self.teacher.sparse)
             if self.policy.wants_teacher_ce and self.teacher.sparse:
                 raise ConfigError("distill.switch_on=train compares the teacher's CE on each training batch, which needs "
                                   "its full logits; a cached (top-k) teacher does not have them: use distill.switch_on=val "
                                   "or a live teacher")
-            if self.parallel == "fsdp" and hasattr(getattr(self.teacher, "model", None), "blocks"):
-                dist.shard(self.teacher.model)
+            if self.parallel == "fsdp":
+                self.teacher.shard(dist.shard)
         self.ledger = FlopsLedger()
         if self.teacher is not None:
             self.ledger.teacher_train, self.ledger.teacher_train_exact = self.teacher.train_flops
@@ -156,7 +156,7 @@ class Trainer:
             ckpt_io.clean_leftovers(self.run_dir)
         dist.barrier()
         self.resume_step = self._restore() if resume else None
-        if self.teacher is not None and hasattr(self.teacher, "check_coverage"):  # a cache: fail now, not mid-run
+        if self.teacher is not None and self.teacher.positional:  # a cache: fail now, not mid-run
             stop = self.policy.stop_step()
             kd_steps = max(0, min(self.max_steps, stop if stop is not None else self.max_steps) - self.step)
             try:
@@ -224,9 +224,7 @@ class Trainer:
                 with contextlib.suppress(OSError):
                     self.run_dir.rmdir()  # only when empty
 
-    def student_side(self):
-        from ..distill.teacher import StudentSide
-
+    def student_side(self) -> StudentSide:
         c = self.cfg
         return StudentSide(self.device, self.amp_dtype, self.shape.vocab_size, self.shape.context,
                            self.data_meta["tokenizer_sha256"], str(self.data_dir), self.data_meta.get("key"),
@@ -390,7 +388,7 @@ class Trainer:
         if self.synthetic:
             print("WARNING: training on SYNTHETIC text (no real corpus was found): the numbers mean nothing "
                   "about language modelling. Set data.corpus or BOOTDISTILL_CORPUS to real text.")
-        if self.teacher is not None and getattr(self.teacher, "train_flops_known", True) is False:
+        if self.teacher is not None and not self.teacher.train_flops_known:
             print("note: the teacher's training compute is unknown (a Hugging Face model): the FLOPs totals count no "
                   "teacher training; set distill.teacher_train_flops to include it")
         init = self._init_summary()
