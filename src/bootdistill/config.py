@@ -19,6 +19,7 @@ import yaml
 
 from .distill.kd_losses import get_loss
 from .errors import ConfigError
+from .shape import PRESETS
 
 
 @dataclass
@@ -352,8 +353,6 @@ def _check(cond: bool, message: str) -> None:
 
 def resolve_model(cfg: RunConfig) -> RunConfig:
     """Fill unset model/train fields from the preset; error if anything is still unset."""
-    from .shape import PRESETS
-
     m, t = cfg.model, cfg.train
     if m.preset is not None:
         _check(m.preset in PRESETS, f"model.preset '{m.preset}' is unknown{_closest(m.preset, list(PRESETS))}")

@@ -16,9 +16,9 @@ good) and a KD-aware LR factor. Registered here, in one place:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from ..config import _closest
 from ..errors import ConfigError
 
 
@@ -28,7 +28,10 @@ class StepKnobs:
     temperature: float = 1.0
     loss: str = "kl"
     lr_factor: float = 1.0  # multiplies the LR schedule (KD-aware schedules)
-    lr: float | None = None  # an absolute LR that replaces the schedule (post-KD cosine)
+    # post-KD cosine: from this step the LR restarts at lr_factor x lr_restart_factor x the schedule's LR of the
+    # step before, and decays by cosine to lr_min (train/schedule.step_lr computes it)
+    lr_restart_step: int | None = None
+    lr_restart_factor: float = 1.0
 
     @property
     def kd_on(self) -> bool:
@@ -82,6 +85,9 @@ class Policy:
     name = "base"
     needs_teacher = True
     wants_teacher_ce = False  # the trainer then passes the teacher's CE on each KD batch to on_step
+
+    def check_teacher(self, sparse: bool) -> None:
+        """ConfigError when the policy cannot work with the loaded teacher (`sparse`: it gives top-k signals)."""
 
     def on_step(self, step: int, student_ce: float, teacher_ce: float | None) -> None:
         """See a finished training step's CE (and the teacher's on the same batch, when asked for)."""
@@ -151,16 +157,6 @@ class Distill(Policy):
             return self.cfg.kd_steps
         return None
 
-    def post_kd_cosine_lr(self, step: int, stop: int) -> float:
-        """After KD: drop to post_kd_lr_factor x the LR KD ended at, then cosine to lr_min at total_steps."""
-        from ..train.schedule import train_lr
-
-        t = self.train_cfg
-        start = train_lr(stop - 1, t) * self.cfg.kd_lr_factor * self.cfg.post_kd_lr_factor
-        span = max(1, t.total_steps - stop)
-        progress = min(1.0, (step - stop) / span)
-        return t.lr_min + 0.5 * (start - t.lr_min) * (1 + math.cos(math.pi * progress))
-
     def lr_factor(self, step: int) -> float:
         c = self.cfg
         stop = self.stop_step()
@@ -175,9 +171,11 @@ class Distill(Policy):
         stop = self.stop_step()
         after = stop is not None and step >= stop
         alpha = 0.0 if after else alpha_at(step, self.cfg, self.train_cfg)
-        lr = self.post_kd_cosine_lr(step, stop) if after and self.cfg.post_kd_lr == "cosine" and stop > 0 else None
-        return StepKnobs(alpha=alpha, temperature=self.cfg.temperature, loss=self.cfg.loss,
-                         lr_factor=self.lr_factor(step), lr=lr)
+        if after and self.cfg.post_kd_lr == "cosine" and stop > 0:  # drop to post_kd_lr_factor x the LR KD ended at
+            return StepKnobs(alpha=alpha, temperature=self.cfg.temperature, loss=self.cfg.loss,
+                             lr_factor=self.cfg.post_kd_lr_factor, lr_restart_step=stop,
+                             lr_restart_factor=self.cfg.kd_lr_factor)
+        return StepKnobs(alpha=alpha, temperature=self.cfg.temperature, loss=self.cfg.loss, lr_factor=self.lr_factor(step))
 
     def teacher_done(self, step: int) -> bool:
         stop = self.stop_step()
@@ -217,6 +215,12 @@ class Bootstrapped(Distill):
     def wants_teacher_ce(self) -> bool:
         return self.cfg.switch_on == "train" and self.stopped_step is None
 
+    def check_teacher(self, sparse: bool) -> None:
+        if self.wants_teacher_ce and sparse:
+            raise ConfigError("distill.switch_on=train compares the teacher's CE on each training batch, which needs "
+                              "its full logits; a cached (top-k) teacher does not have them: use distill.switch_on=val "
+                              "or a live teacher")
+
     def on_step(self, step, student_ce, teacher_ce):
         if self.wants_teacher_ce and teacher_ce is not None:
             self.window = [self.window[0] + student_ce, self.window[1] + teacher_ce, self.window[2] + 1]
@@ -254,8 +258,6 @@ POLICIES: dict[str, type[Policy]] = {p.name: p for p in (Classical, Distill, Fix
 
 
 def build_policy(distill_cfg, train_cfg=None) -> Policy:
-    from ..config import _closest
-
     name = distill_cfg.policy
     if name not in POLICIES:
         raise ConfigError(f"distill.policy '{name}' is unknown{_closest(name, list(POLICIES))}")

@@ -19,12 +19,13 @@ import torch
 
 from ..compute import flops_per_token
 from ..config import resolve_model
-from ..data.loader import BlockSampler, num_blocks
+from ..data.loader import BlockSampler, SelectionSampler, num_blocks
 from ..data.prepare import load_meta, prepare
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_write_bytes, atomic_write_json
 from ..runtime.batch import batch_plan
 from ..runtime.device import autocast_context
+from ..runtime.extension import RunContext, TrainerExtension
 from ..runtime.loading import load_model_from_checkpoint, run_config_of
 
 
@@ -117,3 +118,34 @@ def write_record(run_dir: Path, selection: dict) -> None:
     if "_npz" in selection:
         atomic_write_bytes(Path(run_dir) / "selection.npz", selection.pop("_npz"))
         atomic_write_json(Path(run_dir) / "selection.json", {k: v for k, v in selection.items() if k != "starts"})
+
+
+class SaltSelection(TrainerExtension):
+    """distill.select_with: the KD phase reads the sequences an early teacher checkpoint picks; the scoring passes
+    are charged as teacher inference, and RUN/selection.json + .npz record the choice."""
+
+    def __init__(self, ctx: RunContext):
+        d = ctx.cfg.distill
+        self.ctx, self.kd_batches = ctx, d.kd_steps * ctx.accum
+        self.selection = salt_selection(d.select_with, d.select_k, ctx.run_dir, ctx.data_dir, ctx.data_meta,
+                                        ctx.train_tokens, ctx.context, self.kd_batches * ctx.micro * ctx.world,
+                                        ctx.micro, ctx.device, ctx.amp_dtype, ctx.resume)
+
+    @classmethod
+    def from_run(cls, ctx: RunContext) -> SaltSelection | None:
+        return cls(ctx) if ctx.cfg.distill.select_with else None
+
+    def sampler(self, sampler):
+        c = self.ctx
+        return SelectionSampler(c.train_tokens, c.context, c.micro * c.world, c.cfg.train.seed, self.selection["starts"],
+                                self.kd_batches, sampler, c.rank, c.world)
+
+    def charge(self, ledger) -> None:
+        ledger.add_teacher_flops(self.selection["scoring_flops"], self.selection["scoring_flops_exact"])
+
+    def on_start(self, resumed: bool) -> None:
+        if self.ctx.is_main:
+            write_record(self.ctx.run_dir, self.selection)
+
+    def summary(self) -> dict:
+        return {"selection": {k: v for k, v in self.selection.items() if k != "starts"}}

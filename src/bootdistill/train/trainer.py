@@ -20,13 +20,14 @@ from tqdm import tqdm
 
 from ..compute import FlopsLedger, flops_per_token, peak_flops
 from ..config import RunConfig, resolve_model, to_dict
-from ..data.loader import BlockSampler, SelectionSampler
+from ..data.loader import BlockSampler
 from ..data.prepare import bits_per_byte, load_meta, prepare, token_file
 from ..distill.objective import kd_loss_of, student_loss, teacher_ce
+from ..distill.extensions import EXTENSIONS
 from ..distill.policies import Policy, StepKnobs, build_policy
 from ..distill.source import StudentSide, TeacherSource
 from ..distill.teachers import load_teacher
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, DataError
 from ..fsutil import atomic_write_json
 from ..arch import build_model
 from ..runtime import checkpoint as ckpt_io
@@ -35,6 +36,7 @@ from ..runtime.accel import check_compile, compile_model, cpu_model, keep_freed_
 from ..runtime.batch import batch_plan
 from ..runtime.device import autocast_context, resolve_device, resolve_precision
 from ..runtime.evaluate import evaluate
+from ..runtime.extension import RunContext, TrainerExtension
 from ..shape import count_params, shape_of
 from . import preflight
 from .guard import DivergenceGuard
@@ -42,7 +44,7 @@ from .lock import RunLock
 from .metrics import MetricsLogger, NullLogger, progress_line
 from .optim import build_optimizer
 from .rundir import LOCK_NAME, append_history, check_run_dir, write_run_config
-from .schedule import train_lr
+from .schedule import step_lr
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -59,7 +61,8 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, resume: bool = False, allow_change=()):
+    def __init__(self, cfg: RunConfig, resume: bool = False, allow_change=(), extensions=EXTENSIONS):
+        """`extensions`: factories of TrainerExtension (runtime/extension.py), by default distillation's."""
         self.cfg = cfg = resolve_model(cfg)
         t = cfg.train
         dist.init()
@@ -107,31 +110,23 @@ class Trainer:
         self.sampler = BlockSampler(self.train_tokens, self.shape.context, self.micro * world, t.seed,
                                     rank=dist.rank(), world=world)
         self.policy: Policy = build_policy(cfg.distill, t)
-        if t.save_logits and world > 1:  # every rank would write the same memory-mapped files
-            raise ConfigError("train.save_logits works in one process: train the teacher without torchrun, or write "
-                              "its logits afterwards with `bootdistill teacher-cache`")
-        self.selection = None
-        if cfg.distill.select_with:  # SALT_DS: the KD phase reads sequences chosen by an early teacher checkpoint
-            from ..distill.selection import salt_selection
-
-            kd_batches = cfg.distill.kd_steps * self.accum
-            with torch.random.fork_rng(devices=[]):
-                self.selection = salt_selection(cfg.distill.select_with, cfg.distill.select_k, self.run_dir, self.data_dir,
-                                                self.data_meta, self.train_tokens, self.shape.context,
-                                                kd_batches * self.micro * world, self.micro, self.device, self.amp_dtype,
-                                                resume)
-            self.sampler = SelectionSampler(self.train_tokens, self.shape.context, self.micro * world, t.seed,
-                                            self.selection["starts"], kd_batches, self.sampler, dist.rank(), world)
+        context = RunContext(cfg, self.run_dir, self.data_dir, self.data_meta, self.train_tokens, self.val_tokens,
+                             self.shape.context, self.micro, self.accum, dist.rank(), world, self.device, self.amp_dtype,
+                             resume)
+        self.extensions: list[TrainerExtension] = []
+        for build in extensions:
+            with torch.random.fork_rng(devices=[]):  # whatever an extension runs, the student's RNG stream stays put
+                ext = build(context)
+            if ext is not None:
+                self.extensions.append(ext)
+                self.sampler = ext.sampler(self.sampler)
         self.kd_loss = kd_loss_of(cfg.distill)
         self.teacher: TeacherSource | None = None
         if self.policy.needs_teacher:
             with torch.random.fork_rng(devices=[]):  # building the teacher must not shift the student's RNG stream
                 self.teacher = load_teacher(cfg.distill.teacher, self.student_side())
             self.kd_loss.check_teacher(sparse=self.teacher.sparse)
-            if self.policy.wants_teacher_ce and self.teacher.sparse:
-                raise ConfigError("distill.switch_on=train compares the teacher's CE on each training batch, which needs "
-                                  "its full logits; a cached (top-k) teacher does not have them: use distill.switch_on=val "
-                                  "or a live teacher")
+            self.policy.check_teacher(sparse=self.teacher.sparse)
             if self.parallel == "fsdp":
                 self.teacher.shard(dist.shard)
         self.ledger = FlopsLedger()
@@ -142,9 +137,8 @@ class Trainer:
             self.ledger.add_eval_flops(*self.teacher.eval_flops)  # its validation loss (a resume restores the ledger)
         if self.init_source is not None:
             self.ledger.init_train, self.ledger.init_train_exact = self._init_flops()
-        if self.selection is not None:  # SALT_DS scoring passes
-            self.ledger.add_teacher_flops(self.selection["scoring_flops"], self.selection["scoring_flops_exact"])
-        self.logit_saver = None
+        for ext in self.extensions:
+            ext.charge(self.ledger)
         self.guard = DivergenceGuard(t.divergence_factor, self.shape.vocab_size)
         self.step = 0
         self.elapsed_before, self._t0 = 0.0, None  # wall time of earlier sessions of this run, and of this one
@@ -168,16 +162,8 @@ class Trainer:
             write_run_config(self.run_dir, cfg)
             append_history(self.run_dir, {"event": "resume" if resume else "start", "step": self.step,
                                           "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": changes})
-            if self.selection is not None:
-                from ..distill.selection import write_record
-
-                write_record(self.run_dir, self.selection)
-        if t.save_logits:
-            from ..distill.cache_write import OnlineLogitSaver
-
-            self.logit_saver = OnlineLogitSaver(self.run_dir, self.data_meta, self.data_dir, len(self.train_tokens),
-                                                self.shape.context, t.save_logits_top_p, t.save_logits_top_k,
-                                                t.save_logits_from_step, resume=self.resume_step is not None)
+        for ext in self.extensions:
+            ext.on_start(resumed=self.resume_step is not None)
         self.logger = MetricsLogger(self.run_dir, cfg.log, to_dict(cfg), self.resume_step) if dist.is_main() else NullLogger()
 
     def _init_source(self):
@@ -320,8 +306,8 @@ class Trainer:
     def _micro_step(self, x, y, knobs: StepKnobs, starts=None) -> tuple[float, dict]:
         with autocast_context(self.device, self.amp_dtype):
             logits = self.forward(x)
-        if self.logit_saver is not None:
-            self.logit_saver.save(self.step, starts, logits)
+        for ext in self.extensions:
+            ext.on_forward(self.step, starts, logits)
         signal = self.teacher.signal(x, starts) if knobs.kd_on and self.teacher is not None else None
         # before the loss: the fused KD kernel may overwrite the teacher's logits
         t_ce = {"teacher_train_ce": teacher_ce(signal, y)} if signal is not None and self.policy.wants_teacher_ce else {}
@@ -332,7 +318,7 @@ class Trainer:
 
     def train_step(self) -> dict:
         knobs = self.policy.knobs(self.step)
-        lr = knobs.lr if knobs.lr is not None else train_lr(self.step, self.cfg.train) * knobs.lr_factor
+        lr = step_lr(self.step, self.cfg.train, knobs)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         ce_sum, extras = 0.0, {}
@@ -464,11 +450,8 @@ class Trainer:
         return self.finish()
 
     def finish(self) -> dict:
-        if self.logit_saver is not None:
-            last = ckpt_io.checkpoint_dirs(self.run_dir)[-1]
-            saved = self.logit_saver.finish(self.model, self.val_tokens, self.micro, self.device, self.amp_dtype, last,
-                                            ckpt_io.verify_checkpoint(last), self.step)
-            print(f"saved the teacher's top-{saved['k']} logits of {saved['covered_blocks']} blocks to {self.run_dir / 'logits'}")
+        for ext in self.extensions:
+            ext.on_finish(self.model, self.step)
         n_final = self.cfg.train.final_eval_sequences
         final_val = self.validate(max_sequences=n_final)
         test = self.validate(tokens=token_file(self.data_dir, "test"), max_sequences=n_final, bucket=64)
@@ -491,7 +474,7 @@ class Trainer:
             "policy": self.policy.summary(),
             "teacher": self.teacher.summary(self.ledger) if self.teacher is not None else None,
             "init": self._init_summary(),
-            "selection": {k: v for k, v in self.selection.items() if k != "starts"} if self.selection else None,
+            **{k: v for ext in self.extensions for k, v in ext.summary().items()},
             "data": {"dir": str(self.data_dir), "source": self.data_meta.get("source"), "synthetic": self.synthetic,
                      "tokenizer_sha256": self.data_meta["tokenizer_sha256"]},
             "precision": str(self.amp_dtype or torch.float32).replace("torch.", ""),
