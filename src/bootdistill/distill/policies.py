@@ -26,6 +26,7 @@ from ..errors import ConfigError
 class StepKnobs:
     alpha: float = 0.0  # KD weight; 0 -> the teacher does not run
     temperature: float = 1.0
+    teacher_temperature: float | None = None  # the teacher side's own temperature (SALT's 1/rho); None = temperature
     loss: str = "kl"
     lr_factor: float = 1.0  # multiplies the LR schedule (KD-aware schedules)
     # post-KD cosine: from this step the LR restarts at lr_factor x lr_restart_factor x the schedule's LR of the
@@ -103,6 +104,11 @@ class Policy:
         """True once the teacher will never be asked again (it can be freed)."""
         return False
 
+    def kd_steps_bound(self, steps: int) -> tuple[int, bool]:
+        """For the planner: the most steps of a `steps`-step run that run the teacher, and whether that is only an
+        upper bound (the stop is decided during training)."""
+        return steps, False
+
     def summary(self) -> dict:
         return {"policy": self.name}
 
@@ -125,6 +131,9 @@ class Classical(Policy):
 
     def teacher_done(self, step: int) -> bool:
         return True
+
+    def kd_steps_bound(self, steps: int) -> tuple[int, bool]:
+        return 0, False
 
 
 class Distill(Policy):
@@ -171,11 +180,11 @@ class Distill(Policy):
         stop = self.stop_step()
         after = stop is not None and step >= stop
         alpha = 0.0 if after else alpha_at(step, self.cfg, self.train_cfg)
-        if after and self.cfg.post_kd_lr == "cosine" and stop > 0:  # drop to post_kd_lr_factor x the LR KD ended at
-            return StepKnobs(alpha=alpha, temperature=self.cfg.temperature, loss=self.cfg.loss,
-                             lr_factor=self.cfg.post_kd_lr_factor, lr_restart_step=stop,
-                             lr_restart_factor=self.cfg.kd_lr_factor)
-        return StepKnobs(alpha=alpha, temperature=self.cfg.temperature, loss=self.cfg.loss, lr_factor=self.lr_factor(step))
+        c = self.cfg
+        kd = {"alpha": alpha, "temperature": c.temperature, "teacher_temperature": c.teacher_temperature, "loss": c.loss}
+        if after and c.post_kd_lr == "cosine" and stop > 0:  # drop to post_kd_lr_factor x the LR KD ended at
+            return StepKnobs(**kd, lr_factor=c.post_kd_lr_factor, lr_restart_step=stop, lr_restart_factor=c.kd_lr_factor)
+        return StepKnobs(**kd, lr_factor=self.lr_factor(step))
 
     def teacher_done(self, step: int) -> bool:
         stop = self.stop_step()
@@ -203,6 +212,9 @@ class FixedSteps(Distill):
     def stop_step(self) -> int | None:
         return self.cfg.kd_steps
 
+    def kd_steps_bound(self, steps: int) -> tuple[int, bool]:
+        return min(steps, self.cfg.kd_steps), False
+
 
 class Bootstrapped(Distill):
     name = "bootstrapped"
@@ -214,6 +226,9 @@ class Bootstrapped(Distill):
     @property
     def wants_teacher_ce(self) -> bool:
         return self.cfg.switch_on == "train" and self.stopped_step is None
+
+    def kd_steps_bound(self, steps: int) -> tuple[int, bool]:
+        return steps, True  # KD stops at a step decided by the validations
 
     def check_teacher(self, sparse: bool) -> None:
         if self.wants_teacher_ce and sparse:

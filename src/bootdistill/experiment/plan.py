@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..compute import flops_per_token
+from ..distill.policies import build_policy
 from ..runtime.batch import batch_plan
 from ..shape import count_params, shape_of
 from .recipe import PlannedRun
@@ -20,10 +21,7 @@ def predicted(p: PlannedRun, runs: dict[str, PlannedRun], data_vocab: int) -> di
     if p.teacher:
         t = runs[p.teacher]
         tshape = shape_of(t.cfg.model, data_vocab)
-        kd_steps = steps
-        if c.distill.policy == "fixed" and c.distill.kd_steps is not None:
-            kd_steps = min(steps, c.distill.kd_steps)
-        out["inference_bound"] = c.distill.policy in ("bootstrapped",)
+        kd_steps, out["inference_bound"] = build_policy(c.distill, c.train).kd_steps_bound(steps)
         out["teacher_inference"] = kd_steps * tokens_per_step * flops_per_token(tshape, training=False)
         t_total = predicted(t, runs, data_vocab)
         share = min(1.0, p.teacher_step / t_total["steps"]) if p.teacher_step else 1.0  # an earlier checkpoint costs less
