@@ -282,15 +282,29 @@ def set_dotted(data: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = yaml.safe_load(value) if isinstance(value, str) else value
 
 
-def flatten(data: dict, skip: set = frozenset(), prefix: tuple = ()) -> dict:
-    """{'train.lr_max': 0.001, ...} of a nested config, without the keys (as tuples) in `skip` or below them."""
+# Which settings are part of a run's identity: one list of the settings that say where and how a run executes,
+# never what it computes, and what each use adds to it (keys as tuples, for `flatten`'s skip)
+WHERE_IT_RUNS = frozenset({("out_dir",), ("log",), ("train", "threads"), ("train", "device"), ("data", "prepared_dir")})
+# may change between a run and its resume, and are not in a run's name (an experiment's config hash); parallel: the
+# same run on more processes reads the same batches and draws the same curve
+VOLATILE = WHERE_IT_RUNS | {("train", "max_steps"), ("train", "keep_checkpoints"), ("train", "checkpoint_every"),
+                            ("train", "parallel")}
+# do not make another experiment in a report: seeds of one configuration share the rest (each has its own teacher)
+NOT_IDENTITY = WHERE_IT_RUNS | {("train", "seed"), ("distill", "teacher")}
+# are not a method's settings, for the plot of savings against the settings a search varied
+NOT_SETTINGS = WHERE_IT_RUNS | {("train", "seed"), ("data", "corpus"), ("distill", "diag_sequences")}
+
+
+def flatten(data: dict, skip: set = frozenset(), prefix: tuple = (), keep_empty: bool = False) -> dict:
+    """{'train.lr_max': 0.001, ...} of a nested config, without the keys (as tuples) in `skip` or below them;
+    `keep_empty`: an empty section stays as a value ({}) instead of vanishing."""
     out = {}
     for k, v in data.items():
         key = prefix + (k,)
         if key in skip:
             continue
-        if isinstance(v, dict):
-            out.update(flatten(v, skip, key))
+        if isinstance(v, dict) and (v or not keep_empty):
+            out.update(flatten(v, skip, key, keep_empty))
         else:
             out[".".join(key)] = v
     return out

@@ -24,11 +24,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import (BATCH_COUNTS, RunConfig, TrainConfig, _deep_merge, flatten, from_dict, load_yaml, resolve_model,
-                      set_dotted, to_dict, validate)
+from ..config import (BATCH_COUNTS, VOLATILE, RunConfig, TrainConfig, _deep_merge, flatten, from_dict, load_yaml,
+                      resolve_model, set_dotted, to_dict, validate)
 from ..distill.source import parse_teacher_spec
 from ..errors import ConfigError
-from ..train.rundir import VOLATILE
 
 RECIPE_KEYS = {"name", "out_dir", "defaults", "seeds", "runs", "description", "planner"}
 TUNE_FILE = "tune.json"  # in a tuned run's directory: its grid and its point, for the report
