@@ -18,7 +18,8 @@ from typing import Any, Literal
 import yaml
 
 from .distill.kd_losses import get_loss
-from .errors import ConfigError
+from .distill.policies import check_policy
+from .errors import ConfigError, closest
 from .shape import PRESETS
 
 
@@ -146,11 +147,6 @@ class RunConfig:
 # ---------------------------------------------------------------- building from dicts
 
 
-def _closest(name: str, options: list[str]) -> str:
-    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
-    return f" (did you mean '{match[0]}'?)" if match else f" (valid keys: {', '.join(options)})"
-
-
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Check `value` against a type hint; YAML/CLI strings like '1e-3' become numbers."""
     origin = typing.get_origin(hint)
@@ -258,7 +254,7 @@ def from_dict(cls, data: dict, where: str = ""):
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
         if key not in fields:
-            raise ConfigError(f"unknown config key '{path}'{_closest(key, list(fields))}")
+            raise ConfigError(f"unknown config key '{path}'{closest(key, list(fields))}")
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             kwargs[key] = from_dict(hint, value or {}, path)
@@ -369,7 +365,7 @@ def resolve_model(cfg: RunConfig) -> RunConfig:
     """Fill unset model/train fields from the preset; error if anything is still unset."""
     m, t = cfg.model, cfg.train
     if m.preset is not None:
-        _check(m.preset in PRESETS, f"model.preset '{m.preset}' is unknown{_closest(m.preset, list(PRESETS))}")
+        _check(m.preset in PRESETS, f"model.preset '{m.preset}' is unknown{closest(m.preset, list(PRESETS))}")
         p = PRESETS[m.preset]
         for name in ("d_model", "n_layers", "n_heads", "context"):
             if getattr(m, name) is None:
@@ -462,6 +458,7 @@ def validate(cfg: RunConfig) -> None:
     _check(k.diag_sequences >= 1, f"distill.diag_sequences must be >= 1, got {k.diag_sequences}")
     _check(k.teacher_train_flops is None or k.teacher_train_flops >= 0, "distill.teacher_train_flops must be >= 0")
     get_loss(k.loss, k.loss_params)  # unknown loss or parameter: one line with a did-you-mean
+    check_policy(k)  # what the policy reads: its schedule, stop rule and LR settings
     _check(k.select_k >= 1, f"distill.select_k must be >= 1, got {k.select_k}")
     if k.select_with and (k.policy != "fixed" or k.kd_steps is None):
         raise ConfigError("distill.select_with (SALT_DS) selects the data of a KD phase of known length: "

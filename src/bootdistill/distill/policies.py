@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import _closest
-from ..errors import ConfigError
+from ..errors import ConfigError, closest
 
 
 @dataclass(frozen=True)
@@ -87,6 +86,10 @@ class Policy:
     needs_teacher = True
     wants_teacher_ce = False  # the trainer then passes the teacher's CE on each KD batch to on_step
 
+    @classmethod
+    def check(cls, cfg) -> None:
+        """ConfigError for distill settings this policy cannot run with (check_policy calls it)."""
+
     def check_teacher(self, sparse: bool) -> None:
         """ConfigError when the policy cannot work with the loaded teacher (`sparse`: it gives top-k signals)."""
 
@@ -143,8 +146,13 @@ class Distill(Policy):
 
     def __init__(self, cfg, train_cfg):
         self.cfg, self.train_cfg = cfg, train_cfg
+        self.stopped_step: int | None = None  # KD ended for good here
+        self.stopped_tokens: int | None = None
+
+    @classmethod
+    def check(cls, cfg) -> None:
         if cfg.teacher is None:
-            raise ConfigError(f"distill.policy={self.name} needs a teacher: set distill.teacher=RUN_DIR (a trained bootdistill run)")
+            raise ConfigError(f"distill.policy={cls.name} needs a teacher: set distill.teacher=RUN_DIR (a trained bootdistill run)")
         if cfg.alpha_schedule not in ALPHA_SCHEDULES:
             raise ConfigError(f"distill.alpha_schedule '{cfg.alpha_schedule}' is unknown (valid: {', '.join(ALPHA_SCHEDULES)})")
         if cfg.alpha_schedule in NEEDS_KD_STEPS and cfg.kd_steps is None:
@@ -155,8 +163,6 @@ class Distill(Policy):
             raise ConfigError(f"distill.post_kd_lr must be scale or cosine, got '{cfg.post_kd_lr}'")
         if cfg.kd_steps is not None and cfg.alpha_window > cfg.kd_steps:
             raise ConfigError(f"distill.alpha_window ({cfg.alpha_window}) must not exceed distill.kd_steps ({cfg.kd_steps})")
-        self.stopped_step: int | None = None  # KD ended for good here
-        self.stopped_tokens: int | None = None
 
     def stop_step(self) -> int | None:
         """The step from which KD is off for good, if known."""
@@ -204,10 +210,11 @@ class Distill(Policy):
 class FixedSteps(Distill):
     name = "fixed"
 
-    def __init__(self, cfg, train_cfg):
+    @classmethod
+    def check(cls, cfg) -> None:
         if cfg.kd_steps is None:
             raise ConfigError("distill.policy=fixed needs distill.kd_steps (KD for the first N steps)")
-        super().__init__(cfg, train_cfg)
+        super().check(cfg)
 
     def stop_step(self) -> int | None:
         return self.cfg.kd_steps
@@ -272,8 +279,14 @@ class Bootstrapped(Distill):
 POLICIES: dict[str, type[Policy]] = {p.name: p for p in (Classical, Distill, FixedSteps, Bootstrapped)}
 
 
-def build_policy(distill_cfg, train_cfg=None) -> Policy:
+def check_policy(distill_cfg) -> None:
+    """The distill settings the chosen policy reads, checked in one place: when a config loads and by build_policy."""
     name = distill_cfg.policy
     if name not in POLICIES:
-        raise ConfigError(f"distill.policy '{name}' is unknown{_closest(name, list(POLICIES))}")
-    return POLICIES[name](distill_cfg, train_cfg)
+        raise ConfigError(f"distill.policy '{name}' is unknown{closest(name, list(POLICIES))}")
+    POLICIES[name].check(distill_cfg)
+
+
+def build_policy(distill_cfg, train_cfg=None) -> Policy:
+    check_policy(distill_cfg)
+    return POLICIES[distill_cfg.policy](distill_cfg, train_cfg)
