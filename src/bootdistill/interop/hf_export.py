@@ -24,6 +24,7 @@ import torch
 from ..data.tokenizer import SEP_ID, SPECIAL_TOKENS, file_sha256
 from ..errors import BootdistillError, CheckpointError, DataError
 from ..fsutil import follow_umask, translate_os_errors
+from ..llama import RMS_NORM_EPS, ROPE_THETA
 from ..runtime.loading import find_tokenizer, load_model_from_checkpoint
 from ..shape import ModelShape
 
@@ -56,8 +57,6 @@ def gpt2_config(shape: ModelShape):
 
 def llama_config(shape: ModelShape):
     """The `LlamaConfig` of a `model.arch: llama` model of this shape."""
-    from ..llama import RMS_NORM_EPS, ROPE_THETA
-
     tf = _transformers()
     return tf.LlamaConfig(
         vocab_size=shape.vocab_size, hidden_size=shape.d_model, intermediate_size=shape.ffn,

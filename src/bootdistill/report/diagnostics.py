@@ -13,11 +13,13 @@ Results are cached per run in RUN/evals/diagnostics.json, keyed by the checkpoin
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from ..data.prepare import token_file
 from ..data.tokenizer import token_dtype
@@ -40,8 +42,6 @@ def ood_text() -> tuple[str, str]:
 
 def ood_tokens(prepared_dir: Path | str) -> tuple[np.ndarray, str]:
     """The OOD text as token ids of this prepared data's tokenizer (cached as ood-pydoc.npy)."""
-    from tokenizers import Tokenizer
-
     text, desc = ood_text()
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     cache = Path(prepared_dir) / f"ood-pydoc-{digest}.npy"
@@ -49,7 +49,6 @@ def ood_tokens(prepared_dir: Path | str) -> tuple[np.ndarray, str]:
         return np.load(cache), desc
     tok = Tokenizer.from_file(str(Path(prepared_dir) / "tokenizer.json"))
     ids = np.asarray(tok.encode(text).ids, dtype=token_dtype(tok.get_vocab_size(with_added_tokens=True)))
-    import io
 
     buf = io.BytesIO()
     np.save(buf, ids)

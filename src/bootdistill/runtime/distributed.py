@@ -5,6 +5,9 @@ for a world of one, so single-process runs take exactly the code path they alway
 
 - ddp:  the model is replicated; DistributedDataParallel averages gradients.
 - fsdp: parameters, gradients and optimizer state are sharded with FSDP2 (`fully_shard`), one unit per block.
+
+torch's DDP, FSDP and distributed-checkpoint modules are imported where used: together 2.2 s that a
+single-process run does not pay.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ class MetricsLogger:
 
     @staticmethod
     def _tensorboard(run_dir):
-        try:
+        try:  # optional: TensorBoard logs only where it is installed
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             return None
@@ -52,7 +52,7 @@ class MetricsLogger:
 
     @staticmethod
     def _wandb(run_dir, log_cfg, run_config):
-        try:
+        try:  # optional extra
             import wandb
         except ImportError:
             raise ConfigError("log.wandb=true but wandb is not installed: pip install wandb, or set log.wandb=false") from None

@@ -40,6 +40,7 @@ from ..runtime.extension import RunContext, TrainerExtension
 from ..shape import count_params, shape_of
 from . import preflight
 from .guard import DivergenceGuard
+from .init_from import check_fits, load_into, read_source
 from .lock import RunLock
 from .metrics import MetricsLogger, NullLogger, progress_line
 from .optim import build_optimizer
@@ -98,8 +99,6 @@ class Trainer:
         torch.manual_seed(t.seed)
         self.model = build_model(self.shape).to(self.device)
         if self.init_source is not None and not (resume and ckpt_io.checkpoint_dirs(self.run_dir)):  # a resume restores its own
-            from .init_from import load_into
-
             with torch.random.fork_rng(devices=[]):  # however the source loads, the run's RNG stream stays put
                 load_into(self.model, self.init_source)
         dist.seed_rank(t.seed)  # dropout: rank 0 keeps the single-process stream
@@ -170,8 +169,6 @@ class Trainer:
         """model.init_from, checked against this run's shape and tokenizer (before any weights are read)."""
         if not self.cfg.model.init_from:
             return None
-        from .init_from import check_fits, read_source
-
         source = read_source(self.cfg.model.init_from)
         check_fits(source, self.cfg.model, self.shape.vocab_size)
         if source.kind == "checkpoint" and source.tokenizer_sha256 != self.data_meta["tokenizer_sha256"]:
