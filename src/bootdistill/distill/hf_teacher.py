@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, ConfigError, DataError
 from ..data.tokenizer import load_tokenizer
+from ..errors import CheckpointError, ConfigError, DataError
 from .source import StudentSide
 from .teacher import LiveTeacher
 

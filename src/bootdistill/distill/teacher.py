@@ -15,9 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from ..compute import FlopsLedger, flops_per_token
-from ..data.loader import eval_shard
+from ..data.loader import eval_shard, num_blocks
 from ..errors import CheckpointError, DataError
-from ..data.loader import num_blocks
 from ..runtime import distributed
 from ..runtime.device import autocast_context
 from ..runtime.evaluate import evaluate

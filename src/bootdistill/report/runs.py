@@ -14,11 +14,11 @@ import yaml
 
 from ..config import NOT_IDENTITY, flatten
 from ..errors import BootdistillError
+from ..runtime.metrics import read_metrics
 from ..shape import non_embedding_params
 
 # model settings beyond the widths that make two runs different students (absent from older runs: the defaults)
 BLOCK_KEYS = (("arch", "gpt2"), ("n_kv_heads", None), ("d_ff", None), ("tie_embeddings", True))
-from ..runtime.metrics import read_metrics
 
 SEED_SUFFIX = re.compile(r"[-_.]?(seed|s)[-_]?\d+$", re.I)
 RUN_HASH = re.compile(r"-[0-9a-f]{8}$")  # experiment run directories end in the config hash

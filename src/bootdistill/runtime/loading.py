@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 import yaml
 
+from ..arch import build_model
 from ..config import RunConfig, from_dict
 from ..data.tokenizer import file_sha256
 from ..errors import CheckpointError, DataError
-from ..arch import build_model
 from ..shape import ModelShape
 from . import checkpoint as ckpt_io
 

@@ -18,18 +18,18 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..arch import build_model
 from ..compute import FlopsLedger, flops_per_token, peak_flops
 from ..config import RunConfig, resolve_model, to_dict
 from ..data.loader import BlockSampler
 from ..data.prepare import bits_per_byte, load_meta, prepare, token_file
-from ..distill.objective import kd_loss_of, student_loss, teacher_ce
 from ..distill.extensions import EXTENSIONS
+from ..distill.objective import kd_loss_of, student_loss, teacher_ce
 from ..distill.policies import Policy, StepKnobs, build_policy
 from ..distill.source import StudentSide, TeacherSource
 from ..distill.teachers import load_teacher
 from ..errors import CheckpointError, DataError
 from ..fsutil import atomic_write_json
-from ..arch import build_model
 from ..runtime import checkpoint as ckpt_io
 from ..runtime import distributed as dist
 from ..runtime.accel import check_compile, compile_model, cpu_model, keep_freed_memory, set_cpu_threads
@@ -93,7 +93,7 @@ class Trainer:
         plan = batch_plan(t.batch_tokens, self.shape.context, t.micro_batch, world)
         self.micro, self.accum = plan.micro, plan.accum
         self.tokens_per_step = plan.tokens  # global: the ledger counts every rank's tokens
-        preflight.check_batch(len(self.train_tokens), self.shape.context, self.micro * self.accum * world)
+        preflight.check_batch(len(self.train_tokens), self.shape.context, plan.sequences)
         self.max_steps = t.max_steps or t.total_steps
 
         torch.manual_seed(t.seed)
