@@ -1,4 +1,4 @@
-"""CPU training steps with the trainer's malloc settings (`train/accel.keep_freed_memory`) against glibc's defaults.
+"""CPU training steps with the trainer's malloc settings (`runtime/accel.keep_freed_memory`) against glibc's defaults.
 
 Each variant runs in a fresh process (malloc settings are process-wide and cannot be undone), alternating which
 goes first each round. A child builds the real `Trainer` (the where-it-pays student by default: d 256, 4 layers,
@@ -29,7 +29,7 @@ from bench_kd_step import build, make_teacher  # noqa: E402
 from bench_train import corpus_dir  # noqa: E402
 
 from bootdistill.train import trainer as trainer_module  # noqa: E402
-from bootdistill.train.accel import cpu_model  # noqa: E402
+from bootdistill.runtime.accel import cpu_model  # noqa: E402
 
 VARIANTS = ("kept", "glibc default")
 

@@ -113,7 +113,7 @@ def apply_mods(tr: Trainer, mods: set[str]) -> None:
         if "flashattn" in mods:  # no dropout on attention weights: SDPA can use its fused (flash) CPU kernel
             b.attn.dropout = 0.0
     if "compile" in mods:  # what train.compile=true does (regional: each block)
-        from bootdistill.train.accel import check_compile, compile_model
+        from bootdistill.runtime.accel import check_compile, compile_model
 
         check_compile(tr.device)
         tr.forward = compile_model(tr.model)

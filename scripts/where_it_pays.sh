@@ -97,9 +97,9 @@ import os
 import sys
 import torch
 from bootdistill.compute import measure_matmul_peak
-from bootdistill.train.accel import cpu_model
+from bootdistill.runtime.accel import cpu_model
 from bootdistill.errors import BootdistillError
-from bootdistill.train.precision import resolve_device
+from bootdistill.runtime.device import resolve_device
 try:
     device = resolve_device(sys.argv[1], "DEVICE=")
 except BootdistillError as e:

@@ -92,7 +92,7 @@ def wait_for_checkpoint(run_dir: Path, min_step: int, proc: subprocess.Popen, ti
     rotated away (keep_checkpoints), and a loaded machine can poll past the moment one existed."""
     import time
 
-    from bootdistill.train.checkpoint import STEP_DIR, checkpoint_dirs
+    from bootdistill.runtime.checkpoint import STEP_DIR, checkpoint_dirs
 
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:

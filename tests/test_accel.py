@@ -14,7 +14,7 @@ import torch
 from conftest import run_cli, tiny_overrides
 from bootdistill.distill import fused_kd
 from bootdistill.errors import ConfigError
-from bootdistill.train.accel import check_compile, keep_freed_memory, set_cpu_threads
+from bootdistill.runtime.accel import check_compile, keep_freed_memory, set_cpu_threads
 
 CUDA = torch.device("cuda")  # a device object needs no GPU: the guards only read its type
 CPU = torch.device("cpu")
@@ -81,7 +81,7 @@ def test_compile_check_on_cuda_needs_triton(monkeypatch):
 # after warm-up, in a fresh process so that no earlier allocation shapes the heap.
 STEP_FAULTS = """
 import mmap, resource, sys, torch
-from bootdistill.train.accel import keep_freed_memory
+from bootdistill.runtime.accel import keep_freed_memory
 def minor_faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 # probe: does this kernel count minor faults at all? (some sandboxes, e.g. gVisor, report none)

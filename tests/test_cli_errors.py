@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO, ctrl_c_reaches_child, run_cli, run_main, tiny_overrides, write_wikitext
 from test_experiment import write_recipe
-from bootdistill.train import checkpoint as ckpt_io
+from bootdistill.runtime import checkpoint as ckpt_io
 
 
 def error_line(r) -> str:

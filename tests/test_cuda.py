@@ -13,7 +13,7 @@ from bootdistill.config import load_config
 from bootdistill.distill import fused_kd, losses
 from bootdistill.model import GPT
 from bootdistill.shape import ModelShape
-from bootdistill.train.precision import resolve_precision
+from bootdistill.runtime.device import resolve_precision
 from bootdistill.train.trainer import Trainer
 
 pytestmark = [pytest.mark.cuda,

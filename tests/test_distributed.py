@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from conftest import REPO, run_cli, tiny_overrides, wait_for_checkpoint
 from bootdistill.data.loader import BlockSampler, eval_shard
-from bootdistill.train.metrics import read_metrics
+from bootdistill.runtime.metrics import read_metrics
 
 # Losses of a 2-process run vs the 1-process run with the same global batch: the same sequences in the same
 # micro-batches, only summed in another order. Measured on this CPU: within 1e-7 relative (DDP and FSDP).

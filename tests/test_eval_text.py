@@ -27,9 +27,9 @@ def reference(run, text: str) -> tuple[float, int]:
     """Total nats of every token of `text` after the separator, one context-long window at a time, and the count."""
     from tokenizers import Tokenizer
 
-    from bootdistill.train.eval_cli import load_model_from_checkpoint
-    from bootdistill.train.evaluate import autocast_context
-    from bootdistill.train.precision import resolve_precision
+    from bootdistill.runtime.loading import load_model_from_checkpoint
+    from bootdistill.runtime.device import autocast_context
+    from bootdistill.runtime.device import resolve_precision
 
     model, _, _ = load_model_from_checkpoint(run / "run")
     meta = json.loads((run / "prepared" / "meta.json").read_text())

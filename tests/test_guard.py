@@ -11,11 +11,11 @@ import torch
 from conftest import run_cli, run_main, tiny_overrides
 from bootdistill.config import load_config, resolve_model
 from bootdistill.errors import BootdistillError
-from bootdistill.train import checkpoint as ckpt_io
+from bootdistill.runtime import checkpoint as ckpt_io
 from bootdistill.train.rundir import check_run_dir
 from bootdistill.train.eval_cli import evaluate_checkpoint
 from bootdistill.train.guard import DivergenceError, DivergenceGuard
-from bootdistill.train.metrics import read_metrics
+from bootdistill.runtime.metrics import read_metrics
 
 
 def test_guard_reference_is_recent_median_capped_at_uniform():

@@ -9,7 +9,7 @@ import torch
 
 from conftest import run_main, tiny_overrides
 from test_resume import assert_same_run
-from bootdistill.train.eval_cli import load_model_from_checkpoint
+from bootdistill.runtime.loading import load_model_from_checkpoint
 
 FROZEN = {"train.lr_max": 0.0, "train.lr_min": 0.0, "train.total_steps": 1, "train.warmup_steps": 1, "train.eval_every": 1,
           "train.checkpoint_every": 1, "model.dropout": 0.0}  # one step that changes no weight

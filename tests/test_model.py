@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from bootdistill.compute import flops_per_token
-from bootdistill.model import GPT, build_model, matmul_attention
+from bootdistill.arch import build_model
+from bootdistill.model import GPT, matmul_attention
 from bootdistill.shape import PRESETS, ModelShape, count_params
 
 

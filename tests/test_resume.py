@@ -112,7 +112,7 @@ def test_fault_injection_kills_at_random_moments(tiny_corpus, prepared, tmp_path
     (checkpoint_every=1), resuming each time; the result is the uninterrupted run, bit for bit."""
     import random
 
-    from bootdistill.train import checkpoint as ckpt_io
+    from bootdistill.runtime import checkpoint as ckpt_io
 
     from bootdistill.config import load_config
     from bootdistill.train.trainer import Trainer
@@ -165,7 +165,7 @@ def test_slow_divergence_is_caught_at_the_same_step_after_a_resume(tiny_corpus, 
     import math
     import re
 
-    from bootdistill.train import checkpoint as ckpt_io
+    from bootdistill.runtime import checkpoint as ckpt_io
 
     extra = {"train.lr_max": 10, "train.warmup_steps": 300, "train.total_steps": 300, "train.max_steps": 48,
              "train.checkpoint_every": 2}

@@ -5,7 +5,7 @@ import sys
 import time
 
 from conftest import REPO, run_cli, tiny_overrides
-from bootdistill.train import checkpoint as ckpt_io
+from bootdistill.runtime import checkpoint as ckpt_io
 from bootdistill.train.lock import RunLock
 
 

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from conftest import run_cli, tiny_overrides
-from bootdistill.train.metrics import duration, progress_line, read_metrics
+from bootdistill.runtime.metrics import read_metrics
+from bootdistill.train.metrics import duration, progress_line
 
 
 def test_train_writes_metrics_summary_checkpoints(tiny_corpus, prepared, tmp_path):

@@ -11,7 +11,19 @@ import os
 import sys
 from pathlib import Path
 
+from .config import load_config
+from .data.cli_data import add_subcommands as add_data_commands
 from .errors import BootdistillError
+from .experiment import load_recipe, run_recipe
+from .experiment.cluster import run_commands
+from .interop.cli import add_subcommands as add_interop_commands
+from .presets_table import presets_rows, print_presets
+from .report.cli import add_subcommands as add_report_commands, cmd_report
+from .scaling.cli import add_subcommands as add_scaling_commands
+from .train.rundir import check_allow_change
+
+# torch loads inside the subcommands that compute (train, eval, experiment runs, teacher-cache): --help, presets
+# and experiment --list start without it (a launch script calls --list once per job; torch took 12-20 s on a slow VM)
 
 CONFIG_HELP = "YAML config file (sections data:, model:, train:, distill:, log:; see configs/)"
 OVERRIDES_HELP = "dotted overrides applied after --config, e.g. model.preset=5M train.lr_max=1e-3 train.max_steps=200"
@@ -39,10 +51,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args) -> int:
-    from .config import load_config
-    from .train.trainer import Trainer
-
-    from .train.rundir import check_allow_change
+    from .train.trainer import Trainer  # torch
 
     cfg = load_config(args.config, args.overrides)
     check_allow_change(args.allow_change, args.resume)
@@ -54,7 +63,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .train.eval_cli import evaluate_checkpoint, evaluate_text
+    from .train.eval_cli import evaluate_checkpoint, evaluate_text  # torch
 
     if args.text is not None:
         if args.data is not None or args.split != "val" or args.batches is not None:
@@ -72,8 +81,6 @@ def cmd_eval(args) -> int:
 
 
 def cmd_presets(args) -> int:
-    from .presets_table import presets_rows, print_presets
-
     if not 1 <= args.vocab_size < 2**32:
         raise BootdistillError(f"--vocab-size must be between 1 and 2**32 - 1 (token files are uint32 at most), got {args.vocab_size}")
     rows = presets_rows(vocab_size=args.vocab_size)
@@ -85,21 +92,15 @@ def cmd_presets(args) -> int:
 
 
 def cmd_experiment(args) -> int:
-    from .experiment import load_recipe, run_recipe
-
     if args.list:  # without torch: cluster launch scripts call this once per job
-        from .interop.cluster import run_commands
-
         print("\n".join(run_commands(args.recipe, args.overrides, load_recipe(args.recipe, args.overrides)[1])))
         return 0
-    from .train.distributed import finish, is_main
+    from .runtime.distributed import finish, is_main  # torch
 
     run_dirs = run_recipe(args.recipe, args.overrides, dry_run=args.dry_run, only=args.only)
     main_rank = is_main()
     finish()  # under torchrun: the ranks part here, so the others need not wait out rank 0's report
     if args.report and not args.dry_run and main_rank:
-        from .report.cli import cmd_report
-
         out = args.report_out or str(Path(run_dirs[0]).parent / "report")
         return cmd_report(argparse.Namespace(runs=[str(d) for d in run_dirs], target=None, out=out, baseline=None, json=False,
                                              split="val", no_diagnostics=False, device="auto"))
@@ -107,7 +108,7 @@ def cmd_experiment(args) -> int:
 
 
 def cmd_teacher_cache(args) -> int:
-    from .distill.cache_write import format_storage, write_teacher_cache
+    from .distill.cache_write import format_storage, write_teacher_cache  # torch
 
     meta = write_teacher_cache(args.teacher, args.out, top_p=args.top_p, top_k=args.top_k, data_dir=args.data,
                                context=args.context, batch=args.batch, max_tokens=args.max_tokens, values=args.values,
@@ -120,11 +121,6 @@ def cmd_teacher_cache(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data.cli_data import add_subcommands as add_data_commands
-    from .interop.cli import add_subcommands as add_interop_commands
-    from .report.cli import add_subcommands as add_report_commands
-    from .scaling.cli import add_subcommands as add_scaling_commands
-
     parser = argparse.ArgumentParser(
         prog="bootdistill",
         description="Pre-train GPT-style LMs for less compute by distilling from small teachers; every FLOP counted.",
@@ -204,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = args.func(args)
-        if "bootdistill.train.distributed" in sys.modules:  # under torchrun: all ranks leave together
-            sys.modules["bootdistill.train.distributed"].finish()
+        if "bootdistill.runtime.distributed" in sys.modules:  # under torchrun: all ranks leave together
+            sys.modules["bootdistill.runtime.distributed"].finish()
         return code
     except BootdistillError as e:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank hits the same error: rank 0 says it

@@ -18,7 +18,9 @@ from typing import Any, Literal
 import yaml
 
 from .distill.kd_losses import get_loss
-from .errors import ConfigError
+from .distill.policies import check_policy
+from .errors import ConfigError, closest
+from .shape import PRESETS
 
 
 @dataclass
@@ -92,6 +94,12 @@ class TrainConfig:
 
 @dataclass
 class DistillConfig:
+    """distill.* in four sections, each checked once when the config loads (_validate_distill):
+    teacher (teacher, teacher_train_flops, diag_sequences), loss (loss, loss_params, alpha, combine, temperature,
+    teacher_temperature, top_p, top_k, z_loss), policy and schedule (policy, margin, switch_on, kd_steps,
+    alpha_schedule, alpha_window, kd_lr_factor, post_kd_lr_factor, lr_drop_steps, post_kd_lr) and selection
+    (select_with, select_k). The keys stay flat: `distill.KEY` in YAML and overrides."""
+
     teacher: str | None = None  # run/checkpoint dir of a bootdistill model, a teacher cache dir, or hf:PATH
     teacher_train_flops: float | None = None  # training FLOPs of a teacher without a ledger (hf:); None = unknown
     policy: Literal["classical", "kd", "fixed", "bootstrapped"] = "classical"  # kd: throughout (RKD); fixed: KD for kd_steps
@@ -143,11 +151,6 @@ class RunConfig:
 
 
 # ---------------------------------------------------------------- building from dicts
-
-
-def _closest(name: str, options: list[str]) -> str:
-    match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
-    return f" (did you mean '{match[0]}'?)" if match else f" (valid keys: {', '.join(options)})"
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -257,7 +260,7 @@ def from_dict(cls, data: dict, where: str = ""):
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
         if key not in fields:
-            raise ConfigError(f"unknown config key '{path}'{_closest(key, list(fields))}")
+            raise ConfigError(f"unknown config key '{path}'{closest(key, list(fields))}")
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             kwargs[key] = from_dict(hint, value or {}, path)
@@ -281,15 +284,29 @@ def set_dotted(data: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = yaml.safe_load(value) if isinstance(value, str) else value
 
 
-def flatten(data: dict, skip: set = frozenset(), prefix: tuple = ()) -> dict:
-    """{'train.lr_max': 0.001, ...} of a nested config, without the keys (as tuples) in `skip` or below them."""
+# Which settings are part of a run's identity: one list of the settings that say where and how a run executes,
+# never what it computes, and what each use adds to it (keys as tuples, for `flatten`'s skip)
+WHERE_IT_RUNS = frozenset({("out_dir",), ("log",), ("train", "threads"), ("train", "device"), ("data", "prepared_dir")})
+# may change between a run and its resume, and are not in a run's name (an experiment's config hash); parallel: the
+# same run on more processes reads the same batches and draws the same curve
+VOLATILE = WHERE_IT_RUNS | {("train", "max_steps"), ("train", "keep_checkpoints"), ("train", "checkpoint_every"),
+                            ("train", "parallel")}
+# do not make another experiment in a report: seeds of one configuration share the rest (each has its own teacher)
+NOT_IDENTITY = WHERE_IT_RUNS | {("train", "seed"), ("distill", "teacher")}
+# are not a method's settings, for the plot of savings against the settings a search varied
+NOT_SETTINGS = WHERE_IT_RUNS | {("train", "seed"), ("data", "corpus"), ("distill", "diag_sequences")}
+
+
+def flatten(data: dict, skip: set = frozenset(), prefix: tuple = (), keep_empty: bool = False) -> dict:
+    """{'train.lr_max': 0.001, ...} of a nested config, without the keys (as tuples) in `skip` or below them;
+    `keep_empty`: an empty section stays as a value ({}) instead of vanishing."""
     out = {}
     for k, v in data.items():
         key = prefix + (k,)
         if key in skip:
             continue
-        if isinstance(v, dict):
-            out.update(flatten(v, skip, key))
+        if isinstance(v, dict) and (v or not keep_empty):
+            out.update(flatten(v, skip, key, keep_empty))
         else:
             out[".".join(key)] = v
     return out
@@ -352,11 +369,9 @@ def _check(cond: bool, message: str) -> None:
 
 def resolve_model(cfg: RunConfig) -> RunConfig:
     """Fill unset model/train fields from the preset; error if anything is still unset."""
-    from .shape import PRESETS
-
     m, t = cfg.model, cfg.train
     if m.preset is not None:
-        _check(m.preset in PRESETS, f"model.preset '{m.preset}' is unknown{_closest(m.preset, list(PRESETS))}")
+        _check(m.preset in PRESETS, f"model.preset '{m.preset}' is unknown{closest(m.preset, list(PRESETS))}")
         p = PRESETS[m.preset]
         for name in ("d_model", "n_layers", "n_heads", "context"):
             if getattr(m, name) is None:
@@ -385,6 +400,35 @@ def _check_kv_heads(m: ModelConfig) -> None:
     if m.n_heads:
         _check(m.n_heads % m.n_kv_heads == 0, f"model.n_kv_heads ({m.n_kv_heads}) must divide model.n_heads "
                f"({m.n_heads}): each key/value head serves an equal group of query heads")
+
+
+def _validate_distill(k: DistillConfig) -> None:
+    """DistillConfig section by section (the sections are the groups of its fields)."""
+    # teacher
+    _check(k.teacher_train_flops is None or k.teacher_train_flops >= 0, "distill.teacher_train_flops must be >= 0")
+    _check(k.diag_sequences >= 1, f"distill.diag_sequences must be >= 1, got {k.diag_sequences}")
+    # loss
+    _check(0 <= k.alpha <= 1, f"distill.alpha must be in [0, 1], got {k.alpha}")
+    _check(k.temperature > 0, f"distill.temperature must be > 0, got {k.temperature}")
+    _check(0 < k.top_p <= 1, f"distill.top_p must be in (0, 1], got {k.top_p}")
+    _check(k.top_k is None or k.top_k >= 1, f"distill.top_k must be >= 1, got {k.top_k}")
+    _check(k.teacher_temperature is None or k.teacher_temperature > 0, f"distill.teacher_temperature must be > 0, got {k.teacher_temperature}")
+    _check(k.z_loss >= 0, f"distill.z_loss must be >= 0, got {k.z_loss}")
+    get_loss(k.loss, k.loss_params)  # unknown loss or parameter: one line with a did-you-mean
+    # policy and schedule
+    _check(k.margin >= 0, f"distill.margin must be >= 0, got {k.margin}")
+    _check(k.switch_on == "val" or k.policy == "bootstrapped",
+           f"distill.switch_on={k.switch_on} chooses the bootstrapped policy's switch: set distill.policy=bootstrapped "
+           "or leave switch_on at val")
+    _check(k.kd_steps is None or k.kd_steps >= 0, f"distill.kd_steps must be >= 0, got {k.kd_steps}")
+    _check(k.alpha_window >= 0 and k.lr_drop_steps >= 0, "distill.alpha_window and distill.lr_drop_steps must be >= 0")
+    _check(k.kd_lr_factor > 0 and k.post_kd_lr_factor > 0, "distill.kd_lr_factor and distill.post_kd_lr_factor must be > 0")
+    check_policy(k)  # what the chosen policy reads: its schedule, stop rule and LR settings
+    # selection (SALT_DS)
+    _check(k.select_k >= 1, f"distill.select_k must be >= 1, got {k.select_k}")
+    if k.select_with and (k.policy != "fixed" or k.kd_steps is None):
+        raise ConfigError("distill.select_with (SALT_DS) selects the data of a KD phase of known length: "
+                          "use distill.policy=fixed with distill.kd_steps")
 
 
 def validate(cfg: RunConfig) -> None:
@@ -433,26 +477,7 @@ def validate(cfg: RunConfig) -> None:
     _check(t.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
     _check(t.divergence_factor is None or t.divergence_factor > 1, "train.divergence_factor must be > 1 or null")
     _check(t.parallel in ("auto", "none", "ddp", "fsdp"), f"train.parallel must be auto, none, ddp or fsdp, got '{t.parallel}'")
-    _check(0 <= k.alpha <= 1, f"distill.alpha must be in [0, 1], got {k.alpha}")
-    _check(k.temperature > 0, f"distill.temperature must be > 0, got {k.temperature}")
-    _check(k.margin >= 0, f"distill.margin must be >= 0, got {k.margin}")
-    _check(k.switch_on == "val" or k.policy == "bootstrapped",
-           f"distill.switch_on={k.switch_on} chooses the bootstrapped policy's switch: set distill.policy=bootstrapped "
-           "or leave switch_on at val")
-    _check(0 < k.top_p <= 1, f"distill.top_p must be in (0, 1], got {k.top_p}")
-    _check(k.top_k is None or k.top_k >= 1, f"distill.top_k must be >= 1, got {k.top_k}")
-    _check(k.kd_steps is None or k.kd_steps >= 0, f"distill.kd_steps must be >= 0, got {k.kd_steps}")
-    _check(k.teacher_temperature is None or k.teacher_temperature > 0, f"distill.teacher_temperature must be > 0, got {k.teacher_temperature}")
-    _check(k.z_loss >= 0, f"distill.z_loss must be >= 0, got {k.z_loss}")
-    _check(k.alpha_window >= 0 and k.lr_drop_steps >= 0, "distill.alpha_window and distill.lr_drop_steps must be >= 0")
-    _check(k.kd_lr_factor > 0 and k.post_kd_lr_factor > 0, "distill.kd_lr_factor and distill.post_kd_lr_factor must be > 0")
-    _check(k.diag_sequences >= 1, f"distill.diag_sequences must be >= 1, got {k.diag_sequences}")
-    _check(k.teacher_train_flops is None or k.teacher_train_flops >= 0, "distill.teacher_train_flops must be >= 0")
-    get_loss(k.loss, k.loss_params)  # unknown loss or parameter: one line with a did-you-mean
-    _check(k.select_k >= 1, f"distill.select_k must be >= 1, got {k.select_k}")
-    if k.select_with and (k.policy != "fixed" or k.kd_steps is None):
-        raise ConfigError("distill.select_with (SALT_DS) selects the data of a KD phase of known length: "
-                          "use distill.policy=fixed with distill.kd_steps")
+    _validate_distill(k)
     _check(t.save_logits_from_step >= 0, f"train.save_logits_from_step must be >= 0, got {t.save_logits_from_step}")
     _check(0 < t.save_logits_top_p <= 1, f"train.save_logits_top_p must be in (0, 1], got {t.save_logits_top_p}")
     _check(t.save_logits_top_k >= 1, f"train.save_logits_top_k must be >= 1, got {t.save_logits_top_k}")

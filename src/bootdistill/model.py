@@ -2,7 +2,7 @@
 
 Decoder-only, learned positional embeddings, Pre-LN blocks, GELU FFN of 4x width, LM head tied to the
 token embedding, N(0, d^-0.5) init with residual projections scaled by 1/sqrt(2 * n_layers).
-`build_model` also builds the Llama-style block of llama.py (`model.arch: llama`), which shares `attend`.
+The Llama-style block of llama.py (`model.arch: llama`) shares `attend`; arch.py builds either.
 """
 
 from __future__ import annotations
@@ -122,12 +122,3 @@ def init_weights(model: nn.Module, residual_outputs: tuple[str, ...]) -> None:
             nn.init.normal_(p, mean=0.0, std=resid_std if name.endswith(residual_outputs) else std)
         elif name.endswith("bias"):
             nn.init.zeros_(p)
-
-
-def build_model(shape: ModelShape) -> nn.Module:
-    """The model of `shape.arch`: the paper's GPT or the Llama-style block."""
-    if shape.arch == "llama":
-        from .llama import Llama
-
-        return Llama(shape)
-    return GPT(shape)

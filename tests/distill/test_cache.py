@@ -13,8 +13,8 @@ from bootdistill.data.prepare import token_file
 from bootdistill.errors import BootdistillError
 from bootdistill.distill.cache import LogitCache
 from bootdistill.distill.cache_write import write_teacher_cache
-from bootdistill.train.eval_cli import load_model_from_checkpoint
-from bootdistill.train.metrics import read_metrics
+from bootdistill.runtime.loading import load_model_from_checkpoint
+from bootdistill.runtime.metrics import read_metrics
 from bootdistill.train.trainer import Trainer
 
 STUDENT = {"model.d_model": 48, "model.n_layers": 2, "model.n_heads": 2}

@@ -10,7 +10,7 @@ from bootdistill.compute import flops_per_token
 from bootdistill.config import load_config
 from bootdistill.errors import BootdistillError
 from bootdistill.shape import ModelShape
-from bootdistill.train.metrics import read_metrics
+from bootdistill.runtime.metrics import read_metrics
 from bootdistill.train.trainer import Trainer
 
 STUDENT = {"model.d_model": 48, "model.n_layers": 2, "model.n_heads": 2}

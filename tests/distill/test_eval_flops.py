@@ -10,7 +10,7 @@ from bootdistill.data.loader import num_blocks
 from bootdistill.data.prepare import token_file
 from bootdistill.errors import ConfigError
 from bootdistill.shape import ModelShape
-from bootdistill.train.metrics import read_metrics
+from bootdistill.runtime.metrics import read_metrics
 from bootdistill.train.trainer import Trainer
 
 STUDENT = {"model.d_model": 48, "model.n_layers": 2, "model.n_heads": 2}

@@ -81,7 +81,7 @@ def test_hf_teacher_with_another_tokenizer_is_refused(tiny_corpus, prepared, tmp
 
 def test_exported_bootdistill_model_as_hf_teacher_equals_the_live_teacher(tiny_corpus, prepared, tmp_path):
     from conftest import run_cli
-    from bootdistill.train.metrics import read_metrics
+    from bootdistill.runtime.metrics import read_metrics
 
     out = tmp_path / "t"
     Trainer(load_config(None, tiny_overrides(tiny_corpus, out, prepared, **{"model.d_model": 24, "train.total_steps": 8,

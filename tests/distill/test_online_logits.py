@@ -11,7 +11,7 @@ from bootdistill.data.prepare import token_file
 from bootdistill.distill.cache import LogitCache
 from bootdistill.distill.signals import sparsify
 from bootdistill.errors import BootdistillError
-from bootdistill.train.eval_cli import load_model_from_checkpoint
+from bootdistill.runtime.loading import load_model_from_checkpoint
 from bootdistill.train.trainer import Trainer
 
 TEACHER = {"model.d_model": 24, "model.dropout": 0.0, "train.save_logits": True, "train.save_logits_top_k": 20,

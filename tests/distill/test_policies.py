@@ -83,13 +83,16 @@ def test_bad_policy_config(kw, message):
 def test_post_kd_cosine_lr_drops_then_decays_to_lr_min():
     train = TrainConfig(warmup_steps=0, total_steps=100, lr_max=1.0, lr_min=0.1)
     p = build_policy(cfg(policy="fixed", kd_steps=20, post_kd_lr="cosine", post_kd_lr_factor=0.5), train)
-    from bootdistill.train.schedule import train_lr
+    from bootdistill.train.schedule import step_lr, train_lr
 
-    assert p.knobs(19).lr is None  # KD on: the normal schedule
+    def lr(step):
+        return step_lr(step, train, p.knobs(step))
+
+    assert p.knobs(19).lr_restart_step is None and lr(19) == train_lr(19, train)  # KD on: the normal schedule
     at_stop = train_lr(19, train) * 0.5
-    assert p.knobs(20).lr == pytest.approx(at_stop)
-    assert p.knobs(60).lr == pytest.approx(0.1 + 0.5 * (at_stop - 0.1))
-    assert p.knobs(100).lr == pytest.approx(0.1) and p.knobs(150).lr == pytest.approx(0.1)
+    assert lr(20) == pytest.approx(at_stop)
+    assert lr(60) == pytest.approx(0.1 + 0.5 * (at_stop - 0.1))
+    assert lr(100) == pytest.approx(0.1) and lr(150) == pytest.approx(0.1)
 
 
 def test_free_switch_rule_compares_window_means_and_resumes_mid_window():

@@ -21,7 +21,7 @@ def last_line(r) -> str:
 def test_public_model_teaches_a_student_through_the_cli(kind, tiny_corpus, tmp_path):
     from bootdistill.data.loader import BlockSampler
     from bootdistill.data.prepare import load_meta, token_file
-    from bootdistill.train.eval_cli import load_model_from_checkpoint
+    from bootdistill.runtime.loading import load_model_from_checkpoint
 
     teacher_dir = tmp_path / kind
     hf, tok = save_teacher(teacher_dir, tiny_corpus, kind)
@@ -80,9 +80,9 @@ def test_teacher_with_other_ids_or_a_smaller_vocabulary_is_refused(tiny_corpus, 
 def test_export_of_a_run_with_a_given_tokenizer(tiny_corpus, tmp_path):
     """`export` writes the given tokenizer with its own separator; the exported model loads and scores like ours;
     `eval --text` reads text with that tokenizer."""
-    from bootdistill.train.eval_cli import load_model_from_checkpoint
-    from bootdistill.train.evaluate import autocast_context
-    from bootdistill.train.precision import resolve_precision
+    from bootdistill.runtime.loading import load_model_from_checkpoint
+    from bootdistill.runtime.device import autocast_context
+    from bootdistill.runtime.device import resolve_precision
 
     gpt2_dir = tmp_path / "gpt2"
     _, tok = save_teacher(gpt2_dir, tiny_corpus, "gpt2")

@@ -12,7 +12,7 @@ from bootdistill.data.loader import BlockSampler
 from bootdistill.data.prepare import token_file
 from bootdistill.distill.selection import salt_scores, select
 from bootdistill.errors import BootdistillError
-from bootdistill.train.eval_cli import load_model_from_checkpoint
+from bootdistill.runtime.loading import load_model_from_checkpoint
 from bootdistill.train.trainer import Trainer
 
 TINY_TEACHER = {"train.total_steps": 8}  # conftest's `teacher`

@@ -9,7 +9,7 @@ import torch
 from conftest import run_main, tiny_overrides
 from bootdistill.data.tokenizer import SEP_ID, load_tokenizer
 from bootdistill.interop.generate import sample
-from bootdistill.train.eval_cli import load_model_from_checkpoint
+from bootdistill.runtime.loading import load_model_from_checkpoint
 
 PROMPT = " The history of the"
 

@@ -13,7 +13,7 @@ from conftest import SHARED_CORPUS, run_cli, tiny_overrides
 from bootdistill.data.tokenizer import load_tokenizer
 from bootdistill.errors import BootdistillError, CheckpointError, DataError
 from bootdistill.interop.hf_export import export_hf
-from bootdistill.train.eval_cli import load_model_from_checkpoint
+from bootdistill.runtime.loading import load_model_from_checkpoint
 
 transformers = pytest.importorskip("transformers")  # the [hf] extra; scripts/setup_env.sh installs it
 

@@ -16,7 +16,8 @@ import pytest
 from conftest import REPO, write_recipe
 from bootdistill.errors import BootdistillError
 from bootdistill.report import build_report, load_runs
-from bootdistill.report.crossing import FullSetEvaluator, snapshot_steps
+from bootdistill.report.archive import snapshot_steps
+from bootdistill.report.crossing import FullSetEvaluator
 
 def experiment(recipe: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "bootdistill.cli", "experiment", str(recipe), *extra], cwd=REPO,
@@ -104,7 +105,7 @@ def test_diagnostics_ood_and_teacher_difficulty_buckets(finished):
 
     from bootdistill.data.prepare import token_file
     from bootdistill.report.diagnostics import BUCKETS, ood_tokens, run_diagnostics
-    from bootdistill.train.eval_cli import load_model_from_checkpoint
+    from bootdistill.runtime.loading import load_model_from_checkpoint
 
     runs = {r.name.split("-")[0]: r for r in load_runs([finished / "runs"])}
     data_dir = runs["student"].summary["data"]["dir"]
@@ -136,7 +137,7 @@ def test_diagnostics_ood_and_teacher_difficulty_buckets(finished):
 
 
 def test_prediction_written_before_training_and_reported_beside_the_measurement(finished):
-    from bootdistill.prediction import predict_saving
+    from bootdistill.experiment.prediction import predict_saving
 
     runs = {r.name.split("-")[0]: r for r in load_runs([finished / "runs"])}
     student, teacher = runs["student"], runs["teacher"]
@@ -162,7 +163,7 @@ def test_an_archive_reports_like_its_run_and_its_teacher_still_teaches(finished,
     import torch
 
     from bootdistill.cli import main
-    from bootdistill.train.eval_cli import load_model_from_checkpoint
+    from bootdistill.runtime.loading import load_model_from_checkpoint
 
     runs_dir, archive = finished / "runs", tmp_path / "archive"
     before = {split: build_report(load_runs([runs_dir]), split=split, diagnostics=split == "val")

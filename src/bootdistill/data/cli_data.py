@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import load_config
+from ..errors import DataError
+from ..fsutil import check_writable
+from .prepare import prepare
+from .vocab_sweep import DEFAULT_SIZES, vocab_sweep
+
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", default=None, help="YAML run config; its data: section is used")
@@ -23,8 +29,6 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _data_config(args, extra: list[str]):
-    from ..config import load_config
-
     overrides = list(args.overrides or [])
     if args.corpus is not None:
         overrides.append(f"data.corpus={_quote(args.corpus)}")
@@ -40,8 +44,6 @@ def _quote(value) -> str:
 
 
 def _run_prepare(args) -> int:
-    from .prepare import prepare
-
     extra = []
     if args.vocab_size is not None:
         extra.append(f"data.vocab_size={args.vocab_size}")
@@ -56,11 +58,6 @@ def _run_prepare(args) -> int:
 
 
 def _run_vocab_sweep(args) -> int:
-    from ..errors import DataError
-    from .vocab_sweep import vocab_sweep
-
-    from ..fsutil import check_writable
-
     data_cfg = _data_config(args, [])
     check_writable(args.out)
     try:
@@ -83,8 +80,6 @@ def _run_vocab_sweep(args) -> int:
 
 def add_subcommands(subparsers) -> None:
     """Register `prepare` and `vocab-sweep` on an argparse subparsers object."""
-    from .vocab_sweep import DEFAULT_SIZES
-
     p = subparsers.add_parser(
         "prepare",
         help="train the BPE tokenizer (or take data.tokenizer=PATH) and write token files (train.bin, val.bin, test.bin, meta.json)",

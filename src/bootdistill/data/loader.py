@@ -22,13 +22,6 @@ def num_blocks(n_tokens: int, context: int) -> int:
     return max(0, (n_tokens - 1) // context)  # the +1 label token must exist
 
 
-def batch_layout(batch_tokens: int, context: int, micro_batch: int) -> tuple[int, int]:
-    """(sequences per forward, accumulation steps) of a step of batch_tokens: micro divides the step's sequences."""
-    seqs = max(1, round(batch_tokens / context))
-    micro = max(d for d in range(1, min(micro_batch, seqs) + 1) if seqs % d == 0)
-    return micro, seqs // micro
-
-
 def _gather(tokens: np.ndarray, starts: np.ndarray, context: int) -> tuple[torch.Tensor, torch.Tensor]:
     rows = np.stack([np.asarray(tokens[s : s + context + 1], dtype=np.int64) for s in starts])
     data = torch.from_numpy(rows)

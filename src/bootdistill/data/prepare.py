@@ -190,7 +190,7 @@ def _progress(enabled: bool, desc: str, total: int | None):
     if not enabled:
         yield None
         return
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # 0.2 s: only when a corpus is prepared with a progress bar
 
     bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1000, dynamic_ncols=True, file=sys.stderr, leave=True)
     try:

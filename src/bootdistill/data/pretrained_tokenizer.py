@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
-from .tokenizer import file_sha256
+from .sources import hub_reachable
+from .tokenizer import file_sha256, load_tokenizer
 
 # end-of-text names, tried in order when a bare tokenizer.json says nothing about its special tokens
 EOS_NAMES = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "<|eos|>", "[SEP]", "<|im_end|>")
@@ -53,8 +54,6 @@ def load_pretrained_tokenizer(spec: str) -> PretrainedTokenizer:
     if spec.startswith((".", "/", "~")) or spec.endswith(".json"):
         raise DataError(f"data.tokenizer '{spec}' does not exist: give bpe, a tokenizer.json, a Hugging Face "
                         "tokenizer directory or a hub name")
-    from .sources import hub_reachable
-
     offline = not hub_reachable()  # then only the hub cache, at once, rather than minutes of retries
     hf = _auto_tokenizer(spec, spec, local_files_only=offline, hub=True)
     backend = hf.backend_tokenizer.to_str()  # a hub name: its files live in the hub cache; hash what they define
@@ -62,8 +61,6 @@ def load_pretrained_tokenizer(spec: str) -> PretrainedTokenizer:
 
 
 def _from_json_file(path: Path, spec: str) -> PretrainedTokenizer:
-    from .tokenizer import load_tokenizer
-
     tok = _whole_documents(load_tokenizer(path))
     vocab = tok.get_vocab(with_added_tokens=True)
     specials = {t.content for t in tok.get_added_tokens_decoder().values() if t.special}

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from ..errors import DataError
 
@@ -25,8 +26,6 @@ UNK_ID, PAD_ID, CLS_ID, SEP_ID = 0, 1, 2, 3
 
 def new_tokenizer():
     """An untrained tokenizer with the paper's components."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
-
     tok = Tokenizer(models.BPE(unk_token="[UNK]"))
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -40,8 +39,6 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, length: int | None = 
     The vocabulary holds the 4 special tokens (ids 0-3), the 256 byte symbols and the merges, `vocab_size` in all
     unless the text is too small to learn that many merges (then fewer: check `get_vocab_size()`).
     """
-    from tokenizers import pre_tokenizers, trainers
-
     if vocab_size < len(SPECIAL_TOKENS) + 256:
         raise DataError(f"vocab_size must be at least {len(SPECIAL_TOKENS) + 256} (256 bytes + 4 special tokens), got {vocab_size}")
     tok = new_tokenizer()
@@ -63,8 +60,6 @@ def truncate_tokenizer(tok, vocab_size: int):
     BPE training is greedy, so a smaller run's merges are a prefix of a larger run's and its vocabulary the ids
     below `vocab_size` (checked in tests/data/test_vocab_sweep.py). Used by the vocabulary sweep to train once.
     """
-    from tokenizers import Tokenizer
-
     data = json.loads(tok.to_str())
     model = data["model"]
     vocab = {t: i for t, i in model["vocab"].items() if i < vocab_size}
@@ -96,8 +91,6 @@ def file_sha256(path: str | Path) -> str:
 
 def load_tokenizer(path: str | Path):
     """Load tokenizer.json (or the tokenizer.json inside a prepared-data directory)."""
-    from tokenizers import Tokenizer
-
     path = Path(path)
     if path.is_dir():
         path = path / "tokenizer.json"

@@ -22,11 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.loader import eval_batches
 from ..data.tokenizer import token_dtype
 from ..errors import DataError
+from ..fsutil import replace_dir
+from ..runtime.device import autocast_context
 from .signals import SparseSignal
+from .source import CACHE_COVERED, CACHE_META as META
 
-META = "cache.json"
 FORMAT = 1
 VALUE_DTYPES = {"fp16": np.float16, "fp32": np.float32}
 VAL_BLOCKS = 4096  # validation blocks whose teacher loss is kept (a live teacher's val_loss uses the first ones)
@@ -39,7 +42,7 @@ def index_dtype(vocab: int) -> np.dtype:
 
 def _files(values: str, vocab: int) -> dict[str, str]:
     return {"indices": f"indices.u{8 * index_dtype(vocab).itemsize}", "logprobs": f"logprobs.{values}",
-            "covered": "covered.u8", "val": "val_losses.f32"}
+            "covered": CACHE_COVERED, "val": "val_losses.f32"}
 
 
 def expected_bytes(n_blocks: int, context: int, k: int, values: str, n_val: int, vocab: int) -> dict[str, int]:
@@ -84,9 +87,6 @@ def write_val_losses(root: Path, per_block: np.ndarray) -> None:
 @torch.no_grad()
 def val_block_losses(model, tokens: np.ndarray, context: int, batch: int, device, amp_dtype) -> np.ndarray:
     """Mean CE of each of the first VAL_BLOCKS validation blocks (the blocks `evaluate` reads, in order)."""
-    from ..data.loader import eval_batches
-    from ..train.evaluate import autocast_context
-
     was_training = model.training
     model.eval()
     out = []
@@ -101,11 +101,6 @@ def val_block_losses(model, tokens: np.ndarray, context: int, batch: int, device
 
 def write_meta(root: Path, meta: dict) -> None:
     (Path(root) / META).write_text(json.dumps({"format": FORMAT, **meta}, indent=2))
-
-
-def is_cache(path) -> bool:
-    """A cache directory, finished or not (an unfinished one is refused by LogitCache with a clear line)."""
-    return (Path(path) / META).is_file() or (Path(path) / "covered.u8").is_file()
 
 
 class LogitCache:
@@ -176,6 +171,4 @@ class LogitCache:
 
 def finish_dir(tmp: Path, final: Path) -> None:
     """Publish a completed cache directory in one rename (replacing an older one)."""
-    from ..fsutil import replace_dir
-
     replace_dir(Path(tmp), Path(final))

@@ -12,12 +12,17 @@ from tqdm import tqdm
 
 from ..compute import FlopsLedger, flops_per_token
 from ..data.loader import num_blocks
+from ..data.prepare import load_meta, prepare, token_file
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_dir, check_writable, clean_stale_temps
+from ..runtime import checkpoint as ckpt_io
+from ..runtime.device import autocast_context, resolve_device, resolve_precision
+from ..runtime.extension import RunContext, TrainerExtension
+from ..runtime.loading import load_model_from_checkpoint, run_config_of
 from ..shape import count_params
-from ..train.evaluate import autocast_context
 from . import cache as C
 from .signals import sparsify
+from .source import is_cache
 from .truncation import check_truncation
 
 
@@ -66,16 +71,12 @@ def write_teacher_cache(teacher: str, out: str, top_p: float = 0.95, top_k: int 
                         context: int | None = None, batch: int = 8, max_tokens: int | None = None,
                         values: str = "fp16", device: str = "auto", precision: str = "auto", progress: bool = True) -> dict:
     """Run `teacher` once over the prepared training stream; write its truncated distributions to `out`."""
-    from ..data.prepare import load_meta, prepare, token_file
-    from ..train.eval_cli import load_model_from_checkpoint, run_config_of
-    from ..train.precision import resolve_device, resolve_precision
-
     if batch < 1:
         raise ConfigError(f"--batch must be a positive number of sequences, got {batch}")
     if context is not None and context < 1:
         raise ConfigError(f"--context must be a positive number of tokens, got {context}")
     out_path = Path(out)
-    if out_path.exists() and not C.is_cache(out_path) and (not out_path.is_dir() or any(out_path.iterdir())):
+    if out_path.exists() and not is_cache(out_path) and (not out_path.is_dir() or any(out_path.iterdir())):
         raise ConfigError(f"'{out}' exists and is not a teacher cache: choose another --out (an old cache is replaced)")
     check_writable(out_path.absolute().parent)  # before the teacher's inference, which can take hours
     clean_stale_temps(out_path)  # what a killed writer of this cache left
@@ -162,3 +163,32 @@ class OnlineLogitSaver:
         C.write_meta(self.tmp, meta)
         C.finish_dir(self.tmp, self.final)
         return meta
+
+
+class OnlineLogits(TrainerExtension):
+    """train.save_logits: an OnlineLogitSaver fed with each micro-batch's logits, published when training ends."""
+
+    def __init__(self, ctx: RunContext):
+        if ctx.world > 1:  # every rank would write the same memory-mapped files
+            raise ConfigError("train.save_logits works in one process: train the teacher without torchrun, or write "
+                              "its logits afterwards with `bootdistill teacher-cache`")
+        self.ctx, self.saver = ctx, None
+
+    @classmethod
+    def from_run(cls, ctx: RunContext) -> OnlineLogits | None:
+        return cls(ctx) if ctx.cfg.train.save_logits else None
+
+    def on_start(self, resumed: bool) -> None:
+        c, t = self.ctx, self.ctx.cfg.train
+        self.saver = OnlineLogitSaver(c.run_dir, c.data_meta, c.data_dir, len(c.train_tokens), c.context,
+                                      t.save_logits_top_p, t.save_logits_top_k, t.save_logits_from_step, resume=resumed)
+
+    def on_forward(self, step: int, starts: np.ndarray, logits: torch.Tensor) -> None:
+        self.saver.save(step, starts, logits)
+
+    def on_finish(self, model: torch.nn.Module, step: int) -> None:
+        c = self.ctx
+        last = ckpt_io.checkpoint_dirs(c.run_dir)[-1]
+        saved = self.saver.finish(model, c.val_tokens, c.micro, c.device, c.amp_dtype, last,
+                                  ckpt_io.verify_checkpoint(last), step)
+        print(f"saved the teacher's top-{saved['k']} logits of {saved['covered_blocks']} blocks to {c.run_dir / 'logits'}")

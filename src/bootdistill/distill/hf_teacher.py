@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.tokenizer import load_tokenizer
 from ..errors import CheckpointError, ConfigError, DataError
-from .teacher import LiveTeacher, StudentSide
+from .source import StudentSide
+from .teacher import LiveTeacher
 
 SAMPLE_PIECES, PIECE_TOKENS = 16, 128  # the tokenizer check: 16 pieces of ~128 tokens of validation text
 
@@ -34,8 +36,6 @@ class _LogitsOnly(torch.nn.Module):
 
 def sample_texts(side: StudentSide) -> list[str]:
     """Pieces of the student's validation text (decoded with the student's tokenizer)."""
-    from ..data.tokenizer import load_tokenizer
-
     tok = load_tokenizer(side.data_dir)
     n = len(side.val_tokens)
     starts = np.linspace(0, max(0, n - PIECE_TOKENS), SAMPLE_PIECES).astype(int)
@@ -43,8 +43,6 @@ def sample_texts(side: StudentSide) -> list[str]:
 
 
 def check_same_ids(hf_tokenizer, side: StudentSide, where: str) -> None:
-    from ..data.tokenizer import load_tokenizer
-
     tok = load_tokenizer(side.data_dir)
     for text in sample_texts(side):
         want = tok.encode(text, add_special_tokens=False).ids
@@ -58,7 +56,7 @@ def check_same_ids(hf_tokenizer, side: StudentSide, where: str) -> None:
 
 class HFTeacher(LiveTeacher):
     def __init__(self, path: str, side: StudentSide):  # noqa: super().__init__ loads bootdistill checkpoints
-        try:
+        try:  # transformers is the optional [hf] extra
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError:
             raise ConfigError("distill.teacher=hf:... needs transformers: pip install 'bootdistill[hf]'") from None
@@ -94,6 +92,9 @@ class HFTeacher(LiveTeacher):
         self.train_flops = (float(given or 0.0), float(given or 0.0))
         self.upfront_flops = (0.0, 0.0)
         self._measure_val_loss()
+
+    def shard(self, shard_fn) -> None:
+        pass  # a transformers model, not bootdistill blocks: it stays whole on every rank
 
     def inference_flops(self, tokens: int) -> tuple[float, float]:
         return tokens * 2.0 * self.params, tokens * (2.0 * self.params + self.attn_flops)

@@ -33,7 +33,7 @@ def student_loss(logits: torch.Tensor, labels: torch.Tensor, signal: DenseSignal
         teacher = signal.reshape(-1, V)
     out = ce_and_kd(logits.reshape(-1, V), labels.reshape(-1), teacher,
                     loss=knobs.loss, temperature=knobs.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-                    z_loss=cfg.z_loss > 0, teacher_temperature=cfg.teacher_temperature,
+                    z_loss=cfg.z_loss > 0, teacher_temperature=knobs.teacher_temperature,
                     reuse_teacher_logits=True,  # the teacher's logits are not needed after this call
                     teacher_support=sparse, **kd.params)
     ce = out.ce.mean()

@@ -16,19 +16,22 @@ good) and a KD-aware LR factor. Registered here, in one place:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..errors import ConfigError, closest
 
 
 @dataclass(frozen=True)
 class StepKnobs:
     alpha: float = 0.0  # KD weight; 0 -> the teacher does not run
     temperature: float = 1.0
+    teacher_temperature: float | None = None  # the teacher side's own temperature (SALT's 1/rho); None = temperature
     loss: str = "kl"
     lr_factor: float = 1.0  # multiplies the LR schedule (KD-aware schedules)
-    lr: float | None = None  # an absolute LR that replaces the schedule (post-KD cosine)
+    # post-KD cosine: from this step the LR restarts at lr_factor x lr_restart_factor x the schedule's LR of the
+    # step before, and decays by cosine to lr_min (train/schedule.step_lr computes it)
+    lr_restart_step: int | None = None
+    lr_restart_factor: float = 1.0
 
     @property
     def kd_on(self) -> bool:
@@ -83,6 +86,13 @@ class Policy:
     needs_teacher = True
     wants_teacher_ce = False  # the trainer then passes the teacher's CE on each KD batch to on_step
 
+    @classmethod
+    def check(cls, cfg) -> None:
+        """ConfigError for distill settings this policy cannot run with (check_policy calls it)."""
+
+    def check_teacher(self, sparse: bool) -> None:
+        """ConfigError when the policy cannot work with the loaded teacher (`sparse`: it gives top-k signals)."""
+
     def on_step(self, step: int, student_ce: float, teacher_ce: float | None) -> None:
         """See a finished training step's CE (and the teacher's on the same batch, when asked for)."""
 
@@ -96,6 +106,11 @@ class Policy:
     def teacher_done(self, step: int) -> bool:
         """True once the teacher will never be asked again (it can be freed)."""
         return False
+
+    def kd_steps_bound(self, steps: int) -> tuple[int, bool]:
+        """For the planner: the most steps of a `steps`-step run that run the teacher, and whether that is only an
+        upper bound (the stop is decided during training)."""
+        return steps, False
 
     def summary(self) -> dict:
         return {"policy": self.name}
@@ -120,6 +135,9 @@ class Classical(Policy):
     def teacher_done(self, step: int) -> bool:
         return True
 
+    def kd_steps_bound(self, steps: int) -> tuple[int, bool]:
+        return 0, False
+
 
 class Distill(Policy):
     """KD throughout (the `kd` policy); subclasses add a stop rule."""
@@ -128,8 +146,13 @@ class Distill(Policy):
 
     def __init__(self, cfg, train_cfg):
         self.cfg, self.train_cfg = cfg, train_cfg
+        self.stopped_step: int | None = None  # KD ended for good here
+        self.stopped_tokens: int | None = None
+
+    @classmethod
+    def check(cls, cfg) -> None:
         if cfg.teacher is None:
-            raise ConfigError(f"distill.policy={self.name} needs a teacher: set distill.teacher=RUN_DIR (a trained bootdistill run)")
+            raise ConfigError(f"distill.policy={cls.name} needs a teacher: set distill.teacher=RUN_DIR (a trained bootdistill run)")
         if cfg.alpha_schedule not in ALPHA_SCHEDULES:
             raise ConfigError(f"distill.alpha_schedule '{cfg.alpha_schedule}' is unknown (valid: {', '.join(ALPHA_SCHEDULES)})")
         if cfg.alpha_schedule in NEEDS_KD_STEPS and cfg.kd_steps is None:
@@ -140,8 +163,6 @@ class Distill(Policy):
             raise ConfigError(f"distill.post_kd_lr must be scale or cosine, got '{cfg.post_kd_lr}'")
         if cfg.kd_steps is not None and cfg.alpha_window > cfg.kd_steps:
             raise ConfigError(f"distill.alpha_window ({cfg.alpha_window}) must not exceed distill.kd_steps ({cfg.kd_steps})")
-        self.stopped_step: int | None = None  # KD ended for good here
-        self.stopped_tokens: int | None = None
 
     def stop_step(self) -> int | None:
         """The step from which KD is off for good, if known."""
@@ -150,16 +171,6 @@ class Distill(Policy):
         if self.cfg.alpha_schedule in NEEDS_KD_STEPS - {"linear_increase"}:
             return self.cfg.kd_steps
         return None
-
-    def post_kd_cosine_lr(self, step: int, stop: int) -> float:
-        """After KD: drop to post_kd_lr_factor x the LR KD ended at, then cosine to lr_min at total_steps."""
-        from ..train.schedule import train_lr
-
-        t = self.train_cfg
-        start = train_lr(stop - 1, t) * self.cfg.kd_lr_factor * self.cfg.post_kd_lr_factor
-        span = max(1, t.total_steps - stop)
-        progress = min(1.0, (step - stop) / span)
-        return t.lr_min + 0.5 * (start - t.lr_min) * (1 + math.cos(math.pi * progress))
 
     def lr_factor(self, step: int) -> float:
         c = self.cfg
@@ -175,9 +186,11 @@ class Distill(Policy):
         stop = self.stop_step()
         after = stop is not None and step >= stop
         alpha = 0.0 if after else alpha_at(step, self.cfg, self.train_cfg)
-        lr = self.post_kd_cosine_lr(step, stop) if after and self.cfg.post_kd_lr == "cosine" and stop > 0 else None
-        return StepKnobs(alpha=alpha, temperature=self.cfg.temperature, loss=self.cfg.loss,
-                         lr_factor=self.lr_factor(step), lr=lr)
+        c = self.cfg
+        kd = {"alpha": alpha, "temperature": c.temperature, "teacher_temperature": c.teacher_temperature, "loss": c.loss}
+        if after and c.post_kd_lr == "cosine" and stop > 0:  # drop to post_kd_lr_factor x the LR KD ended at
+            return StepKnobs(**kd, lr_factor=c.post_kd_lr_factor, lr_restart_step=stop, lr_restart_factor=c.kd_lr_factor)
+        return StepKnobs(**kd, lr_factor=self.lr_factor(step))
 
     def teacher_done(self, step: int) -> bool:
         stop = self.stop_step()
@@ -197,13 +210,17 @@ class Distill(Policy):
 class FixedSteps(Distill):
     name = "fixed"
 
-    def __init__(self, cfg, train_cfg):
+    @classmethod
+    def check(cls, cfg) -> None:
         if cfg.kd_steps is None:
             raise ConfigError("distill.policy=fixed needs distill.kd_steps (KD for the first N steps)")
-        super().__init__(cfg, train_cfg)
+        super().check(cfg)
 
     def stop_step(self) -> int | None:
         return self.cfg.kd_steps
+
+    def kd_steps_bound(self, steps: int) -> tuple[int, bool]:
+        return min(steps, self.cfg.kd_steps), False
 
 
 class Bootstrapped(Distill):
@@ -216,6 +233,15 @@ class Bootstrapped(Distill):
     @property
     def wants_teacher_ce(self) -> bool:
         return self.cfg.switch_on == "train" and self.stopped_step is None
+
+    def kd_steps_bound(self, steps: int) -> tuple[int, bool]:
+        return steps, True  # KD stops at a step decided by the validations
+
+    def check_teacher(self, sparse: bool) -> None:
+        if self.wants_teacher_ce and sparse:
+            raise ConfigError("distill.switch_on=train compares the teacher's CE on each training batch, which needs "
+                              "its full logits; a cached (top-k) teacher does not have them: use distill.switch_on=val "
+                              "or a live teacher")
 
     def on_step(self, step, student_ce, teacher_ce):
         if self.wants_teacher_ce and teacher_ce is not None:
@@ -253,10 +279,14 @@ class Bootstrapped(Distill):
 POLICIES: dict[str, type[Policy]] = {p.name: p for p in (Classical, Distill, FixedSteps, Bootstrapped)}
 
 
-def build_policy(distill_cfg, train_cfg=None) -> Policy:
-    from ..config import _closest
-
+def check_policy(distill_cfg) -> None:
+    """The distill settings the chosen policy reads, checked in one place: when a config loads and by build_policy."""
     name = distill_cfg.policy
     if name not in POLICIES:
-        raise ConfigError(f"distill.policy '{name}' is unknown{_closest(name, list(POLICIES))}")
-    return POLICIES[name](distill_cfg, train_cfg)
+        raise ConfigError(f"distill.policy '{name}' is unknown{closest(name, list(POLICIES))}")
+    POLICIES[name].check(distill_cfg)
+
+
+def build_policy(distill_cfg, train_cfg=None) -> Policy:
+    check_policy(distill_cfg)
+    return POLICIES[distill_cfg.policy](distill_cfg, train_cfg)

@@ -9,6 +9,7 @@ charged to the student's ledger as teacher inference.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -17,10 +18,15 @@ import numpy as np
 import torch
 
 from ..compute import flops_per_token
-from ..data.loader import BlockSampler, batch_layout, num_blocks
+from ..config import resolve_model
+from ..data.loader import BlockSampler, SelectionSampler, num_blocks
+from ..data.prepare import load_meta, prepare
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_write_bytes, atomic_write_json
-from ..train.evaluate import autocast_context
+from ..runtime.batch import batch_plan
+from ..runtime.device import autocast_context
+from ..runtime.extension import RunContext, TrainerExtension
+from ..runtime.loading import load_model_from_checkpoint, run_config_of
 
 
 @torch.no_grad()
@@ -45,14 +51,12 @@ def salt_scores(model, tokens: np.ndarray, starts: np.ndarray, context: int, k: 
 
 def trained_mask(n_tokens: int, run_cfg, step: int, tokens: np.ndarray) -> np.ndarray:
     """Tokens the run of `run_cfg` trained on in its first `step` steps (its sampler replayed)."""
-    from ..config import resolve_model
-
     cfg = resolve_model(run_cfg)
     ctx = cfg.model.context
-    micro, accum = batch_layout(cfg.train.batch_tokens, ctx, cfg.train.micro_batch)
-    sampler = BlockSampler(tokens, ctx, micro, cfg.train.seed)
+    plan = batch_plan(cfg.train.batch_tokens, ctx, cfg.train.micro_batch)
+    sampler = BlockSampler(tokens, ctx, plan.micro, cfg.train.seed)
     mask = np.zeros(n_tokens, dtype=bool)
-    for s in sampler.preview_starts(step * accum):
+    for s in sampler.preview_starts(step * plan.accum):
         mask[s:s + ctx] = True  # its inputs (a block's last label is the next block's first input)
     return mask
 
@@ -71,9 +75,6 @@ def salt_selection(checkpoint: str, k: int, run_dir: Path, data_dir, data_meta: 
         info = json.loads(record.read_text())
         with np.load(arrays) as f:
             return {**info, "starts": f["selected_starts"]}
-    from ..data.prepare import load_meta, prepare
-    from ..train.eval_cli import load_model_from_checkpoint, run_config_of
-
     if not Path(checkpoint).exists():
         raise ConfigError(f"distill.select_with checkpoint '{checkpoint}' does not exist: give an early checkpoint of the teacher")
     model, meta, ckpt = load_model_from_checkpoint(checkpoint, device)
@@ -107,8 +108,6 @@ def salt_selection(checkpoint: str, k: int, run_dir: Path, data_dir, data_meta: 
                            "tokens, so those are simply the first blocks; score with a later checkpoint or a larger "
                            "distill.select_k")
         print(f"warning: {info['warning']}", file=sys.stderr, flush=True)
-    import io
-
     buf = io.BytesIO()
     np.savez(buf, candidate_starts=candidates, scores=scores, selected_starts=candidates[chosen])
     return {**info, "starts": candidates[chosen], "_npz": buf.getvalue()}
@@ -119,3 +118,34 @@ def write_record(run_dir: Path, selection: dict) -> None:
     if "_npz" in selection:
         atomic_write_bytes(Path(run_dir) / "selection.npz", selection.pop("_npz"))
         atomic_write_json(Path(run_dir) / "selection.json", {k: v for k, v in selection.items() if k != "starts"})
+
+
+class SaltSelection(TrainerExtension):
+    """distill.select_with: the KD phase reads the sequences an early teacher checkpoint picks; the scoring passes
+    are charged as teacher inference, and RUN/selection.json + .npz record the choice."""
+
+    def __init__(self, ctx: RunContext):
+        d = ctx.cfg.distill
+        self.ctx, self.kd_batches = ctx, d.kd_steps * ctx.accum
+        self.selection = salt_selection(d.select_with, d.select_k, ctx.run_dir, ctx.data_dir, ctx.data_meta,
+                                        ctx.train_tokens, ctx.context, self.kd_batches * ctx.micro * ctx.world,
+                                        ctx.micro, ctx.device, ctx.amp_dtype, ctx.resume)
+
+    @classmethod
+    def from_run(cls, ctx: RunContext) -> SaltSelection | None:
+        return cls(ctx) if ctx.cfg.distill.select_with else None
+
+    def sampler(self, sampler):
+        c = self.ctx
+        return SelectionSampler(c.train_tokens, c.context, c.micro * c.world, c.cfg.train.seed, self.selection["starts"],
+                                self.kd_batches, sampler, c.rank, c.world)
+
+    def charge(self, ledger) -> None:
+        ledger.add_teacher_flops(self.selection["scoring_flops"], self.selection["scoring_flops_exact"])
+
+    def on_start(self, resumed: bool) -> None:
+        if self.ctx.is_main:
+            write_record(self.ctx.run_dir, self.selection)
+
+    def summary(self) -> dict:
+        return {"selection": {k: v for k, v in self.selection.items() if k != "starts"}}

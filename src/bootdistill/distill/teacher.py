@@ -1,87 +1,39 @@
-"""Teacher sources: what the trainer asks for a batch's teacher signal. Built from explicit arguments
-(`StudentSide`), never from the trainer.
+"""The teacher sources of bootdistill's own files (the interface: source.py; the list of sources: teachers.py).
+Built from explicit arguments (`StudentSide`), never from the trainer.
 
 - LiveTeacher: a bootdistill checkpoint, frozen, eval mode, no grad, the student's autocast -> DenseSignal.
 - CachedTeacher: a logit cache (cache.py; offline or saved during the teacher's training) -> SparseSignal.
-- HFTeacher (hf_teacher.py): a local Hugging Face causal LM (distill.teacher=hf:PATH) -> DenseSignal.
-
-Every source gives: signal(x, starts), shape (None when unknown to bootdistill), params, train_flops
-(proxy, exact), upfront_flops (inference charged once, e.g. writing a cache), inference_flops(tokens) (charged
-per KD step), val_loss, eval_flops (proxy, exact: the forward passes that measured val_loss),
-diagnostics(student) (its `diag_tokens`: tokens each model evaluated), release(), summary(ledger).
 """
 
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..compute import FlopsLedger, flops_per_token
-from ..data.loader import eval_shard
+from ..data.loader import eval_shard, num_blocks
 from ..errors import CheckpointError, DataError
+from ..runtime import distributed
+from ..runtime.device import autocast_context
+from ..runtime.evaluate import evaluate
+from ..runtime.loading import load_model_from_checkpoint
 from ..shape import count_params
-from ..train import distributed
-from ..train.evaluate import autocast_context, evaluate
-from .cache import LogitCache, is_cache
+from .cache import LogitCache
 from .signals import DenseSignal, SparseSignal
-
-
-@dataclass
-class StudentSide:
-    """What a teacher source needs to know about the student's run."""
-
-    device: torch.device
-    amp_dtype: torch.dtype | None
-    vocab_size: int
-    context: int
-    tokenizer_sha256: str
-    data_dir: str
-    data_key: str | None
-    train_tokens: int  # length of the prepared training stream
-    val_tokens: np.ndarray
-    eval_batch: int  # sequences per validation forward (the trainer's micro batch): memory only
-    eval_sequences: int | None  # the validation set: the split's first N blocks (None: all)
-    diag_sequences: int = 64
-    teacher_train_flops: float | None = None  # given by the user for teachers without a ledger (HF)
-
-
-class TeacherSource(Protocol):
-    """What the trainer needs from a teacher; LiveTeacher, CachedTeacher and HFTeacher implement it."""
-
-    sparse: bool  # gives SparseSignal (a loss needing raw logits is refused)
-    params: int
-    train_flops: tuple[float, float]  # (6N proxy, exact) of the teacher's own training
-    upfront_flops: tuple[float, float]  # inference spent once for every student (writing a cache)
-    val_loss: float | None
-    eval_flops: tuple[float, float]  # (6N proxy, exact) of the evaluation that measured val_loss
-
-    def signal(self, x: torch.Tensor, starts: np.ndarray | None) -> DenseSignal | SparseSignal: ...
-
-    def inference_flops(self, tokens: int) -> tuple[float, float]: ...  # charged per KD step
-
-    def diagnostics(self, student: torch.nn.Module) -> dict: ...
-
-    def release(self) -> None: ...
-
-    def summary(self, ledger=None) -> dict: ...
+from .source import StudentSide, TeacherSource
 
 
 def _model_meta(shape) -> dict:
     return {k: getattr(shape, k) for k in ("vocab_size", "d_model", "n_layers", "n_heads", "context", "arch")}
 
 
-class LiveTeacher:
-    sparse = False
+class LiveTeacher(TeacherSource):
 
     def __init__(self, path: str, side: StudentSide):
-        from ..train.eval_cli import load_model_from_checkpoint
-
         if not Path(path).exists():
             raise CheckpointError(f"teacher checkpoint '{path}' does not exist: train the teacher first or fix distill.teacher")
         self.model, meta, self.ckpt = load_model_from_checkpoint(path, side.device)
@@ -104,6 +56,9 @@ class LiveTeacher:
         self.upfront_flops = (0.0, 0.0)
         self.params = count_params(self.shape)["total"]
         self._measure_val_loss()
+
+    def shard(self, shard_fn) -> None:
+        shard_fn(self.model)
 
     def _measure_val_loss(self) -> None:
         """The teacher's loss on the student's in-training validation set, and the forward FLOPs it took."""
@@ -163,12 +118,13 @@ class LiveTeacher:
                 "model": _model_meta(self.shape)}
 
 
-class CachedTeacher:
+class CachedTeacher(TeacherSource):
     """A logit cache as a teacher. Its teacher inference was spent once, when the cache was written: each
     student trained from it is charged that whole cost (`upfront_flops`, in the ledger); the summary also shows
     this student's share, the inference its own tokens needed (what a live teacher would have cost it)."""
 
     sparse = True
+    positional = True
 
     def __init__(self, path: str, side: StudentSide):
         self.cache = c = LogitCache(path)
@@ -196,8 +152,6 @@ class CachedTeacher:
 
     def _val_loss(self, side: StudentSide) -> float:
         """The teacher's val loss over exactly the blocks a live teacher's evaluation would read."""
-        from ..data.loader import num_blocks
-
         n = num_blocks(len(side.val_tokens), side.context)
         if side.eval_sequences is not None:
             n = min(n, side.eval_sequences)
@@ -222,9 +176,6 @@ class CachedTeacher:
     def diagnostics(self, student) -> dict:
         return {}  # the cache holds no validation distributions
 
-    def release(self) -> None:
-        pass
-
     def summary(self, ledger=None) -> dict:
         m = self.cache.meta
         tokens = ledger.teacher_tokens if ledger is not None else 0
@@ -237,17 +188,3 @@ class CachedTeacher:
                 "inference_note": "the ledger charges this student the whole cost of writing the cache "
                                   "(inference_flops_charged); inference_flops_share is the part its own tokens used, "
                                   "what each student pays when students reading the whole cache split its cost"}
-
-
-def load_teacher(spec: str, side: StudentSide) -> TeacherSource:
-    """The teacher source named by distill.teacher: hf:PATH, a cache directory, or a bootdistill run/checkpoint."""
-    if not spec:
-        raise CheckpointError("distill.teacher is not set: give the run directory of a trained teacher, a teacher cache, or hf:PATH")
-    spec = str(spec)
-    if spec.startswith("hf:"):
-        from .hf_teacher import HFTeacher
-
-        return HFTeacher(spec[3:], side)
-    if is_cache(spec):
-        return CachedTeacher(spec, side)
-    return LiveTeacher(spec, side)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# hf_export and generate load torch: imported when their subcommand runs, so `bootdistill --help` starts fast
+
 
 def cmd_export(args) -> int:
     from .hf_export import export_hf

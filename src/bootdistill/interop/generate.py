@@ -16,8 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer
 
+from ..arch import build_model
+from ..data.tokenizer import SEP_ID
 from ..errors import CheckpointError, ConfigError, DataError
+from ..runtime.loading import load_model_from_checkpoint
+from ..train.init_from import load_into, read_source
+from .hf_export import _tokenizer_path
 
 
 @dataclass
@@ -28,9 +34,6 @@ class Sampler:
 
 
 def _from_hf_dir(path: Path) -> Sampler:
-    from ..model import build_model
-    from ..train.init_from import load_into, read_source
-
     source = read_source(str(path))
     tokenizer_file = path / "tokenizer.json"
     if not tokenizer_file.is_file():
@@ -44,10 +47,6 @@ def _from_hf_dir(path: Path) -> Sampler:
 
 
 def _from_checkpoint(path: Path, tokenizer: str | None) -> Sampler:
-    from ..data.tokenizer import SEP_ID
-    from ..train.eval_cli import load_model_from_checkpoint
-    from .hf_export import _tokenizer_path
-
     model, meta, ckpt = load_model_from_checkpoint(path)
     tokenizer_file = _tokenizer_path(ckpt, meta.get("tokenizer_sha256"), tokenizer)
     data_meta = tokenizer_file.parent / "meta.json"
@@ -56,8 +55,6 @@ def _from_checkpoint(path: Path, tokenizer: str | None) -> Sampler:
 
 
 def _tokenizer(path: Path):
-    from tokenizers import Tokenizer
-
     return Tokenizer.from_file(str(path))
 
 

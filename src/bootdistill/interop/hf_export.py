@@ -20,11 +20,12 @@ import tempfile
 from pathlib import Path
 
 import torch
-import yaml
 
 from ..data.tokenizer import SEP_ID, SPECIAL_TOKENS, file_sha256
 from ..errors import BootdistillError, CheckpointError, DataError
 from ..fsutil import follow_umask, translate_os_errors
+from ..llama import RMS_NORM_EPS, ROPE_THETA
+from ..runtime.loading import find_tokenizer, load_model_from_checkpoint
 from ..shape import ModelShape
 
 
@@ -56,8 +57,6 @@ def gpt2_config(shape: ModelShape):
 
 def llama_config(shape: ModelShape):
     """The `LlamaConfig` of a `model.arch: llama` model of this shape."""
-    from ..llama import RMS_NORM_EPS, ROPE_THETA
-
     tf = _transformers()
     return tf.LlamaConfig(
         vocab_size=shape.vocab_size, hidden_size=shape.d_model, intermediate_size=shape.ffn,
@@ -143,34 +142,10 @@ def hf_tokenizer(tokenizer_json: str | Path, context: int):
     )
 
 
-def find_tokenizer(ckpt: Path, tokenizer_sha256: str | None) -> Path:
-    """The tokenizer.json a checkpoint was trained with: from the run's summary.json or config.yaml, checked
-    against the sha256 the checkpoint recorded (relative paths: from the working directory, as in training)."""
-    run = ckpt.parent.parent
-    candidates = []
-    try:
-        candidates.append(json.loads((run / "summary.json").read_text())["data"]["dir"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    try:
-        candidates.append((yaml.safe_load((run / "config.yaml").read_text()) or {})["data"]["prepared_dir"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
-        pass
-    for c in candidates:
-        if c and (Path(c) / "tokenizer.json").is_file():
-            path = Path(c) / "tokenizer.json"
-            if tokenizer_sha256 is None or file_sha256(path) == tokenizer_sha256:
-                return path
-    raise DataError(f"cannot find the tokenizer checkpoint '{ckpt}' was trained with (its prepared data is gone "
-                    "or was rebuilt): pass --tokenizer PATH/tokenizer.json")
-
-
 def export_hf(run_or_ckpt: str | Path, out: str | Path, tokenizer: str | Path | None = None) -> Path:
     """Write `out`: config.json, model.safetensors, tokenizer files (loadable with AutoModelForCausalLM /
     AutoTokenizer) and bootdistill.json (checkpoint, step, tokens, FLOPs ledger). All of it or nothing: written
     into a temp dir beside `out`, then renamed."""
-    from ..train.eval_cli import load_model_from_checkpoint
-
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BootdistillError(f"output '{out}' already exists and is not an empty directory: choose a new one")

@@ -18,8 +18,11 @@ from pathlib import Path
 
 from ..errors import BootdistillError
 from ..fsutil import atomic_dir
+from ..runtime.checkpoint import checkpoint_dirs, read_meta
+from .runs import is_run_dir
 
 MARKER = "archive.json"
+SNAPSHOT_PREFIX = "step_"
 RESULT_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "history.jsonl", "prediction.json", "tune.json",
                 "selection.json", "selection.npz", "evals/diagnostics.json")
 
@@ -35,10 +38,14 @@ def archived_snapshot_steps(run_dir: Path) -> list[int]:
     return [int(s) for s in read_marker(run_dir).get("snapshot_steps", [])]
 
 
+def snapshot_steps(run_dir: Path) -> list[int]:
+    """Steps with an evaluation snapshot (RUN/evals/step_N.safetensors): on disk, or listed by an archive."""
+    on_disk = {int(p.stem[len(SNAPSHOT_PREFIX):]) for p in (Path(run_dir) / "evals").glob(f"{SNAPSHOT_PREFIX}*.safetensors")}
+    return sorted(on_disk | set(archived_snapshot_steps(run_dir)))
+
+
 def final_checkpoint_name(run_dir: Path) -> str | None:
     """The name of the run's last checkpoint (step_*), from disk or, for an archive, as it was archived."""
-    from ..train.checkpoint import checkpoint_dirs
-
     found = checkpoint_dirs(Path(run_dir))
     return found[-1].name if found else read_marker(run_dir).get("final_checkpoint")
 
@@ -69,9 +76,6 @@ def _unchanged(new: Path, old: Path, old_marker: dict, marker: dict) -> bool:
 def archive_run(run_dir: Path | str, to: Path | str, weights: bool = False) -> Path:
     """Write the archive of one finished run to `to`/<run name>, replacing an older archive of it in one rename.
     Archiving an unchanged run again leaves every byte of its archive as it was."""
-    from ..train.checkpoint import checkpoint_dirs, read_meta
-    from .crossing import snapshot_steps
-
     src = Path(run_dir).resolve()
     if not (src / "summary.json").is_file():
         raise BootdistillError(f"'{run_dir}' is not a finished run (no summary.json): archive it after training ends")
@@ -118,8 +122,6 @@ def archive_run(run_dir: Path | str, to: Path | str, weights: bool = False) -> P
 
 
 def cmd_archive(args) -> int:
-    from .runs import is_run_dir
-
     dirs = []
     for item in args.runs:
         p = Path(item)

@@ -8,6 +8,10 @@ from pathlib import Path
 
 from ..errors import BootdistillError
 from ..fsutil import check_writable
+from .archive import add_subcommand as add_archive_command
+from .markdown import savings_table, sharing_lines, significance_lines, tuning_lines, write_report
+from .runs import load_runs
+from .tables import build_report
 
 
 def _parse_baselines(items: list[str] | None) -> dict[str, str]:
@@ -26,14 +30,11 @@ def default_out(runs) -> Path:
 
 
 def cmd_report(args) -> int:
-    from .markdown import savings_table, write_report
-    from .plots import write_plots
-    from .runs import load_runs
-    from .tables import build_report
+    from .plots import write_plots  # matplotlib loads only when a report is written, not for `bootdistill --help`
 
     baselines = _parse_baselines(args.baseline)
     if args.device != "auto":  # a wrong device is said before any run is read or evaluated
-        from ..train.precision import resolve_device
+        from ..runtime.device import resolve_device  # torch: only when a device is named
 
         resolve_device(args.device, "--device ")
     runs = load_runs(list(args.runs) + list(baselines.values()))  # an override's baseline joins the report
@@ -49,8 +50,6 @@ def cmd_report(args) -> int:
         print(paths["json"].read_text(), end="")
     else:
         print(savings_table(report))
-        from .markdown import sharing_lines, significance_lines, tuning_lines
-
         for line in tuning_lines(report) + significance_lines(report)[2:-1] + sharing_lines(report):
             print(line.replace("**", ""))
         print(f"\nreport: {paths['md']} (+ report.json, {len(plots)} plots)")
@@ -58,8 +57,6 @@ def cmd_report(args) -> int:
 
 
 def add_subcommands(subparsers) -> None:
-    from .archive import add_subcommand as add_archive_command
-
     p = subparsers.add_parser(
         "report", help="compute to reach a target loss and the savings of distillation, teacher included (Table 3, plots)",
         description="For each student: the target loss, the step and compute (PFLOPs) at which it is first reached "

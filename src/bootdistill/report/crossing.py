@@ -20,20 +20,15 @@ import math
 import sys
 from pathlib import Path
 
+from ..config import RunConfig, from_dict, resolve_model, upgrade_batch_counts
 from ..errors import BootdistillError
 from ..fsutil import atomic_write_json
+from ..runtime.batch import batch_plan
+from ..runtime.checkpoint import snapshot_path
+from ..shape import ModelShape
+from .archive import snapshot_steps
 
-SNAPSHOT_PREFIX = "step_"
 SPLIT_LOSS = {"val": "final_val_loss", "test": "test_loss"}
-
-
-def snapshot_steps(run_dir: Path) -> list[int]:
-    """Steps with an evaluation snapshot: on disk, or listed by an archive (report/archive.py)."""
-    from .archive import archived_snapshot_steps
-
-    root = Path(run_dir) / "evals"
-    on_disk = {int(p.stem[len(SNAPSHOT_PREFIX):]) for p in root.glob(f"{SNAPSHOT_PREFIX}*.safetensors")}
-    return sorted(on_disk | set(archived_snapshot_steps(run_dir)))
 
 
 def final_loss(run, split: str) -> float | None:
@@ -47,8 +42,6 @@ class FullSetEvaluator:
     def __init__(self, run, split: str = "val", device: str = "auto"):
         self.run, self.split, self.device_name = run, split, device
         self.cache_path = run.path / "evals" / f"full_{split}.json"
-        from ..config import upgrade_batch_counts
-
         n = (upgrade_batch_counts(run.config).get("train") or {}).get("final_eval_sequences")
         # the whole split keeps the key it always had, so the caches of older reports stay valid
         self.key = "batches=None" if n is None else f"sequences={n}"
@@ -69,18 +62,15 @@ class FullSetEvaluator:
         return self.losses[step]
 
     def _evaluate(self, step: int) -> float:
+        # torch loads only when a loss is not cached: a report from cached losses starts in a second, not 10-20
         import torch
-
-        from ..config import RunConfig, from_dict, resolve_model
-        from ..data.prepare import token_file
-        from ..model import build_model
-        from ..shape import ModelShape
-        from ..train.accel import cpu_threads, keep_freed_memory
-        from ..train.checkpoint import snapshot_path
-        from ..train.evaluate import evaluate
-        from ..train.precision import resolve_device
-        from ..train.trainer import micro_batch_size
         from safetensors.torch import load_model
+
+        from ..data.prepare import token_file
+        from ..arch import build_model
+        from ..runtime.accel import cpu_threads, keep_freed_memory
+        from ..runtime.device import resolve_device
+        from ..runtime.evaluate import evaluate
 
         if not snapshot_path(self.run.path, step).is_file():
             raise BootdistillError(
@@ -99,7 +89,8 @@ class FullSetEvaluator:
         load_model(self._model, str(snapshot_path(self.run.path, step)))
         print(f"report: {self.run.name}: evaluating the step-{step} snapshot on the whole {self.split} split "
               f"({len(self._tokens):,} tokens; cached in evals/)", file=sys.stderr, flush=True)
-        micro, _ = micro_batch_size(resolve_model(cfg).train, shape.context)
+        t = resolve_model(cfg).train
+        micro = batch_plan(t.batch_tokens, shape.context, t.micro_batch).micro
         with cpu_threads(cfg.train.threads):  # the run's own setting: oversubscribed cores evaluate many times slower
             return evaluate(self._model, self._tokens, shape.context, micro, self._device, self._amp,
                             cfg.train.final_eval_sequences)["loss"]

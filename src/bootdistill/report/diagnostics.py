@@ -13,13 +13,19 @@ Results are cached per run in RUN/evals/diagnostics.json, keyed by the checkpoin
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
 
-from ..fsutil import atomic_write_json
+from ..data.prepare import token_file
+from ..data.tokenizer import token_dtype
+from ..fsutil import atomic_write_bytes, atomic_write_json
+from ..runtime.checkpoint import checkpoint_dirs
+from .archive import final_checkpoint_name
 
 BUCKETS = ("easy", "medium", "hard")
 MAX_TOKENS = 100_000  # per evaluation set: differences between models on the same tokens are far more precise
@@ -28,9 +34,7 @@ MAX_TOKENS = 100_000  # per evaluation set: differences between models on the sa
 
 def ood_text() -> tuple[str, str]:
     """(text, description) of the out-of-domain source."""
-    import sys
-
-    from pydoc_data.topics import topics
+    from pydoc_data.topics import topics  # 1 MB of text, read only when diagnostics run
 
     text = "\n\n".join(topics[k] for k in sorted(topics))
     return text, f"Python {sys.version_info.major}.{sys.version_info.minor} reference topics (pydoc_data)"
@@ -38,11 +42,6 @@ def ood_text() -> tuple[str, str]:
 
 def ood_tokens(prepared_dir: Path | str) -> tuple[np.ndarray, str]:
     """The OOD text as token ids of this prepared data's tokenizer (cached as ood-pydoc.npy)."""
-    from tokenizers import Tokenizer
-
-    from ..data.tokenizer import token_dtype
-    from ..fsutil import atomic_write_bytes
-
     text, desc = ood_text()
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     cache = Path(prepared_dir) / f"ood-pydoc-{digest}.npy"
@@ -50,7 +49,6 @@ def ood_tokens(prepared_dir: Path | str) -> tuple[np.ndarray, str]:
         return np.load(cache), desc
     tok = Tokenizer.from_file(str(Path(prepared_dir) / "tokenizer.json"))
     ids = np.asarray(tok.encode(text).ids, dtype=token_dtype(tok.get_vocab_size(with_added_tokens=True)))
-    import io
 
     buf = io.BytesIO()
     np.save(buf, ids)
@@ -62,11 +60,12 @@ def ood_tokens(prepared_dir: Path | str) -> tuple[np.ndarray, str]:
 
 
 def _per_token_losses(model, tokens: np.ndarray, context: int, amp, max_tokens: int, device) -> np.ndarray:
+    # torch loads only when diagnostics are computed: a report from cached ones does not load it (10-20 s on a slow VM)
     import torch
     import torch.nn.functional as F
 
     from ..data.loader import eval_batches
-    from ..train.evaluate import autocast_context
+    from ..runtime.device import autocast_context
 
     out = []
     batches = max(1, max_tokens // (context * 8))
@@ -82,12 +81,11 @@ def _per_token_losses(model, tokens: np.ndarray, context: int, amp, max_tokens: 
 def run_diagnostics(student_path: Path, baseline_path: Path | None, teacher_path: Path, data_dir: Path | str,
                     amp_name: str = "float32", max_tokens: int = MAX_TOKENS, device: str = "auto") -> dict:
     """OOD and test loss, and test loss per teacher-difficulty third, for a student, its baseline and teacher."""
-    import torch
+    import torch  # only when diagnostics are computed, as in _per_token_losses
 
-    from ..data.prepare import token_file
-    from ..train.accel import keep_freed_memory
-    from ..train.eval_cli import load_model_from_checkpoint
-    from ..train.precision import resolve_device
+    from ..runtime.accel import keep_freed_memory
+    from ..runtime.device import resolve_device
+    from ..runtime.loading import load_model_from_checkpoint
 
     dev = resolve_device(device, "--device ")
     keep_freed_memory(dev)
@@ -117,9 +115,6 @@ def run_diagnostics(student_path: Path, baseline_path: Path | None, teacher_path
 def cached_diagnostics(student, baseline, teacher, threads: int | None = None, device: str = "auto") -> dict | None:
     """run_diagnostics for report Run objects, cached in the student's evals/diagnostics.json; None when a
     checkpoint is missing (hand-made or deleted runs)."""
-    from ..train.checkpoint import checkpoint_dirs
-    from .archive import final_checkpoint_name
-
     paths = [r.path for r in (student, baseline, teacher) if r is not None]
     if teacher is None:
         return None
@@ -134,7 +129,7 @@ def cached_diagnostics(student, baseline, teacher, threads: int | None = None, d
         return cached["result"]
     if any(not checkpoint_dirs(p) for p in paths):
         return None
-    from ..train.accel import cpu_threads
+    from ..runtime.accel import cpu_threads  # torch: only when diagnostics are computed
 
     s = student.summary or {}
     print(f"report: {student.name}: diagnostics (out-of-domain and teacher-difficulty losses of {len(paths)} models, "

@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..fsutil import atomic_write_bytes  # noqa: E402
 from .runs import Run  # noqa: E402
+from .sweep_plot import write_sweep_plot  # noqa: E402
+from .switch_plot import write_switch_plot  # noqa: E402
 from .tables import PFLOP, find_teacher, group_runs  # noqa: E402
 
 FILES = {"loss_vs_compute": "loss_vs_compute.png", "loss_vs_step": "loss_vs_step.png",
@@ -142,9 +144,6 @@ def write_plots(runs: list[Run], out: Path, report: dict | None = None) -> dict[
         if _finish(ax, fig, out / FILES["savings"], "saving to reach the classical target, teacher included (%)", "",
                    "Compute saved by each configuration (± std over seeds)", True):
             written["savings"] = FILES["savings"]
-
-    from .sweep_plot import write_sweep_plot
-    from .switch_plot import write_switch_plot
 
     sweep = write_sweep_plot(runs, report or {}, out, _save)
     if sweep:

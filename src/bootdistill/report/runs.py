@@ -12,17 +12,14 @@ from pathlib import Path
 
 import yaml
 
-from ..config import flatten
+from ..config import NOT_IDENTITY, flatten
 from ..errors import BootdistillError
+from ..runtime.metrics import read_metrics
 from ..shape import non_embedding_params
 
 # model settings beyond the widths that make two runs different students (absent from older runs: the defaults)
 BLOCK_KEYS = (("arch", "gpt2"), ("n_kv_heads", None), ("d_ff", None), ("tie_embeddings", True))
-from ..train.metrics import read_metrics
 
-# config keys that do not make another experiment (seeds of one config share everything else)
-NOT_IDENTITY = {("out_dir",), ("log",), ("train", "seed"), ("train", "threads"), ("train", "device"),
-                ("data", "prepared_dir"), ("distill", "teacher")}
 SEED_SUFFIX = re.compile(r"[-_.]?(seed|s)[-_]?\d+$", re.I)
 RUN_HASH = re.compile(r"-[0-9a-f]{8}$")  # experiment run directories end in the config hash
 

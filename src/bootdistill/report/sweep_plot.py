@@ -9,24 +9,15 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from ..config import upgrade_batch_counts
+from ..config import NOT_SETTINGS, flatten, upgrade_batch_counts
 
 FILE = "savings_by_setting.png"
 MAX_KEYS = 3  # settings changed together still count as one variable (e.g. the three KD-aware LR knobs)
-NOT_SETTINGS = re.compile(r"^(out_dir|log\..*|train\.(seed|threads|device)|data\.(prepared_dir|corpus)|"
-                          r"distill\.diag_sequences)$")
 
 
-def flat(cfg: dict, prefix: str = "") -> dict:
+def flat(cfg: dict) -> dict:
     """{'distill': {'alpha': 0.25}} -> {'distill.alpha': 0.25}, without the keys that are not the method's."""
-    out = {}
-    for k, v in cfg.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flat(v, key + "."))
-        elif not NOT_SETTINGS.match(key):
-            out[key] = v
-    return out
+    return flatten(cfg, NOT_SETTINGS, keep_empty=True)
 
 
 def shown(value) -> str:

@@ -11,8 +11,12 @@ from pathlib import Path
 
 from ..compute import SCENARIOS
 from ..errors import BootdistillError
-from .crossing import final_loss, robust_crossing, snapshot_steps, whole_run
+from ..experiment.prediction import read_prediction
+from .archive import snapshot_steps
+from .crossing import final_loss, robust_crossing, whole_run
+from .diagnostics import cached_diagnostics
 from .runs import BLOCK_KEYS, RUN_HASH, SEED_SUFFIX, Run, finite, load_run
+from .tuning import choose
 
 PFLOP = 1e15
 # columns interpolated at the crossing; flops_teacher_train is constant, so it interpolates to itself
@@ -125,7 +129,7 @@ def stat(values: list) -> dict:
 
 def significance(st: dict) -> dict:
     """95% t-interval of a mean saving over seeds, and whether it excludes 0 (one seed: unknown)."""
-    from scipy.stats import t as student_t
+    from scipy.stats import t as student_t  # scipy loads only for intervals over seeds: reports start faster
 
     if st is None or st["reached"] < 2 or st["std"] is None:
         return {"ci95": None, "distinguishable_from_zero": None}
@@ -230,8 +234,6 @@ def _run_record(run: Run, res: dict) -> dict:
 
 def _prediction(run: Run, measured: float | None) -> dict | None:
     """The planner's prediction written before the run trained, beside the measured saving."""
-    from ..prediction import read_prediction
-
     pred = read_prediction(run.path)
     if pred is None:
         return None
@@ -338,8 +340,6 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
             warn.append(f"{r.name}: no validation evaluations in metrics.jsonl yet")
 
     # best against best: of each tuning grid only the chosen point is measured (a teacher or a named baseline stays)
-    from .tuning import choose
-
     dropped, tuning = choose(runs, warn)
     keep = {Path(p).resolve() for p in (baselines or {}).values()} | \
         {t.path for t in (find_teacher(r, runs) for r in runs) if t is not None}
@@ -377,8 +377,6 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
             warn.append(f"{r.name}: its baseline {b.name} is unfinished: the target is its latest loss so far")
 
     if diagnostics:
-        from .diagnostics import cached_diagnostics
-
         for r in runs:
             p = per[r.path]
             if r.policy != "classical" and r.finished and p["teacher"] is not None:

@@ -10,9 +10,9 @@ import json
 import math
 import statistics
 
+from ..experiment.recipe import TUNE_FILE, _tune_suffix
 from .runs import RUN_HASH, SEED_SUFFIX, Run, finite
 
-TUNE_FILE = "tune.json"  # written by experiment.py
 PFLOP = 1e15
 
 
@@ -47,8 +47,6 @@ def _mean(values: list) -> float | None:
 
 
 def _name(run: Run, tune: dict) -> str:
-    from ..experiment import _tune_suffix
-
     name = RUN_HASH.sub("", run.name)
     suffix = "".join(_tune_suffix(k, v) for k, v in tune["point"].items())
     for candidate in (name, SEED_SUFFIX.sub("", name)):  # a suffix like -kd_steps100 also looks like a seed's

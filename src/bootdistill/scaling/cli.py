@@ -12,7 +12,9 @@ import numpy as np
 
 from ..compute import SCENARIO_TITLES, SCENARIOS
 from ..errors import BootdistillError, ConfigError, DataError
-from ..fsutil import check_writable
+from ..fsutil import atomic_write_json, check_writable
+from . import laws
+from .runs import collect
 
 SUFFIX = {"k": 1e3, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15}
 
@@ -123,8 +125,6 @@ def _fit_one(fit_mod, points, args, supervised=None):
 
 
 def _supervised_for_distillation(args, fitted):
-    from . import laws
-
     if fitted is not None:
         return fitted, "fit on the supervised points of these inputs"
     src = args.supervised_coefficients
@@ -140,9 +140,7 @@ def _supervised_for_distillation(args, fitted):
 
 
 def cmd_fit(args) -> int:
-    from ..fsutil import atomic_write_json
-    from . import fit as fit_mod
-    from .runs import collect
+    from . import fit as fit_mod  # scipy (about 1 s): loaded when a fit runs, not when the CLI starts
 
     if args.bootstrap < 0 or args.top_k < 0 or (args.workers is not None and args.workers < 1):
         raise ConfigError("--bootstrap and --top-k must be >= 0 and --workers >= 1")
@@ -179,7 +177,7 @@ def cmd_fit(args) -> int:
             failed.append(f"{law}: {res.message}")
         _print_fit(out)
         if not args.no_plots:
-            from .plots import plot_fit
+            from .plots import plot_fit  # matplotlib (about 1.5 s): only when plots are drawn
 
             pred = np.exp(points.predict(np.array(res.theta)))
             plot_fit(out_dir / f"fit_{law}.png", law, np.exp(points.y), pred, np.exp(points.cols[0]), held)
@@ -217,7 +215,7 @@ def _print_fit(out: dict) -> None:
 
 
 def cmd_plan(args) -> int:
-    from . import plan as P
+    from . import plan as P  # scipy (about 1 s): loaded when a plan runs, not when the CLI starts
 
     if not args.margin >= 0:
         raise ConfigError(f"--margin is the switch margin, a fraction >= 0 (0.05 = 5%); got {args.margin:g}")
@@ -309,13 +307,11 @@ def _format_bootstrapped(b: dict) -> str:
 
 
 def _write_plan(P, lw, args, result, rng) -> None:
-    from ..fsutil import atomic_write_json
-
     out = Path(args.out)
     atomic_write_json(out / "plan.json", result)
     if args.no_plots:
         return
-    from . import plots
+    from . import plots  # matplotlib: only when plots are drawn
 
     n_s = args.student
     if "bootstrapped" in result:

@@ -7,40 +7,13 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-import yaml
 
-from ..config import from_dict, RunConfig
 from ..data.prepare import load_meta, prepare, sep_id_of, token_file
+from ..data.tokenizer import load_tokenizer
 from ..errors import ConfigError, DataError
-from ..model import build_model
-from ..shape import ModelShape
-from . import checkpoint as ckpt_io
-from .evaluate import autocast_context, evaluate
-from .precision import resolve_device, resolve_precision
-
-
-def load_model_from_checkpoint(path: str | Path, device: torch.device | None = None) -> tuple[torch.nn.Module, dict, Path]:
-    """Model (eval mode) + checkpoint meta + the checkpoint dir."""
-    ckpt = ckpt_io.resolve_checkpoint(Path(path))
-    meta = ckpt_io.verify_checkpoint(ckpt)
-    try:
-        shape = ModelShape(**meta["model"])
-    except (KeyError, TypeError):
-        from ..errors import CheckpointError
-
-        raise CheckpointError(f"checkpoint '{ckpt}' has no model shape in meta.json: it was not written by bootdistill") from None
-    model = build_model(shape)
-    ckpt_io.load_weights(ckpt, model)
-    return model.to(device or "cpu").eval(), meta, ckpt
-
-
-def run_config_of(ckpt: Path) -> RunConfig:
-    config_file = ckpt.parent.parent / "config.yaml"
-    if not config_file.is_file():
-        raise DataError(f"no config.yaml beside checkpoint '{ckpt}': pass --data PREPARED_DIR")
-    return from_dict(RunConfig, yaml.safe_load(config_file.read_text()))
+from ..runtime.device import resolve_device, resolve_precision
+from ..runtime.evaluate import evaluate, text_nats
+from ..runtime.loading import find_tokenizer, load_model_from_checkpoint, run_config_of
 
 
 def evaluate_checkpoint(path, split="val", data_dir=None, context=None, max_batches=None, bucket=64, device="auto",
@@ -70,8 +43,6 @@ def run_data_dir(ckpt: Path, tokenizer_sha256: str | None) -> Path:
     """The prepared-data directory (tokenizer.json + meta.json) a checkpoint was trained on: the one its run's
     summary.json or config.yaml names, else the run's data settings' directory if it is still prepared (reused,
     never re-tokenized while it is complete)."""
-    from ..interop.hf_export import find_tokenizer
-
     try:
         return find_tokenizer(ckpt, tokenizer_sha256).parent
     except DataError:
@@ -89,23 +60,6 @@ def read_text(path: str | Path) -> str:
         raise DataError(f"'{path}' is a directory: give one UTF-8 text file") from None
     except UnicodeDecodeError as e:
         raise DataError(f"'{path}' is not UTF-8 text ({e.reason} at byte {e.start}): convert it to UTF-8") from None
-
-
-@torch.no_grad()
-def text_nats(model, ids: np.ndarray, context: int, device, amp_dtype, batch: int = 8) -> float:
-    """Total cross-entropy (nats) of predicting ids[1:], each from the tokens before it in its window: the
-    predictions are cut into consecutive windows of `context` (the last one shorter), each read from its start."""
-    total = 0.0
-    starts = list(range(0, len(ids) - 1, context))
-    full = [s for s in starts if s + context < len(ids)]
-    groups = [full[i:i + batch] for i in range(0, len(full), batch)] + [[s] for s in starts if s + context >= len(ids)]
-    for group in groups:
-        n = min(context, len(ids) - 1 - group[0])
-        rows = torch.from_numpy(np.stack([ids[s:s + n + 1] for s in group]).astype(np.int64)).to(device)
-        with autocast_context(device, amp_dtype):
-            logits = model(rows[:, :-1])
-        total += F.cross_entropy(logits.float().flatten(0, 1), rows[:, 1:].flatten(), reduction="sum").item()
-    return total
 
 
 def evaluate_text(path, text_file, context=None, device="auto", precision="auto") -> dict:
@@ -126,8 +80,6 @@ def evaluate_text(path, text_file, context=None, device="auto", precision="auto"
     if ctx > model.shape.context:
         raise ConfigError(f"--context {ctx} is longer than the model's context {model.shape.context}: use at most {model.shape.context}")
     data_dir = run_data_dir(ckpt, meta.get("tokenizer_sha256"))
-    from ..data.tokenizer import load_tokenizer
-
     tok = load_tokenizer(data_dir)
     ids = np.array([sep_id_of(load_meta(data_dir)), *tok.encode(text, add_special_tokens=False).ids], dtype=np.int64)
     nats = text_nats(model, ids, ctx, dev, amp)

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
+from ..interop.hf_export import _transformers, weight_names
+from ..runtime import checkpoint as ckpt_io
 from ..shape import ModelShape
-from . import checkpoint as ckpt_io
 
 HF_ARCHS = {"GPT2LMHeadModel": "gpt2", "LlamaForCausalLM": "llama"}
 
@@ -110,8 +111,6 @@ def load_into(model: torch.nn.Module, source: InitSource) -> None:
         ckpt_io.verify_checkpoint(source.path)
         ckpt_io.load_weights(source.path, model)
         return
-    from ..interop.hf_export import _transformers, weight_names
-
     tf = _transformers()
     hf_state = tf.AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32).state_dict()
     names = weight_names(model.shape)

@@ -7,20 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..fsutil import atomic_write_text, translate_os_errors
-
-
-def read_metrics(path: Path | str) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line cut by a kill: everything after it is untrusted
-    return rows
+from ..runtime.metrics import read_metrics
 
 
 def duration(seconds: float) -> str:
@@ -55,7 +44,7 @@ class MetricsLogger:
 
     @staticmethod
     def _tensorboard(run_dir):
-        try:
+        try:  # optional: TensorBoard logs only where it is installed
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             return None
@@ -63,11 +52,9 @@ class MetricsLogger:
 
     @staticmethod
     def _wandb(run_dir, log_cfg, run_config):
-        try:
+        try:  # optional extra
             import wandb
         except ImportError:
-            from ..errors import ConfigError
-
             raise ConfigError("log.wandb=true but wandb is not installed: pip install wandb, or set log.wandb=false") from None
         os.environ.setdefault("WANDB_MODE", log_cfg.wandb_mode)
         return wandb.init(project=log_cfg.wandb_project, dir=str(run_dir), config=run_config, name=Path(run_dir).name)

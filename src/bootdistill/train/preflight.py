@@ -10,11 +10,14 @@ import numpy as np
 import torch
 
 from ..data.loader import num_blocks
+from ..data.prepare import token_file
 from ..distill.objective import student_loss
 from ..distill.policies import build_policy
+from ..distill.source import parse_teacher_spec
 from ..errors import CheckpointError, ConfigError, DataError
 from ..fsutil import check_writable
 from ..shape import count_params, shape_of
+from .init_from import check_fits, read_source
 
 
 def check_policy_and_loss(cfg) -> None:
@@ -33,14 +36,15 @@ def check_policy_and_loss(cfg) -> None:
 
 def check_teacher_exists(cfg) -> None:
     """A distilled run needs a finished teacher run (or one of its checkpoints) before it starts."""
-    from ..distill.cache import is_cache
-
     teacher = cfg.distill.teacher
-    if cfg.distill.policy == "classical" or teacher is None or str(teacher).startswith("hf:"):
-        return  # an hf: teacher is checked when it loads
-    path = Path(teacher)
-    if (path / "meta.json").is_file() or is_cache(path):
-        return  # a checkpoints/step_* directory, or a teacher cache (checked in full when it opens)
+    if cfg.distill.policy == "classical" or teacher is None:
+        return
+    spec = parse_teacher_spec(teacher)
+    if spec.kind != "checkpoint":
+        return  # an hf: teacher is checked when it loads, a teacher cache in full when it opens
+    path = Path(spec.path)
+    if (path / "meta.json").is_file():
+        return  # a checkpoints/step_* directory
     if not path.exists():
         raise CheckpointError(f"teacher '{teacher}' does not exist: train the teacher first or fix distill.teacher")
     if not path.is_dir():
@@ -53,8 +57,6 @@ def check_teacher_exists(cfg) -> None:
 
 def check_splits(data_dir: Path, context: int) -> None:
     """Validation and test splits must hold at least one block of `context` + 1 tokens."""
-    from ..data.prepare import token_file
-
     for split in ("val", "test"):
         tokens: np.ndarray = token_file(Path(data_dir), split)
         if num_blocks(len(tokens), context) < 1:
@@ -65,8 +67,6 @@ def check_splits(data_dir: Path, context: int) -> None:
 def check_init_from(cfg) -> None:
     """model.init_from exists, is a supported model and has the run's shape (its vocabulary: once data is prepared)."""
     if cfg.model.init_from:
-        from .init_from import check_fits, read_source
-
         check_fits(read_source(cfg.model.init_from), cfg.model)
 
 

@@ -8,16 +8,11 @@ from pathlib import Path
 
 import yaml
 
-from ..config import RunConfig, TrainConfig, flatten, from_dict, to_dict
+from ..config import VOLATILE, RunConfig, TrainConfig, flatten, from_dict, to_dict
 from ..errors import BootdistillError
 from ..fsutil import atomic_write_text, translate_os_errors
 
 LOCK_NAME = ".lock"  # see lock.py
-
-# keys that may change between a run and its resume without making it another run
-VOLATILE = {("log",), ("train", "max_steps"), ("train", "threads"), ("train", "device"), ("out_dir",),
-            ("data", "prepared_dir"), ("train", "keep_checkpoints"), ("train", "checkpoint_every"),
-            ("train", "parallel")}  # the same run on more processes: same batches, same curve
 
 
 def config_differences(old: dict, new: dict) -> dict[str, list]:

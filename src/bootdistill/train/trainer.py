@@ -4,7 +4,7 @@ Per step: policy knobs -> LR -> `accum` micro-batches (student forward, CE, and 
 when alpha > 0) -> clip -> AdamW. Then logging, validation (the policy sees it), checkpoints. Resume restores
 model, optimizer, RNG, data position, policy state and FLOPs ledger, so a killed run ends bitwise the same.
 
-Under torchrun (train/distributed.py) each rank runs `accum` of the step's micro-batches: the same global
+Under torchrun (runtime/distributed.py) each rank runs `accum` of the step's micro-batches: the same global
 batches in the same order as one process, so the curve does not depend on the number of processes.
 """
 
@@ -18,27 +18,34 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..arch import build_model
 from ..compute import FlopsLedger, flops_per_token, peak_flops
 from ..config import RunConfig, resolve_model, to_dict
-from ..data.loader import BlockSampler, SelectionSampler
+from ..data.loader import BlockSampler
 from ..data.prepare import bits_per_byte, load_meta, prepare, token_file
+from ..distill.extensions import EXTENSIONS
 from ..distill.objective import kd_loss_of, student_loss, teacher_ce
 from ..distill.policies import Policy, StepKnobs, build_policy
-from ..errors import CheckpointError, ConfigError, DataError
+from ..distill.source import StudentSide, TeacherSource
+from ..distill.teachers import load_teacher
+from ..errors import CheckpointError, DataError
 from ..fsutil import atomic_write_json
-from ..model import build_model
+from ..runtime import checkpoint as ckpt_io
+from ..runtime import distributed as dist
+from ..runtime.accel import check_compile, compile_model, cpu_model, keep_freed_memory, set_cpu_threads
+from ..runtime.batch import batch_plan
+from ..runtime.device import autocast_context, resolve_device, resolve_precision
+from ..runtime.evaluate import evaluate
+from ..runtime.extension import RunContext, TrainerExtension
 from ..shape import count_params, shape_of
-from . import checkpoint as ckpt_io, preflight
-from . import distributed as dist
-from .accel import check_compile, compile_model, cpu_model, keep_freed_memory, set_cpu_threads
-from .evaluate import autocast_context, evaluate
+from . import preflight
 from .guard import DivergenceGuard
+from .init_from import check_fits, load_into, read_source
 from .lock import RunLock
 from .metrics import MetricsLogger, NullLogger, progress_line
 from .optim import build_optimizer
-from .precision import resolve_device, resolve_precision
 from .rundir import LOCK_NAME, append_history, check_run_dir, write_run_config
-from .schedule import train_lr
+from .schedule import step_lr
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -54,20 +61,9 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def micro_batch_size(t, context: int, world: int = 1) -> tuple[int, int]:
-    """(sequences per forward, accumulation steps) of one rank: the largest divisor of the rank's share of the
-    step's sequences that is <= micro_batch."""
-    seqs = max(1, round(t.batch_tokens / context))
-    if seqs % world:
-        raise ConfigError(f"a step of {seqs} sequences (train.batch_tokens / model.context) does not split over "
-                          f"{world} processes: use a multiple of {world} sequences or another process count")
-    per_rank = seqs // world
-    micro = max(d for d in range(1, min(t.micro_batch, per_rank) + 1) if per_rank % d == 0)
-    return micro, per_rank // micro
-
-
 class Trainer:
-    def __init__(self, cfg: RunConfig, resume: bool = False, allow_change=()):
+    def __init__(self, cfg: RunConfig, resume: bool = False, allow_change=(), extensions=EXTENSIONS):
+        """`extensions`: factories of TrainerExtension (runtime/extension.py), by default distillation's."""
         self.cfg = cfg = resolve_model(cfg)
         t = cfg.train
         dist.init()
@@ -94,16 +90,15 @@ class Trainer:
         preflight.check_splits(self.data_dir, self.shape.context)
 
         world = dist.world()
-        self.micro, self.accum = micro_batch_size(t, self.shape.context, world)
-        self.tokens_per_step = self.micro * self.accum * world * self.shape.context  # global: the ledger counts every rank's tokens
-        preflight.check_batch(len(self.train_tokens), self.shape.context, self.micro * self.accum * world)
+        plan = batch_plan(t.batch_tokens, self.shape.context, t.micro_batch, world)
+        self.micro, self.accum = plan.micro, plan.accum
+        self.tokens_per_step = plan.tokens  # global: the ledger counts every rank's tokens
+        preflight.check_batch(len(self.train_tokens), self.shape.context, plan.sequences)
         self.max_steps = t.max_steps or t.total_steps
 
         torch.manual_seed(t.seed)
         self.model = build_model(self.shape).to(self.device)
         if self.init_source is not None and not (resume and ckpt_io.checkpoint_dirs(self.run_dir)):  # a resume restores its own
-            from .init_from import load_into
-
             with torch.random.fork_rng(devices=[]):  # however the source loads, the run's RNG stream stays put
                 load_into(self.model, self.init_source)
         dist.seed_rank(t.seed)  # dropout: rank 0 keeps the single-process stream
@@ -114,35 +109,25 @@ class Trainer:
         self.sampler = BlockSampler(self.train_tokens, self.shape.context, self.micro * world, t.seed,
                                     rank=dist.rank(), world=world)
         self.policy: Policy = build_policy(cfg.distill, t)
-        if t.save_logits and world > 1:  # every rank would write the same memory-mapped files
-            raise ConfigError("train.save_logits works in one process: train the teacher without torchrun, or write "
-                              "its logits afterwards with `bootdistill teacher-cache`")
-        self.selection = None
-        if cfg.distill.select_with:  # SALT_DS: the KD phase reads sequences chosen by an early teacher checkpoint
-            from ..distill.selection import salt_selection
-
-            kd_batches = cfg.distill.kd_steps * self.accum
-            with torch.random.fork_rng(devices=[]):
-                self.selection = salt_selection(cfg.distill.select_with, cfg.distill.select_k, self.run_dir, self.data_dir,
-                                                self.data_meta, self.train_tokens, self.shape.context,
-                                                kd_batches * self.micro * world, self.micro, self.device, self.amp_dtype,
-                                                resume)
-            self.sampler = SelectionSampler(self.train_tokens, self.shape.context, self.micro * world, t.seed,
-                                            self.selection["starts"], kd_batches, self.sampler, dist.rank(), world)
+        context = RunContext(cfg, self.run_dir, self.data_dir, self.data_meta, self.train_tokens, self.val_tokens,
+                             self.shape.context, self.micro, self.accum, dist.rank(), world, self.device, self.amp_dtype,
+                             resume)
+        self.extensions: list[TrainerExtension] = []
+        for build in extensions:
+            with torch.random.fork_rng(devices=[]):  # whatever an extension runs, the student's RNG stream stays put
+                ext = build(context)
+            if ext is not None:
+                self.extensions.append(ext)
+                self.sampler = ext.sampler(self.sampler)
         self.kd_loss = kd_loss_of(cfg.distill)
-        self.teacher = None
+        self.teacher: TeacherSource | None = None
         if self.policy.needs_teacher:
-            from ..distill.teacher import load_teacher  # the distillation engine
-
             with torch.random.fork_rng(devices=[]):  # building the teacher must not shift the student's RNG stream
                 self.teacher = load_teacher(cfg.distill.teacher, self.student_side())
-            self.kd_loss.check_teacher(sparse=getattr(self.teacher, "sparse", False))
-            if self.policy.wants_teacher_ce and self.teacher.sparse:
-                raise ConfigError("distill.switch_on=train compares the teacher's CE on each training batch, which needs "
-                                  "its full logits; a cached (top-k) teacher does not have them: use distill.switch_on=val "
-                                  "or a live teacher")
-            if self.parallel == "fsdp" and hasattr(getattr(self.teacher, "model", None), "blocks"):
-                dist.shard(self.teacher.model)
+            self.kd_loss.check_teacher(sparse=self.teacher.sparse)
+            self.policy.check_teacher(sparse=self.teacher.sparse)
+            if self.parallel == "fsdp":
+                self.teacher.shard(dist.shard)
         self.ledger = FlopsLedger()
         if self.teacher is not None:
             self.ledger.teacher_train, self.ledger.teacher_train_exact = self.teacher.train_flops
@@ -151,9 +136,8 @@ class Trainer:
             self.ledger.add_eval_flops(*self.teacher.eval_flops)  # its validation loss (a resume restores the ledger)
         if self.init_source is not None:
             self.ledger.init_train, self.ledger.init_train_exact = self._init_flops()
-        if self.selection is not None:  # SALT_DS scoring passes
-            self.ledger.add_teacher_flops(self.selection["scoring_flops"], self.selection["scoring_flops_exact"])
-        self.logit_saver = None
+        for ext in self.extensions:
+            ext.charge(self.ledger)
         self.guard = DivergenceGuard(t.divergence_factor, self.shape.vocab_size)
         self.step = 0
         self.elapsed_before, self._t0 = 0.0, None  # wall time of earlier sessions of this run, and of this one
@@ -165,7 +149,7 @@ class Trainer:
             ckpt_io.clean_leftovers(self.run_dir)
         dist.barrier()
         self.resume_step = self._restore() if resume else None
-        if self.teacher is not None and hasattr(self.teacher, "check_coverage"):  # a cache: fail now, not mid-run
+        if self.teacher is not None and self.teacher.positional:  # a cache: fail now, not mid-run
             stop = self.policy.stop_step()
             kd_steps = max(0, min(self.max_steps, stop if stop is not None else self.max_steps) - self.step)
             try:
@@ -177,24 +161,14 @@ class Trainer:
             write_run_config(self.run_dir, cfg)
             append_history(self.run_dir, {"event": "resume" if resume else "start", "step": self.step,
                                           "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": changes})
-            if self.selection is not None:
-                from ..distill.selection import write_record
-
-                write_record(self.run_dir, self.selection)
-        if t.save_logits:
-            from ..distill.cache_write import OnlineLogitSaver
-
-            self.logit_saver = OnlineLogitSaver(self.run_dir, self.data_meta, self.data_dir, len(self.train_tokens),
-                                                self.shape.context, t.save_logits_top_p, t.save_logits_top_k,
-                                                t.save_logits_from_step, resume=self.resume_step is not None)
+        for ext in self.extensions:
+            ext.on_start(resumed=self.resume_step is not None)
         self.logger = MetricsLogger(self.run_dir, cfg.log, to_dict(cfg), self.resume_step) if dist.is_main() else NullLogger()
 
     def _init_source(self):
         """model.init_from, checked against this run's shape and tokenizer (before any weights are read)."""
         if not self.cfg.model.init_from:
             return None
-        from .init_from import check_fits, read_source
-
         source = read_source(self.cfg.model.init_from)
         check_fits(source, self.cfg.model, self.shape.vocab_size)
         if source.kind == "checkpoint" and source.tokenizer_sha256 != self.data_meta["tokenizer_sha256"]:
@@ -233,9 +207,7 @@ class Trainer:
                 with contextlib.suppress(OSError):
                     self.run_dir.rmdir()  # only when empty
 
-    def student_side(self):
-        from ..distill.teacher import StudentSide
-
+    def student_side(self) -> StudentSide:
         c = self.cfg
         return StudentSide(self.device, self.amp_dtype, self.shape.vocab_size, self.shape.context,
                            self.data_meta["tokenizer_sha256"], str(self.data_dir), self.data_meta.get("key"),
@@ -331,8 +303,8 @@ class Trainer:
     def _micro_step(self, x, y, knobs: StepKnobs, starts=None) -> tuple[float, dict]:
         with autocast_context(self.device, self.amp_dtype):
             logits = self.forward(x)
-        if self.logit_saver is not None:
-            self.logit_saver.save(self.step, starts, logits)
+        for ext in self.extensions:
+            ext.on_forward(self.step, starts, logits)
         signal = self.teacher.signal(x, starts) if knobs.kd_on and self.teacher is not None else None
         # before the loss: the fused KD kernel may overwrite the teacher's logits
         t_ce = {"teacher_train_ce": teacher_ce(signal, y)} if signal is not None and self.policy.wants_teacher_ce else {}
@@ -343,7 +315,7 @@ class Trainer:
 
     def train_step(self) -> dict:
         knobs = self.policy.knobs(self.step)
-        lr = knobs.lr if knobs.lr is not None else train_lr(self.step, self.cfg.train) * knobs.lr_factor
+        lr = step_lr(self.step, self.cfg.train, knobs)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         ce_sum, extras = 0.0, {}
@@ -399,7 +371,7 @@ class Trainer:
         if self.synthetic:
             print("WARNING: training on SYNTHETIC text (no real corpus was found): the numbers mean nothing "
                   "about language modelling. Set data.corpus or BOOTDISTILL_CORPUS to real text.")
-        if self.teacher is not None and getattr(self.teacher, "train_flops_known", True) is False:
+        if self.teacher is not None and not self.teacher.train_flops_known:
             print("note: the teacher's training compute is unknown (a Hugging Face model): the FLOPs totals count no "
                   "teacher training; set distill.teacher_train_flops to include it")
         init = self._init_summary()
@@ -475,11 +447,8 @@ class Trainer:
         return self.finish()
 
     def finish(self) -> dict:
-        if self.logit_saver is not None:
-            last = ckpt_io.checkpoint_dirs(self.run_dir)[-1]
-            saved = self.logit_saver.finish(self.model, self.val_tokens, self.micro, self.device, self.amp_dtype, last,
-                                            ckpt_io.verify_checkpoint(last), self.step)
-            print(f"saved the teacher's top-{saved['k']} logits of {saved['covered_blocks']} blocks to {self.run_dir / 'logits'}")
+        for ext in self.extensions:
+            ext.on_finish(self.model, self.step)
         n_final = self.cfg.train.final_eval_sequences
         final_val = self.validate(max_sequences=n_final)
         test = self.validate(tokens=token_file(self.data_dir, "test"), max_sequences=n_final, bucket=64)
@@ -502,7 +471,7 @@ class Trainer:
             "policy": self.policy.summary(),
             "teacher": self.teacher.summary(self.ledger) if self.teacher is not None else None,
             "init": self._init_summary(),
-            "selection": {k: v for k, v in self.selection.items() if k != "starts"} if self.selection else None,
+            **{k: v for ext in self.extensions for k, v in ext.summary().items()},
             "data": {"dir": str(self.data_dir), "source": self.data_meta.get("source"), "synthetic": self.synthetic,
                      "tokenizer_sha256": self.data_meta["tokenizer_sha256"]},
             "precision": str(self.amp_dtype or torch.float32).replace("torch.", ""),

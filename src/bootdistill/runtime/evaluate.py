@@ -1,4 +1,5 @@
-"""Validation/test loss, and loss by position in 64-token buckets (paper §3.3.1).
+"""A model's loss on a split (validation/test loss, and loss by position in 64-token buckets, paper §3.3.1),
+or on one token stream (`text_nats`).
 
 The evaluation set is the split's first `max_sequences` blocks, whatever the batch size and the number of
 processes: under torchrun each rank evaluates its share of them and the sums are added up over the ranks, so
@@ -6,20 +7,13 @@ every rank gets the loss a single process measures; the batch size only sets the
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..data.loader import eval_shard
 from . import distributed
-
-
-def autocast_context(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+from .device import autocast_context
 
 
 @torch.no_grad()
@@ -55,3 +49,20 @@ def evaluate(model, tokens: np.ndarray, context: int, batch_size: int, device: t
             ((lo, lo + bucket) for lo in range(0, context, bucket))
         }
     return out
+
+
+@torch.no_grad()
+def text_nats(model, ids: np.ndarray, context: int, device, amp_dtype, batch: int = 8) -> float:
+    """Total cross-entropy (nats) of predicting ids[1:], each from the tokens before it in its window: the
+    predictions are cut into consecutive windows of `context` (the last one shorter), each read from its start."""
+    total = 0.0
+    starts = list(range(0, len(ids) - 1, context))
+    full = [s for s in starts if s + context < len(ids)]
+    groups = [full[i:i + batch] for i in range(0, len(full), batch)] + [[s] for s in starts if s + context >= len(ids)]
+    for group in groups:
+        n = min(context, len(ids) - 1 - group[0])
+        rows = torch.from_numpy(np.stack([ids[s:s + n + 1] for s in group]).astype(np.int64)).to(device)
+        with autocast_context(device, amp_dtype):
+            logits = model(rows[:, :-1])
+        total += F.cross_entropy(logits.float().flatten(0, 1), rows[:, 1:].flatten(), reduction="sum").item()
+    return total

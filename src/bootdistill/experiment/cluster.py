@@ -10,7 +10,7 @@ import shlex
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..experiment import PlannedRun
+from .recipe import PlannedRun
 
 
 def run_commands(recipe_path: str, overrides: list[str], order: list[PlannedRun]) -> list[str]:

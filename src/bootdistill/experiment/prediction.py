@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .shape import count_params, shape_of
+from ..shape import count_params, shape_of
+from .plan import predicted
 
 
 def predict_saving(student_params: float, student_tokens: float, teacher_params: float, teacher_flops: float,
                    margin: float, laws_path: str | None = None, teacher_loss: float | None = None) -> dict:
-    from .scaling.plan import RANGE, load_laws, predict_bootstrapped
+    # scipy loads here, not at import: `experiment --list` and reports that read no prediction stay fast
+    from ..scaling.plan import RANGE, load_laws, predict_bootstrapped
 
     lw = load_laws(laws_path)
     own = laws_path is not None
@@ -39,8 +41,6 @@ def predict_saving(student_params: float, student_tokens: float, teacher_params:
 
 def predict_planned_run(p, runs: dict, vocab: int, laws_path: str | None = None) -> dict | None:
     """The prediction for a recipe's distilled run (None for classical runs and teachers)."""
-    from .experiment import predicted
-
     if not p.teacher:
         return None
     t = runs[p.teacher]

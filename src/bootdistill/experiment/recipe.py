@@ -1,4 +1,4 @@
-"""Recipes -> runs. A recipe names runs (teachers, classical baselines, distilled students that name their
+"""Recipes -> planned runs. A recipe names runs (teachers, classical baselines, distilled students that name their
 teacher) plus optional seeds and grids; each run lives in `out_dir/<name>-<hash of its resolved config>`.
 Finished runs are reused, interrupted ones resume, a changed config is a new directory.
 
@@ -17,22 +17,17 @@ Recipe YAML:
       any run may carry `reference: {pflops: 320, steps: 10800, note: "..."}` (the paper's numbers, shown by --dry-run)
 """
 
-from __future__ import annotations
-
 import copy
 import hashlib
 import itertools
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .compute import flops_per_token
-from .config import (BATCH_COUNTS, RunConfig, TrainConfig, _deep_merge, flatten, from_dict, load_yaml, resolve_model,
-                     set_dotted, to_dict, validate)
-from .errors import ConfigError
-from .shape import count_params, shape_of
-from .train.rundir import VOLATILE
+from ..config import (BATCH_COUNTS, VOLATILE, RunConfig, TrainConfig, _deep_merge, flatten, from_dict, load_yaml,
+                      resolve_model, set_dotted, to_dict, validate)
+from ..distill.source import parse_teacher_spec
+from ..errors import ConfigError
 
 RECIPE_KEYS = {"name", "out_dir", "defaults", "seeds", "runs", "description", "planner"}
 TUNE_FILE = "tune.json"  # in a tuned run's directory: its grid and its point, for the report
@@ -185,7 +180,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[d
 
         teacher = (d.get("distill") or {}).get("teacher")
         teacher_name = teacher_step = None
-        external = str(teacher).startswith("hf:")  # a Hugging Face teacher: no run of the recipe trains it
+        external = teacher is not None and parse_teacher_spec(teacher).external  # no run of the recipe trains it
         if teacher is not None and not external and (d.get("distill") or {}).get("policy", "classical") != "classical":
             teacher_name, teacher_step = checkpoint_of("teacher", teacher)  # @STEP: a weak teacher
         scorer_name = scorer_step = None
@@ -237,171 +232,3 @@ def _teacher_name(teacher: str, run_name: str, expanded: dict) -> str:
     if Path(teacher).exists():
         raise ConfigError(f"run '{run_name}': distill.teacher '{teacher}' is a path; in a recipe name a run of the recipe instead")
     raise ConfigError(f"run '{run_name}': distill.teacher '{teacher}' is not a run of this recipe (runs: {', '.join(expanded)})")
-
-
-# ---------------------------------------------------------------- planning numbers
-
-
-def predicted(p: PlannedRun, runs: dict[str, PlannedRun], data_vocab: int) -> dict:
-    """Steps, tokens and 6N FLOPs a run will spend (KD inference as an upper bound when the stop is decided at run time)."""
-    c = p.cfg
-    shape = shape_of(c.model, data_vocab)
-    steps = c.train.max_steps or c.train.total_steps
-    tokens_per_step = max(1, round(c.train.batch_tokens / c.model.context)) * c.model.context
-    tokens = steps * tokens_per_step
-    out = {"steps": steps, "tokens": tokens, "student": tokens * flops_per_token(shape), "teacher_inference": 0.0,
-           "teacher_train": 0.0, "inference_bound": False}
-    if p.teacher:
-        t = runs[p.teacher]
-        tshape = shape_of(t.cfg.model, data_vocab)
-        kd_steps = steps
-        if c.distill.policy == "fixed" and c.distill.kd_steps is not None:
-            kd_steps = min(steps, c.distill.kd_steps)
-        out["inference_bound"] = c.distill.policy in ("bootstrapped",)
-        out["teacher_inference"] = kd_steps * tokens_per_step * flops_per_token(tshape, training=False)
-        t_total = predicted(t, runs, data_vocab)
-        share = min(1.0, p.teacher_step / t_total["steps"]) if p.teacher_step else 1.0  # an earlier checkpoint costs less
-        out["teacher_train"] = t_total["total"] * share
-    out["total"] = out["student"] + out["teacher_inference"] + out["teacher_train"]
-    return out
-
-
-def print_plan(recipe: dict, order: list[PlannedRun], data_vocab: int) -> list[dict]:
-    runs = {p.name: p for p in order}
-    rows = []
-    numbers = {p.name: predicted(p, runs, data_vocab) for p in order}
-    biggest = max(n["total"] for n in numbers.values())
-    scale, unit = (1e15, "PFLOPs") if biggest >= 1e15 else (1e12, "TFLOPs")
-    print(f"recipe {recipe.get('name', '')}: {len(order)} runs (vocab {data_vocab}; 6N proxy, compute in {unit})")
-    head = f"{'run':<28} {'policy':<12} {'params':>8} {'steps':>7} {'tokens':>11} {'student':>9} {'t.infer':>9} {'t.train':>9} {'total':>9}  paper"
-    print(head)
-    print("-" * len(head))
-    for p in order:
-        n = numbers[p.name]
-        shape = shape_of(p.cfg.model, data_vocab)
-        params = count_params(shape)["total"]
-        ref = p.reference.get("pflops")
-        bound = "<" if n["inference_bound"] else " "
-        print(f"{p.name:<28} {p.cfg.distill.policy:<12} {params / 1e6:>7.2f}M {n['steps']:>7} {n['tokens']:>11,} "
-              f"{n['student'] / scale:>9.3f} {bound}{n['teacher_inference'] / scale:>8.3f} {n['teacher_train'] / scale:>9.3f} "
-              f"{n['total'] / scale:>9.3f}  {'' if ref is None else f'{ref} PFLOPs'}")
-        if p.reference.get("note"):
-            print(f"{'':<28} note: {p.reference['note']}")
-        rows.append({"name": p.name, "run_dir": str(p.run_dir), "params": params, **n, "reference": p.reference})
-    print("'<' marks an upper bound: a bootstrapped run stops running its teacher at a step decided during training.")
-    print("t.train is the teacher's whole training run, counted in every student that uses it.")
-    return rows
-
-
-# ---------------------------------------------------------------- running
-
-
-def _laws_path(recipe: dict) -> str | None:
-    laws = (recipe.get("planner") or {}).get("laws")
-    if laws is not None and not Path(laws).is_file():
-        raise ConfigError(f"planner.laws '{laws}' does not exist: give the scaling_fit.json written by `bootdistill fit`, "
-                          "or remove it to use the paper's Table 6")
-    return laws
-
-
-def _write_prediction(p: PlannedRun, runs: dict, vocab: int, recipe: dict) -> None:
-    """The planner's predicted saving, written once before the run trains (a resumed run keeps the first)."""
-    from .fsutil import atomic_write_json
-    from .prediction import predict_planned_run
-
-    target = p.run_dir / "prediction.json"
-    if target.is_file():
-        return
-    try:
-        pred = predict_planned_run(p, runs, vocab, _laws_path(recipe))
-    except (ConfigError, ValueError) as e:  # outside the laws' range: the run is still worth training
-        pred = {"error": str(e)} if p.teacher else None
-    if pred is not None:
-        atomic_write_json(target, pred)
-
-
-def batch_threads(batch: list[PlannedRun], cores: int) -> dict[str, int]:
-    """CPU threads for each run of a batch trained side by side on `cores` cores. A run that has started keeps
-    the threads it started with (its resume then repeats the uninterrupted run bit for bit); the runs still to
-    start share the cores the others leave; a finished run (only reused) gets 1."""
-    threads, resumed, new = {}, 0, []
-    for p in batch:
-        if (p.run_dir / "summary.json").is_file():
-            threads[p.name] = 1
-        elif (p.run_dir / "config.yaml").is_file():
-            started = load_yaml(p.run_dir / "config.yaml") or {}
-            threads[p.name] = started.get("train", {}).get("threads") or cores  # None: torch's default, every core
-            resumed += threads[p.name]
-        else:
-            new.append(p.name)
-    for name in new:
-        threads[name] = max(1, (cores - resumed) // len(new))
-    return {p.name: threads[p.name] for p in batch}
-
-
-def _write_tune(p: PlannedRun) -> None:
-    """A tuned run's grid and point, beside its results: the report compares each arm's best point."""
-    from .fsutil import atomic_write_json
-
-    if p.tune is not None and not (p.run_dir / TUNE_FILE).is_file():
-        atomic_write_json(p.run_dir / TUNE_FILE, p.tune)
-
-
-def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bool = False,
-               only: str | None = None) -> list[Path]:
-    """Run the recipe's runs in order; `only`: just that run (its teacher must be finished)."""
-    from .data.prepare import load_meta, prepare
-    from .train import distributed
-    from .train.trainer import Trainer
-
-    from .train import preflight
-
-    recipe, order = load_recipe(path, overrides)
-    _laws_path(recipe)  # a missing coefficients file is found before any compute
-    runs = {p.name: p for p in order}  # all of them: a student's numbers need its teacher's
-    if only is not None and not dry_run:  # a dry run shows the whole plan
-        from .interop.cluster import select_run
-
-        order = select_run(order, only, path, overrides or [])
-    for p in order:  # every run's policy and loss, and a writable output, before the first run starts
-        preflight.check_run(p.cfg, teacher_must_exist=p.teacher is None)
-    vocab = order[0].cfg.data.vocab_size
-    distributed.init()  # under torchrun: every rank runs every run together
-    if dry_run:
-        print_plan(recipe, order, vocab)
-        return [p.run_dir for p in order]
-    data_dirs: dict[str, Path] = {}  # every run's data, prepared once and checked before the first step
-    with distributed.main_first():  # under torchrun: rank 0 prepares the data, the others reuse it
-        for p in order:
-            key = json.dumps(to_dict(p.cfg.data), sort_keys=True)
-            if key not in data_dirs:
-                data_dirs[key] = prepare(p.cfg.data, progress=p.cfg.log.progress)
-            preflight.check_splits(data_dirs[key], p.cfg.model.context)
-    vocab = load_meta(next(iter(data_dirs.values())))["vocab_size"]
-    planned_flops = {p.name: predicted(p, runs, vocab)["student"] for p in order}
-    total_flops = sum(planned_flops.values())
-    remaining = total_flops
-    trained_flops, spent_s, t0 = 0.0, 0.0, time.perf_counter()
-    for i, p in enumerate(order, 1):
-        summary = p.run_dir / "summary.json"
-        if summary.is_file():
-            _write_tune(p)
-            print(f"[{i}/{len(order)}] {p.name}: finished earlier, reused ({p.run_dir})")
-            remaining -= planned_flops[p.name]
-            continue
-        resume = (p.run_dir / "config.yaml").is_file()
-        eta = ""
-        if trained_flops and spent_s:  # FLOP rate of the runs trained so far in this call
-            eta = f", experiment ETA {remaining / (trained_flops / spent_s) / 60:.1f} min"
-        print(f"[{i}/{len(order)}] {p.name}: {'resuming' if resume else 'starting'} ({p.run_dir}){eta}")
-        start = time.perf_counter()
-        trainer = Trainer(p.cfg, resume=resume)
-        _write_prediction(p, runs, vocab, recipe)
-        _write_tune(p)
-        trainer.fit()
-        spent_s += time.perf_counter() - start
-        trained_flops += planned_flops[p.name]
-        remaining -= planned_flops[p.name]
-    print(f"experiment {recipe.get('name', '')}: {len(order)} runs done in {(time.perf_counter() - t0) / 60:.1f} min")
-    return [p.run_dir for p in order]
-

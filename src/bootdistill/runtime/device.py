@@ -1,7 +1,9 @@
-"""Device and precision choice. `auto` = bf16 autocast on CUDA and on CPUs that multiply bf16 natively
+"""Device and precision choice, and the autocast a forward runs under. `auto` = bf16 autocast on CUDA and on CPUs that multiply bf16 natively
 (AMX / AVX512-BF16: 2.2-3.3x the fp32 matmul rate on this project's CPU, see docs/benchmarks.md)."""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -34,3 +36,9 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype
     if device.type != "cuda":
         raise ConfigError("train.precision=fp16 needs a CUDA GPU (CPU autocast supports bf16): use bf16 or fp32")
     return torch.float16, True
+
+
+def autocast_context(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
