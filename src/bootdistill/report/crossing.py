@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-from pathlib import Path
 
 from ..config import RunConfig, from_dict, resolve_model, upgrade_batch_counts
 from ..errors import BootdistillError
