@@ -73,6 +73,19 @@ mapfile -t ordered < <(for i in "${!ordered[@]}"; do
   seed="$(sed -nE 's/.*-s([0-9]+)$/\1/p' <<<"${ordered[$i]}")"
   echo "${seed:-0} $i ${ordered[$i]}"
 done | sort -n -k1,1 -k2,2 | cut -d' ' -f3)
+# runs finished here or in the archive are reused, not trained: the batches pair only the runs still to train
+mapfile -t finished < <(python - "$RECIPE" "$OUT" "$ARCHIVE" <<'PY'
+import sys
+from pathlib import Path
+from bootdistill.experiment import load_recipe
+for p in load_recipe(sys.argv[1])[1]:
+    if any((Path(d) / p.run_dir.name / "summary.json").is_file() for d in sys.argv[2:] if d):
+        print(p.name)
+PY
+)
+todo=()
+for r in "${ordered[@]}"; do [[ " ${finished[*]} " == *" $r "* ]] || todo+=("$r"); done
+ordered=("${todo[@]}")
 batches=$(( (${#ordered[@]} + JOBS - 1) / JOBS ))
 [ "$batches" -gt 0 ] || batches=1
 if [ -n "${PLAN:-}" ]; then  # PLAN=1: what would train, in which batches; nothing is written

@@ -144,14 +144,17 @@ def test_where_it_pays_script_spreads_a_search_over_sessions(tiny_corpus, tmp_pa
     cells = student[0].strip("| ").split(" | ")
     assert len(student) == 1 and cells[3] == f"{val_student['final_val_loss']:.4f}"
     assert cells[5:7] == ["not reached" if v is None else f"{v:+.1f}%" for v in (val_student["savings_pct"], test_saving)]
-    shutil.rmtree(tmp_path / "runs")  # the next session starts without the run directories
+    shutil.rmtree(tmp_path / "runs")  # the next session starts without the run directories and logs
+    shutil.rmtree(tmp_path / "runs.logs")
     env["JOBS"] = "2"
     del env["CHECKPOINT_EVERY"]
     second = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout + second.stderr
     assert second.stdout.count("restored") == len(names)
     logs = "".join(p.read_text() for p in (tmp_path / "runs.logs").glob("*.log"))
-    assert "starting" not in logs and logs.count("finished earlier, reused") >= len(names)
+    # finished runs are not batched again: only the teacher is asked for (it prepares the data), and reused
+    assert "starting" not in logs and "finished earlier, reused" in logs
+    assert "[where-it-pays] batch 1/1 archived (nothing to train)" in second.stdout
     again = json.loads((tmp_path / "runs.report-test" / "report.json").read_text())
     assert [r["savings_pct"] for r in again["runs"]] == [r["savings_pct"] for r in saving["runs"]]
     # a report that fails after a batch (here: every report) costs neither the later batches nor the archives
@@ -161,6 +164,8 @@ def test_where_it_pays_script_spreads_a_search_over_sessions(tiny_corpus, tmp_pa
                     f'exec "{sys.executable}" -m bootdistill.cli "$@"\n')
     fake.chmod(0o755)
     shutil.rmtree(tmp_path / "archive")
+    for d in (tmp_path / "runs").glob("[cs]*-*"):  # the baseline and the student train again, in two batches
+        shutil.rmtree(d)
     # the fake first, then this interpreter's environment: the script then skips setup_env.sh, as with a user's venv
     env.update(JOBS="1", PATH=os.pathsep.join([str(fake.parent), os.path.dirname(sys.executable), env["PATH"]]))
     failing = subprocess.run(["bash", *script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)

@@ -98,3 +98,23 @@ def test_free_switch_rule_switches_where_its_logged_means_say(tiny_corpus, prepa
 def test_free_switch_rule_needs_a_live_teacher_and_the_bootstrapped_policy(tiny_corpus, prepared, tmp_path):
     with pytest.raises(ConfigError, match="switch_on=train chooses the bootstrapped policy"):
         load_config(None, tiny_overrides(tiny_corpus, tmp_path, prepared, **{"distill.switch_on": "train"}))
+
+
+def test_an_older_ledger_without_flops_eval_is_reconstructed_as_the_trainer_counts_it(tiny_corpus, prepared, teacher,
+                                                                                       tmp_path):
+    """The report's reconstruction (report/eval_cost.py) of a run trained before evaluations were counted gives
+    the numbers this run's own ledger logged, once they are stripped from its metrics."""
+    from bootdistill.report.eval_cost import reconstruct_flops_eval
+    from bootdistill.report.runs import load_run
+
+    trainer, _ = train(tiny_corpus, prepared, tmp_path / "b", **{
+        "distill.policy": "bootstrapped", "distill.teacher": teacher, "distill.margin": 0.5,
+        "distill.diag_sequences": 4})  # the tiny split holds 8 blocks: neither set is cut short by it
+    assert evaluated_tokens(trainer, 8) == 8 * CONTEXT
+    run = load_run(tmp_path / "b")
+    logged = [r[k] for r in run.metrics for k in ("flops_eval", "flops_eval_exact")]
+    for row in run.metrics:
+        del row["flops_eval"], row["flops_eval_exact"]
+    assert reconstruct_flops_eval(run)
+    assert [r[k] for r in run.metrics for k in ("flops_eval", "flops_eval_exact")] == pytest.approx(logged, rel=1e-12)
+    assert not reconstruct_flops_eval(run)  # a ledger that has them is left alone

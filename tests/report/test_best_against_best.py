@@ -8,8 +8,10 @@ import json
 import pytest
 import yaml
 
+from bootdistill.compute import flops_per_token
 from bootdistill.report import build_report, first_crossing, load_runs
 from bootdistill.report.markdown import render_markdown, savings_table, tuning_lines
+from bootdistill.shape import ModelShape
 from test_report import CLASSICAL, DISTILLED, by_name, make_run, pair  # noqa: F401 (pair: a fixture)
 
 LR_GRID = [1e-3, 2e-3, 4e-3]
@@ -153,3 +155,32 @@ def test_over_seeds_the_verdict_is_with_the_evaluations_and_says_the_saving_with
     (line,) = [x for x in significance_lines(report) if x.startswith("- ")]
     assert f"{row['savings_pct']['mean']:+.1f}% ±" in line.split("Without")[0]
     assert f"Without the evaluations that decided the switch: {row['savings_without_evals_pct']['mean']:+.1f}%" in line
+
+
+def test_a_ledger_without_evaluations_has_them_reconstructed_from_its_config(pair):
+    """An older run (no flops_eval) whose config and summary give its evaluation set and both shapes: the switch
+    evaluations are rebuilt as the trainer counts them and charged, marked as reconstructed."""
+    root, _, _, boot = pair
+    cfg = yaml.safe_load((boot / "config.yaml").read_text())
+    cfg["train"].update(eval_every=10, eval_batches=2, micro_batch=4)  # an older config: batches of micro_batch
+    cfg["distill"]["diag_batches"] = 1
+    (boot / "config.yaml").write_text(yaml.safe_dump(cfg))
+    summary = json.loads((boot / "summary.json").read_text())
+    summary["teacher"]["model"] = {"vocab_size": 300, "d_model": 32, "n_layers": 2, "n_heads": 2, "context": 32}
+    (boot / "summary.json").write_text(json.dumps(summary))
+    rows = [json.loads(line) for line in (boot / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:  # KD diagnostics ran at the evaluations while the teacher was loaded (up to the switch at 20)
+        if "val_loss" in row and row["step"] <= 20:
+            row["val_kl_teacher_student"] = 0.5
+    (boot / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    report = build_report(load_runs([root]), diagnostics=False)
+    r = by_name(report, "boot")
+    # the formula: 8 sequences x 32 tokens per evaluation, 4 per diagnostics, each at its model's forward FLOPs
+    student, teacher = (flops_per_token(ModelShape(300, d, 2, 2, 32), training=False) for d in (64, 32))
+    per_eval, per_diag = 8 * 32 * student, 4 * 32 * (student + teacher)
+    charged = 8 * 32 * teacher + 2 * (per_eval + per_diag)  # the teacher's loss once; evaluations at steps 10, 20
+    assert r["evals_charged_pflops"] == pytest.approx(charged / 1e15) and r["evals_reconstructed"]
+    assert r["savings_without_evals_pct"] - r["savings_pct"] == pytest.approx(100 * charged / (6.0e6 * 1000 * 30))
+    assert any("boot: its ledger has no flops_eval" in w and "reconstructed" in w for w in report["warnings"])
+    assert "(reconstructed)" in savings_table(report)

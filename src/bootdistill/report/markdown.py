@@ -61,7 +61,8 @@ def table_cells(row: dict) -> list[str]:
         return cells
     cells += [fmt_stat(row[k], _pf, never, _pf_std) for k in ("teacher_train_pflops", "teacher_inference_pflops",
                                                                "student_pflops")]
-    cells.append(fmt_stat(row.get("evals_pflops"), _pf, "not counted" if row["steps"]["reached"] else never, _pf_std))
+    evals = fmt_stat(row.get("evals_pflops"), _pf, "not counted" if row["steps"]["reached"] else never, _pf_std)
+    cells.append(evals + (" (reconstructed)" if row.get("evals_reconstructed") else ""))
     if row["baseline"] is None:
         return cells + ["— (no baseline)"] * 3
     none = never if row["steps"]["reached"] == 0 else "baseline not reached"
@@ -133,7 +134,8 @@ Savings = 1 − C_distilled(target) / C_classical(target) against the classical 
 model shape and LR-schedule length, same seed where there is one). C_distilled includes the teacher's whole
 training cost (counted from step 0), teacher inference while KD was on, student training, and the forward
 passes of the evaluations that decided its switch (2NT each; "Switch evaluations"), shown separately; "Savings
-without evaluations" leaves those out. Compute is the paper's proxy C ≈ 6NT (2NT for teacher inference); "exact
+without evaluations" leaves those out; for a run trained before the ledger counted evaluations they are
+reconstructed from its config and metrics ("reconstructed"). Compute is the paper's proxy C ≈ 6NT (2NT for teacher inference); "exact
 FLOPs" adds attention. With several seeds of a config: mean ± sample std over the seeds."""
 
 

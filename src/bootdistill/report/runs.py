@@ -34,6 +34,7 @@ class Run:
     config: dict
     summary: dict | None
     metrics: list[dict]
+    flops_eval_reconstructed: bool = False  # its ledger predates flops_eval: rebuilt by report/eval_cost.py
 
     @property
     def name(self) -> str:

@@ -15,6 +15,7 @@ from ..experiment.prediction import read_prediction
 from .archive import snapshot_steps
 from .crossing import final_loss, robust_crossing, whole_run
 from .diagnostics import cached_diagnostics
+from .eval_cost import reconstruct_flops_eval
 from .runs import BLOCK_KEYS, RUN_HASH, SEED_SUFFIX, Run, finite, load_run
 from .tuning import choose
 
@@ -115,7 +116,12 @@ def with_evals(run: Run, crossing: dict | None, warn: list) -> dict | None:
         warn.append(f"{run.name}: its ledger has no flops_eval (trained before evaluations were counted): its "
                     "saving counts none of the evaluations that decided its switch")
         return {**crossing, "evals_charged": None}
+    if run.flops_eval_reconstructed and ev:
+        warn.append(f"{run.name}: its ledger has no flops_eval (trained before evaluations were counted): the "
+                    "evaluations that decided its switch are reconstructed from its config and metrics (every "
+                    "scheduled evaluation up to the switch, its KD diagnostics and the teacher's validation loss)")
     return {**crossing, "flops_total": crossing["flops_total"] + ev, "evals_charged": ev,
+            "evals_reconstructed": run.flops_eval_reconstructed,
             "flops_total_exact": crossing.get("flops_total_exact", math.nan) + (ev_exact or 0.0)}
 
 
@@ -224,6 +230,7 @@ def _run_record(run: Run, res: dict) -> dict:
         "savings_without_evals_pct": res.get("savings_without_evals"),
         "evals_charged_pflops": (res.get("charged") or {}).get("evals_charged") / PFLOP
         if finite((res.get("charged") or {}).get("evals_charged")) else None,
+        "evals_reconstructed": bool((res.get("charged") or {}).get("evals_reconstructed")),
         "teacher_accounting": res.get("accounting"),
         "data": s.get("data") or {"source": run.cfg("data", "corpus"), "synthetic": None},
         "arch": run.shape[-len(BLOCK_KEYS)], "init": s.get("init"),
@@ -270,6 +277,8 @@ def _group_row(g: Group, per: dict) -> dict:
         if g.policy != "classical" else None,
         "evals_pflops": stat([(c.get("charged") or {}).get("evals_charged") / PFLOP
                               if finite((c.get("charged") or {}).get("evals_charged")) else None for c in res]),
+        "evals_reconstructed": [r.name for r, c in zip(g.runs, res)
+                                if (c.get("charged") or {}).get("evals_reconstructed")],
         "teacher_accounting": None if g.policy == "classical" else {
             key: stat([(c.get("accounting") or {}).get(key) for c in res])
             for key in (*SCENARIOS, "break_even_students")},
@@ -340,6 +349,8 @@ def build_report(runs: list[Run], target: float | None = None, baselines: dict[s
             warn.append(f"{r.name}: no validation evaluations in metrics.jsonl yet")
 
     # best against best: of each tuning grid only the chosen point is measured (a teacher or a named baseline stays)
+    for r in runs:  # runs trained before the ledger counted evaluations: rebuilt, so their switch is charged too
+        r.flops_eval_reconstructed = r.flops_eval_reconstructed or reconstruct_flops_eval(r)
     dropped, tuning = choose(runs, warn)
     keep = {Path(p).resolve() for p in (baselines or {}).values()} | \
         {t.path for t in (find_teacher(r, runs) for r in runs) if t is not None}
