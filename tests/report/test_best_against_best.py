@@ -184,3 +184,29 @@ def test_a_ledger_without_evaluations_has_them_reconstructed_from_its_config(pai
     assert r["savings_without_evals_pct"] - r["savings_pct"] == pytest.approx(100 * charged / (6.0e6 * 1000 * 30))
     assert any("boot: its ledger has no flops_eval" in w and "reconstructed" in w for w in report["warnings"])
     assert "(reconstructed)" in savings_table(report)
+
+
+def test_a_grid_point_trained_by_an_older_version_joins_the_grid_of_the_newer_points(grids):
+    """An archived point written before evaluation sizes were counted in sequences, and before the config and
+    the teacher's record named settings at their defaults, is the same configuration as the points trained now."""
+    old = grids / "boot-lr_max0.001"
+    cfg = yaml.safe_load((old / "config.yaml").read_text())
+    cfg["train"].update(micro_batch=4, eval_batches=2)
+    cfg["distill"]["diag_batches"] = 1
+    (old / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for new in ("boot-lr_max0.002", "boot-lr_max0.004"):
+        cfg = yaml.safe_load((grids / new / "config.yaml").read_text())
+        cfg["train"].update(micro_batch=4, eval_sequences=8)
+        cfg["model"]["arch"] = "gpt2"  # the default, written out
+        cfg["distill"].update(diag_sequences=4, switch_on="val")
+        (grids / new / "config.yaml").write_text(yaml.safe_dump(cfg))
+        summary = json.loads((grids / new / "summary.json").read_text())
+        summary["teacher"]["model"] = {"vocab_size": 300, "d_model": 32, "n_layers": 2, "n_heads": 2, "context": 32,
+                                       "arch": "gpt2"}
+        (grids / new / "summary.json").write_text(json.dumps(summary))
+    summary = json.loads((old / "summary.json").read_text())
+    summary["teacher"]["model"] = {"vocab_size": 300, "d_model": 32, "n_layers": 2, "n_heads": 2, "context": 32}
+    (old / "summary.json").write_text(json.dumps(summary))
+    report = build_report(load_runs([grids]), diagnostics=False)
+    (boot,) = [g for g in report["tuning"] if g["configuration"] == "boot"]
+    assert len(boot["points"]) == 3 and boot["chosen"] == {"train.lr_max": 4e-3}

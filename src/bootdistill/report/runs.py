@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import MISSING, dataclass, fields
+from functools import cache, cached_property
 from pathlib import Path
 
 import yaml
 
-from ..config import NOT_IDENTITY, flatten
-from ..errors import BootdistillError
+from ..config import NOT_IDENTITY, RunConfig, flatten, to_dict, upgrade_batch_counts
+from ..errors import BootdistillError, ConfigError
 from ..runtime.metrics import read_metrics
-from ..shape import non_embedding_params
+from ..shape import ModelShape, non_embedding_params
 
 # model settings beyond the widths that make two runs different students (absent from older runs: the defaults)
 BLOCK_KEYS = (("arch", "gpt2"), ("n_kv_heads", None), ("d_ff", None), ("tie_embeddings", True))
@@ -87,11 +87,21 @@ class Run:
 
     @property
     def identity(self) -> tuple:
-        flat = {k: repr(v) for k, v in flatten(self.config, NOT_IDENTITY).items()}
+        # settings at their defaults drop out, and older batch counts read as sequences: a run trained before a
+        # setting existed is the same experiment as one that writes it at its default
+        try:
+            config = upgrade_batch_counts(self.config)
+        except ConfigError:
+            config = self.config
+        defaults = _defaults()
+        flat = {k: repr(v) for k, v in flatten(config, NOT_IDENTITY).items() if k not in defaults or defaults[k] != v}
         teacher = (self.summary or {}).get("teacher") or {}
         # the teacher's path is not identity (each seed has its own), but its shape and training are: a teacher
         # trained twice as long makes another experiment
-        return tuple(sorted(flat.items())) + (("teacher_model", str(teacher.get("model"))),
+        model = teacher.get("model")
+        if isinstance(model, dict):  # a block setting at its default is the block older runs did not record
+            model = dict(sorted((k, v) for k, v in model.items() if _SHAPE_DEFAULTS.get(k, object()) != v))
+        return tuple(sorted(flat.items())) + (("teacher_model", str(model)),
                                               ("teacher_train_flops", repr(self.last_row.get("flops_teacher_train"))))
 
     def teacher_paths(self) -> list[Path]:
@@ -104,6 +114,14 @@ class Run:
             out += [p] if p.is_absolute() else [p, self.path.parent / p, self.path.parent.parent / p]
             out.append(self.path.parent / p.name)  # archived (or moved) together with its students
         return [p.resolve() for p in out]
+
+
+_SHAPE_DEFAULTS = {f.name: f.default for f in fields(ModelShape) if f.default is not MISSING}
+
+
+@cache
+def _defaults() -> dict:
+    return flatten(to_dict(RunConfig()), NOT_IDENTITY)
 
 
 def is_run_dir(p: Path) -> bool:
