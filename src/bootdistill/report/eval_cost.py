@@ -10,6 +10,7 @@ from dataclasses import fields
 
 from ..compute import flops_per_token
 from ..config import upgrade_batch_counts
+from ..errors import ConfigError
 from ..shape import ModelShape
 
 DIAGNOSTICS_KEY = "val_kl_teacher_student"  # present in an evaluation row whose KD diagnostics ran
@@ -29,7 +30,10 @@ def reconstruct_flops_eval(run) -> bool:
     a teacher without a recorded shape) is left as it is."""
     if run.policy == "classical" or not run.metrics or any("flops_eval" in r for r in run.metrics):
         return False
-    cfg = upgrade_batch_counts(run.config)
+    try:
+        cfg = upgrade_batch_counts(run.config)
+    except ConfigError:  # a config no version wrote: nothing to rebuild from
+        return False
     train, distill = cfg.get("train") or {}, cfg.get("distill") or {}
     every, sequences, diag = train.get("eval_every"), train.get("eval_sequences"), distill.get("diag_sequences")
     summary = run.summary or {}

@@ -135,8 +135,8 @@ model shape and LR-schedule length, same seed where there is one). C_distilled i
 training cost (counted from step 0), teacher inference while KD was on, student training, and the forward
 passes of the evaluations that decided its switch (2NT each; "Switch evaluations"), shown separately; "Savings
 without evaluations" leaves those out; for a run trained before the ledger counted evaluations they are
-reconstructed from its config and metrics ("reconstructed"). Compute is the paper's proxy C ≈ 6NT (2NT for teacher inference); "exact
-FLOPs" adds attention. With several seeds of a config: mean ± sample std over the seeds."""
+reconstructed from its config and metrics ("reconstructed"). Compute is the paper's proxy C ≈ 6NT (2NT for
+teacher inference); "exact FLOPs" adds attention. With several seeds of a config: mean ± sample std over the seeds."""
 
 
 def _clean(obj):
