@@ -84,7 +84,7 @@ def _tune_value(v):
         return v
 
 
-def _tune_suffix(key: str, v) -> str:
+def tune_suffix(key: str, v) -> str:
     v = _tune_value(v)
     return f"-{key.split('.')[-1]}{v:g}" if isinstance(v, float) else f"-{key.split('.')[-1]}{v}"
 
@@ -102,7 +102,7 @@ def _expand(name: str, spec: dict, seeds: list[int] | None) -> list[tuple[str, d
     for point in points:
         suffix = "".join(f"-{v}" if isinstance(v, str) else f"-{k.split('.')[-1]}{v}" for k, v in zip(keys, point))
         for tpoint in tune_points:
-            tsuffix = "".join(_tune_suffix(k, v) for k, v in zip(tune_keys, tpoint))
+            tsuffix = "".join(tune_suffix(k, v) for k, v in zip(tune_keys, tpoint))
             record = {"grid": {k: [_tune_value(v) for v in tune[k]] for k in tune_keys},
                       "point": {k: _tune_value(v) for k, v in zip(tune_keys, tpoint)}} if tune else None
             for seed in seeds or [None]:

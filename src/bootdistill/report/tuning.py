@@ -10,7 +10,7 @@ import json
 import math
 import statistics
 
-from ..experiment.recipe import TUNE_FILE, _tune_suffix
+from ..experiment.recipe import TUNE_FILE, tune_suffix
 from .runs import RUN_HASH, SEED_SUFFIX, Run, finite
 
 PFLOP = 1e15
@@ -48,7 +48,7 @@ def _mean(values: list) -> float | None:
 
 def _name(run: Run, tune: dict) -> str:
     name = RUN_HASH.sub("", run.name)
-    suffix = "".join(_tune_suffix(k, v) for k, v in tune["point"].items())
+    suffix = "".join(tune_suffix(k, v) for k, v in tune["point"].items())
     for candidate in (name, SEED_SUFFIX.sub("", name)):  # a suffix like -kd_steps100 also looks like a seed's
         if suffix and candidate.endswith(suffix):
             return candidate[:-len(suffix)]
