@@ -53,6 +53,9 @@ def main() -> int:
     ap.add_argument("new", nargs="?", default=None, help="default: this working tree")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
+    ap.add_argument("--train-args", default="--quick --dtypes bf16 --presets 5M",
+                    help="bench_train.py's options (one preset and one variant)")
+    ap.add_argument("--skip-kd", action="store_true", help="training throughput only")
     ap.add_argument("--corpus", default=str(REPO.parent / "shared" / "corpus"))
     ap.add_argument("--worktrees", default=str(Path(tempfile.gettempdir()) / "bootdistill-revisions"))
     args = ap.parse_args()
@@ -69,26 +72,23 @@ def main() -> int:
             order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
             for side in order:
                 common = (args.corpus, worktrees / f"prepared-{side}")
-                kd = bench("bench_kd_step.py", sides[side], ["--threads", threads, "--no-memory"], *common)["wall"]
-                tr = bench("bench_train.py", sides[side], ["--quick", "--dtypes", "bf16", "--presets", "5M",
-                                                           "--threads", threads], *common)[0]
-                row = {"classical_ms": kd["classical_ms"], "kd_ms": kd["kd_ms"], "x_ideal": kd["ratio_vs_ideal"],
-                       "train_tok_s": tr["tokens_per_s"]}
+                row = {}
+                if not args.skip_kd:
+                    kd = bench("bench_kd_step.py", sides[side], ["--threads", threads, "--no-memory"], *common)["wall"]
+                    row = {"classical_ms": kd["classical_ms"], "kd_ms": kd["kd_ms"], "x_ideal": kd["ratio_vs_ideal"]}
+                tr = bench("bench_train.py", sides[side], [*args.train_args.split(), "--threads", threads], *common)[0]
+                row.update(train_tok_s=tr["tokens_per_s"], mfu=tr["mfu"])
                 rows.setdefault((threads, side), []).append(row)
                 print(f"threads {threads} round {r + 1} {side}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()),
                       flush=True)
     print(f"\nmedians over {args.rounds} rounds (old {args.old}, new {args.new or 'working tree'})")
-    print(f"{'threads':>7} {'side':>4} {'classical ms':>13} {'KD ms':>8} {'KD/cl x ideal':>14} {'train tok/s':>12}")
     for (threads, side), rs in rows.items():
-        med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-        print(f"{threads:>7} {side:>4} {med['classical_ms']:>13.0f} {med['kd_ms']:>8.0f} {med['x_ideal']:>14.3f} "
-              f"{med['train_tok_s']:>12.0f}")
+        print(f"threads {threads} {side}: " + ", ".join(f"{k} {statistics.median(r[k] for r in rs):.3f}" for k in rs[0]))
     for threads in args.threads.split(","):
         old, new = rows[(threads, "old")], rows[(threads, "new")]
         ratio = {k: statistics.median(n[k] / o[k] for n, o in zip(new, old)) for k in old[0]}
-        print(f"threads {threads}, new / old (median of per-round ratios): classical step {ratio['classical_ms']:.3f}, "
-              f"KD step {ratio['kd_ms']:.3f}, KD/classical x ideal {ratio['x_ideal']:.3f}, "
-              f"training tok/s {ratio['train_tok_s']:.3f}")
+        print(f"threads {threads}, new / old (median of per-round ratios): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items()))
     return 0
 
 

@@ -150,3 +150,20 @@ def test_llama_is_causal_and_gqa_equals_repeated_heads():
     assert torch.allclose(a[:, :10], b[:, :10], atol=1e-6) and not torch.allclose(a[:, 10:], b[:, 10:])
     with pytest.raises(ValueError, match="exceeds the model's context"):
         gqa(torch.randint(0, 100, (1, 17)))
+
+
+def test_cpu_dropout_keeps_one_minus_p_scaled_and_its_gradient_is_the_mask():
+    from bootdistill.model import Dropout
+
+    drop = Dropout(0.1).train()
+    x = torch.randn(4, 1000, 63, requires_grad=True)  # odd element count: the last 16-bit draw is cut
+    torch.manual_seed(0)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.005  # 252k draws: 5 standard deviations is 0.003
+    assert torch.allclose(y[kept], x[kept] / 0.9)
+    y.sum().backward()
+    assert torch.equal(x.grad, kept.float() / 0.9)
+    torch.manual_seed(0)
+    assert torch.equal(drop(x.detach()), y.detach())  # masks come from the default generator: seeded, resumable
+    assert torch.equal(drop.eval()(x), x)

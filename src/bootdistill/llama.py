@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import CPU_MATMUL_ATTENTION_MAX_T, attend, init_weights
+from .model import CPU_MATMUL_ATTENTION_MAX_T, Dropout, attend, init_weights
 from .shape import ModelShape
 
 ROPE_THETA = 10000.0
@@ -43,7 +43,7 @@ class GroupedQueryAttention(nn.Module):
         self.o_proj = nn.Linear(s.d_model, s.d_model, bias=False)
         self.attn_dropout = s.attn_dropout
         self.cpu_matmul_max_t = CPU_MATMUL_ATTENTION_MAX_T
-        self.resid_drop = nn.Dropout(s.dropout)
+        self.resid_drop = Dropout(s.dropout)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
@@ -62,7 +62,7 @@ class SwiGLU(nn.Module):
         self.gate_proj = nn.Linear(s.d_model, s.ffn, bias=False)
         self.up_proj = nn.Linear(s.d_model, s.ffn, bias=False)
         self.down_proj = nn.Linear(s.ffn, s.d_model, bias=False)
-        self.drop = nn.Dropout(s.dropout)
+        self.drop = Dropout(s.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x)))
@@ -86,7 +86,7 @@ class Llama(nn.Module):
         super().__init__()
         self.shape = shape
         self.tok_emb = nn.Embedding(shape.vocab_size, shape.d_model)
-        self.drop = nn.Dropout(shape.dropout)
+        self.drop = Dropout(shape.dropout)
         self.blocks = nn.ModuleList(LlamaBlock(shape) for _ in range(shape.n_layers))
         self.norm_f = nn.RMSNorm(shape.d_model, eps=RMS_NORM_EPS)
         self.lm_head = nn.Linear(shape.d_model, shape.vocab_size, bias=False)
