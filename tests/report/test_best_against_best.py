@@ -210,3 +210,15 @@ def test_a_grid_point_trained_by_an_older_version_joins_the_grid_of_the_newer_po
     report = build_report(load_runs([grids]), diagnostics=False)
     (boot,) = [g for g in report["tuning"] if g["configuration"] == "boot"]
     assert len(boot["points"]) == 3 and boot["chosen"] == {"train.lr_max": 4e-3}
+
+
+def test_report_headline_prints_only_the_verdicts_and_still_writes_the_report(grids, capsys):
+    from bootdistill.cli import main
+
+    out = grids / "out"
+    assert main(["report", str(grids), "--out", str(out), "--no-diagnostics", "--headline"]) == 0
+    printed = capsys.readouterr()
+    lines = printed.out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("- ") and "boot-lr_max0.004" in lines[0]  # the distilled arm's best
+    assert "Target loss" not in printed.out and printed.err == ""  # no table, no warnings
+    assert (out / "report.md").is_file() and (out / "report.json").is_file()
