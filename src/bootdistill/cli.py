@@ -14,11 +14,13 @@ from pathlib import Path
 from .config import load_config
 from .data.cli_data import add_subcommands as add_data_commands
 from .errors import BootdistillError
+from .fsutil import check_writable
 from .experiment import load_recipe, run_recipe
 from .experiment.cluster import run_commands
 from .interop.cli import add_subcommands as add_interop_commands
 from .presets_table import presets_rows, print_presets
 from .report.cli import add_subcommands as add_report_commands, cmd_report
+from .report.tuning import unchosen
 from .scaling.cli import add_subcommands as add_scaling_commands
 from .train.rundir import check_allow_change
 
@@ -107,6 +109,47 @@ def cmd_experiment(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    """Train the recipe's runs but the held-out ones, fit both laws on them, predict the target's saving, and show
+    predicted against measured for the held-out configurations that have run (report/calibration.py)."""
+    from .report import calibration as cal  # scipy: when calibrating, not when the CLI starts
+    from .scaling.cli import quantity
+
+    hold_out = [h for h in args.hold_out if "=" not in h]  # --hold-out A B train.threads=1: the override is one
+    overrides = args.overrides + [h for h in args.hold_out if "=" in h]
+    target = {}
+    for key in ("target_params", "target_tokens"):
+        value = getattr(args, key)
+        try:
+            target[key] = None if value is None else quantity(value)
+        except argparse.ArgumentTypeError as e:
+            raise BootdistillError(f"--{key.replace('_', '-')}: {e}") from None
+    if target["target_tokens"] is not None and target["target_params"] is None:
+        raise BootdistillError("--target-tokens needs --target-params (the target student's size)")
+    if target["target_params"] is None and not hold_out:
+        raise BootdistillError("nothing to predict: give --target-params N (and --target-tokens D), or --hold-out a "
+                               "configuration of the recipe to predict and measure")
+    _, order = load_recipe(args.recipe, overrides)
+    fit_runs, held = cal.split(order, hold_out)
+    out = Path(args.out) if args.out else order[0].run_dir.parent / "calibration"
+    check_writable(out)
+    run_recipe(args.recipe, overrides, skip={p.name for p in held})  # finished runs are reused
+    vocab = json.loads((fit_runs[0].run_dir / "summary.json").read_text())["model"]["vocab_size"]
+    result = {"format": "bootdistill-calibration/1", "recipe": str(args.recipe), "flops_model": cal.FLOPS,
+              "held_out_runs": [p.name for p in held],
+              "fit": cal.fit_laws(fit_runs, out, args.final_only, args.top_k)}
+    laws = result["fit"]["path"]
+    result["target"] = None if target["target_params"] is None else \
+        cal.predict_target(order, vocab, laws, target["target_params"], target["target_tokens"])
+    result["held_out"], result["warnings"] = cal.held_out_rows(order, held, vocab, laws, args.device)
+    paths = cal.write(result, out)
+    for w in result["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    print("\n" + paths[1].read_text().rstrip())
+    print(f"\ncalibration: {paths[1]} (+ {paths[0].name}, scaling_fit.json)")
+    return 0
+
+
 def cmd_teacher_cache(args) -> int:
     from .distill.cache_write import format_storage, write_teacher_cache  # torch
 
@@ -189,8 +232,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_experiment, interrupted="interrupted: finished runs and the last checkpoint of the "
                                                  "current one are intact; run the same command to continue")
 
+    p = sub.add_parser(
+        "calibrate", help="the planner calibrated on your own runs: a recipe's small runs -> fitted laws -> the "
+                          "predicted saving of a target size (and predicted against measured for held-out runs)",
+        description="Train the recipe's runs (finished ones are reused) except the held-out ones, fit the supervised "
+                    "law on its classical runs and the distillation law on its distilled runs (of a tuning grid only "
+                    "the chosen point; every evaluation a point), then predict the saving of --target-params with "
+                    "the planner's bootstrapped prediction, and for each held-out distilled configuration that has "
+                    "run show predicted against measured. Writes OUT/calibration.json, calibration.md and "
+                    "scaling_fit.json (docs/scaling.md, 'Calibrate on your own scale').")
+    p.add_argument("recipe", help="recipe YAML with classical and distilled runs at a few sizes (and a teacher)")
+    p.add_argument("--target-params", metavar="N", help="the target student's parameters, e.g. 150M")
+    p.add_argument("--target-tokens", metavar="D",
+                   help="its training tokens (default: the tokens per parameter of the recipe's largest classical run)")
+    p.add_argument("--hold-out", nargs="+", default=[], metavar="RUN",
+                   help="runs or configurations (a name without its seed and tuning suffixes) left out of the fit and "
+                        "not trained here; once trained (`experiment`), each distilled one is predicted and measured")
+    p.add_argument("--out", metavar="DIR", help="where the results go (default: <recipe out_dir>/calibration)")
+    p.add_argument("--final-only", action="store_true",
+                   help="one point per run, its final loss (default: every evaluation of metrics.jsonl is a point)")
+    p.add_argument("--top-k", type=int, default=32, help="L-BFGS-B starts of each fit, as `fit --top-k` (default 32)")
+    p.add_argument("--device", default="auto", help="where the report evaluates held-out runs' snapshots (default auto)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides applied to every run, as `experiment`")
+    p.set_defaults(func=cmd_calibrate, interrupted="interrupted: finished runs and the last checkpoint of the current "
+                                                   "one are intact; run the same command to continue")
+
     add_report_commands(sub)
-    add_scaling_commands(sub)
+    add_scaling_commands(sub, leave_out=unchosen)  # scaling/ reads no tuning grids: the report's choice is passed in
     add_interop_commands(sub)
     return parser
 

@@ -18,11 +18,14 @@ from .plan import predicted
 
 
 def predict_saving(student_params: float, student_tokens: float, teacher_params: float, teacher_flops: float,
-                   margin: float, laws_path: str | None = None, teacher_loss: float | None = None) -> dict:
+                   margin: float, laws_path: str | None = None, teacher_loss: float | None = None,
+                   flops: str = "paper") -> dict:
+    """flops: the planner's FLOPs model (scaling.plan.load_laws); '6n' matches the ledger's 6N proxy, the right one
+    for laws fitted on this project's runs with N = their total parameters (`calibrate` uses it)."""
     # scipy loads here, not at import: `experiment --list` and reports that read no prediction stay fast
     from ..scaling.plan import RANGE, load_laws, predict_bootstrapped
 
-    lw = load_laws(laws_path)
+    lw = load_laws(laws_path, flops)
     own = laws_path is not None
     b = predict_bootstrapped(lw, student_params, student_tokens, teacher_params, teacher_flops,
                              teacher_loss=teacher_loss if own else None, margin=margin,
@@ -39,8 +42,10 @@ def predict_saving(student_params: float, student_tokens: float, teacher_params:
     }
 
 
-def predict_planned_run(p, runs: dict, vocab: int, laws_path: str | None = None) -> dict | None:
-    """The prediction for a recipe's distilled run (None for classical runs and teachers)."""
+def predict_planned_run(p, runs: dict, vocab: int, laws_path: str | None = None, flops: str = "paper",
+                        tokens: float | None = None) -> dict | None:
+    """The prediction for a recipe's distilled run (None for classical runs and teachers); `tokens`: those of the
+    classical run whose final loss is the target (default: the distilled run's own)."""
     if not p.teacher:
         return None
     t = runs[p.teacher]
@@ -53,8 +58,8 @@ def predict_planned_run(p, runs: dict, vocab: int, laws_path: str | None = None)
     summary = t.run_dir / "summary.json"
     if summary.is_file():
         teacher_loss = json.loads(summary.read_text()).get("final_val_loss")
-    return predict_saving(params(p.cfg), numbers["tokens"], params(t.cfg), numbers["teacher_train"],
-                          p.cfg.distill.margin, laws_path, teacher_loss)
+    return predict_saving(params(p.cfg), tokens or numbers["tokens"], params(t.cfg), numbers["teacher_train"],
+                          p.cfg.distill.margin, laws_path, teacher_loss, flops)
 
 
 def read_prediction(run_dir: Path) -> dict | None:

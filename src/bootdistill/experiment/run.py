@@ -62,8 +62,9 @@ def _write_tune(p: PlannedRun) -> None:
 
 
 def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bool = False,
-               only: str | None = None) -> list[Path]:
-    """Run the recipe's runs in order; `only`: just that run (its teacher must be finished)."""
+               only: str | None = None, skip: set[str] | None = None) -> list[Path]:
+    """Run the recipe's runs in order; `only`: just that run (its teacher must be finished); `skip`: names of runs
+    not to train now (`calibrate`'s held-out runs; no run trained here may distil from one)."""
     # torch and the data pipeline load here, not at import: `experiment --list` must start fast (a launch script
     # calls it once per job; importing torch took 12-20 s on a slow VM)
     from ..data.prepare import load_meta, prepare
@@ -76,6 +77,7 @@ def run_recipe(path: str | Path, overrides: list[str] | None = None, dry_run: bo
     runs = {p.name: p for p in order}  # all of them: a student's numbers need its teacher's
     if only is not None and not dry_run:  # a dry run shows the whole plan
         order = select_run(order, only, path, overrides or [])
+    order = [p for p in order if p.name not in (skip or ())]
     for p in order:  # every run's policy and loss, and a writable output, before the first run starts
         preflight.check_run(p.cfg, teacher_must_exist=p.teacher is None)
     vocab = order[0].cfg.data.vocab_size

@@ -11,7 +11,7 @@ import math
 import statistics
 
 from ..experiment.recipe import TUNE_FILE, tune_suffix
-from .runs import RUN_HASH, SEED_SUFFIX, Run, finite
+from .runs import RUN_HASH, SEED_SUFFIX, Run, finite, load_run
 
 PFLOP = 1e15
 
@@ -125,3 +125,29 @@ def choose(runs: list[Run], warn: list[str]) -> tuple[set, list[dict]]:
         dropped |= {r.path for p in rows if not p["chosen"] for r in points[json.dumps(p["point"], sort_keys=True)]}
     records.sort(key=lambda g: (g["policy"] != "classical", g["configuration"]))  # the baseline's grid first
     return dropped, records
+
+
+def unchosen(run_dirs: list) -> dict:
+    """{run directory: why it is left out} for every grid point of these runs that `choose` does not keep: a fit
+    over tuned runs uses each grid's chosen point only (`bootdistill fit` and `calibrate` pass this to
+    scaling.runs.collect, which does not read grids itself)."""
+    runs = [load_run(d) for d in run_dirs]
+    dropped, records = choose(runs, [])
+    name_of = {r.path: r.name for r in runs}
+    why = {}
+    for g in records:
+        chosen = next(p for p in g["points"] if p["chosen"])
+        for p in g["points"]:
+            for path in (path for path in dropped if name_of[path] in p["runs"]):
+                why[path] = (f"grid point {_point(p['point'])} of {g['configuration']}'s tuning grid is not its best "
+                             f"(final val loss {_loss(p['final_val_loss'])}; chosen {_point(chosen['point'])} at "
+                             f"{_loss(chosen['final_val_loss'])})")
+    return why
+
+
+def _point(point: dict) -> str:
+    return ", ".join(f"{k}={_value(v)}" for k, v in point.items())
+
+
+def _loss(v) -> str:
+    return "unknown" if v is None else f"{v:.4f}"

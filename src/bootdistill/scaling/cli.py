@@ -31,7 +31,9 @@ def quantity(text: str) -> float:
     return v
 
 
-def add_subcommands(subparsers) -> None:
+def add_subcommands(subparsers, leave_out=None) -> None:
+    """leave_out: which run directories a fit must not use, and why (scaling.runs.collect); the CLI passes
+    report/tuning's choice, so that of a tuning grid only the chosen point is fitted."""
     p = subparsers.add_parser(
         "fit", help="fit the supervised and distillation scaling laws to runs or CSV files",
         description="Fit L(N,D) = E + (A/N^alpha + B/D^beta)^gamma and the distillation law (eq. 8) as the "
@@ -40,7 +42,8 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="CSV files (columns N,D,L or N_S,D_S,L_T,L_S), run directories (summary.json), or "
                         "directories searched for run directories; distilled runs (a 'teacher' in summary.json) "
-                        "feed the distillation law, the others the supervised law")
+                        "feed the distillation law, the others the supervised law; of the runs of a recipe's "
+                        "tuning grid only the chosen point (the best final validation loss) is used")
     p.add_argument("--out", "-o", required=True, help="output directory for scaling_fit.json and the PNG plots")
     p.add_argument("--law", choices=["auto", "supervised", "distillation"], default="auto",
                    help="which law to fit (default auto: every law the inputs have points for)")
@@ -61,7 +64,7 @@ def add_subcommands(subparsers) -> None:
                    help="supervised law for L~_S in a distillation fit without supervised points: a "
                         "scaling_fit.json or 'table6' (the paper's coefficients)")
     p.add_argument("--no-plots", action="store_true", help="write the JSON only")
-    p.set_defaults(func=cmd_fit)
+    p.set_defaults(func=cmd_fit, leave_out=leave_out)
 
     p = subparsers.add_parser(
         "plan", help="compute-optimal teacher and student budgets, or a bootstrapped-distillation prediction",
@@ -146,7 +149,10 @@ def cmd_fit(args) -> int:
         raise ConfigError("--bootstrap and --top-k must be >= 0 and --workers >= 1")
     check_writable(Path(args.out))  # before the fit, not after it
     pts = collect(args.inputs, every_eval=args.every_eval,
-                  params="total" if args.params == "total" else "non_embedding")
+                  params="total" if args.params == "total" else "non_embedding",
+                  leave_out=getattr(args, "leave_out", None))
+    for run, why in pts.left_out:
+        print(f"note: left out {run}: {why}", file=sys.stderr)
     if pts.skipped:
         print(f"note: left out {len(pts.skipped)} points of bootstrapped runs ({pts.skipped[0][1]}, e.g. "
               f"{pts.skipped[0][0]}): the distillation law describes distillation only", file=sys.stderr)
@@ -158,7 +164,8 @@ def cmd_fit(args) -> int:
         raise DataError(f"no {' or '.join(wanted)} points in the inputs; check the CSV headers or run directories")
     result, failed, sup_coeffs = {"format": "bootdistill-scaling-fit/1", "inputs": list(args.inputs),
                                   "settings": {k: getattr(args, k) for k in ("top_k", "bootstrap", "seed", "holdout",
-                                                                             "every_eval", "params")}}, [], None
+                                                                             "every_eval", "params")},
+                                  "left_out": [{"run": run, "why": why} for run, why in pts.left_out]}, [], None
     out_dir = Path(args.out)
     for law in todo:
         arrays = pts.arrays(law)

@@ -31,6 +31,7 @@ class PointSet:
     distillation: dict = field(default_factory=lambda: {k: [] for k in COLUMNS["distillation"]})
     sources: list = field(default_factory=list)
     skipped: list = field(default_factory=list)  # (run, why) of points left out on purpose
+    left_out: list = field(default_factory=list)  # (run, why) of whole runs left out (grid points not chosen)
 
     def add(self, law: str, values: dict) -> None:
         for k in COLUMNS[law]:
@@ -138,23 +139,33 @@ def read_run_dir(run: Path, points: PointSet, every_eval: bool = False, params: 
     return law
 
 
-def collect(inputs, every_eval: bool = False, params: str = "total") -> PointSet:
-    """Points from CSV files, run directories, or directories holding run directories (searched recursively)."""
-    points = PointSet()
+def collect(inputs, every_eval: bool = False, params: str = "total", leave_out=None) -> PointSet:
+    """Points from CSV files, run directories, or directories holding run directories (searched recursively).
+
+    leave_out: a function from the run directories found to {directory: why} for those whose points must not be
+    used (`bootdistill fit` passes report/tuning's: of a tuning grid only the chosen point); they go to
+    `points.left_out`."""
+    points, found = PointSet(), []  # (is a CSV, path) in the order given
     for item in inputs:
         path = Path(item)
-        if path.is_file():
-            read_csv(path, points)
-        elif (path / "summary.json").is_file():
-            read_run_dir(path, points, every_eval, params)
+        if path.is_file() or (path / "summary.json").is_file():
+            found.append((path.is_file(), path))
         elif path.is_dir():
             runs = sorted(p.parent for p in path.rglob("summary.json"))
             if not runs:
                 raise DataError(f"{path}: no run directories (summary.json) below it")
-            for run in runs:
-                read_run_dir(run, points, every_eval, params)
+            found += [(False, run) for run in runs]
         else:
             raise DataError(f"{path}: no such file or directory")
+    run_dirs = [path for is_csv, path in found if not is_csv]
+    left = {Path(k).resolve(): v for k, v in (leave_out(run_dirs) if leave_out and run_dirs else {}).items()}
+    for is_csv, path in found:
+        if is_csv:
+            read_csv(path, points)
+        elif path.resolve() in left:
+            points.left_out.append((str(path), left[path.resolve()]))
+        else:
+            read_run_dir(path, points, every_eval, params)
     return points
 
 
