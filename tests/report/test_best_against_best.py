@@ -122,7 +122,7 @@ def test_savings_with_and_without_the_evaluations_that_decided_the_switch(tmp_pa
     assert not any("no flops_eval" in w for w in report["warnings"])
 
 
-def test_a_ledger_without_evaluations_says_they_are_not_counted(pair):
+def test_a_ledger_without_evaluations_says_they_are_not_counted(pair):  # noqa: F811 (the fixture imported above)
     report = build_report(load_runs([pair[0]]), diagnostics=False)
     assert any("boot: its ledger has no flops_eval" in w for w in report["warnings"])
     assert by_name(report, "boot")["savings_pct"] == by_name(report, "boot")["savings_without_evals_pct"]
@@ -157,7 +157,7 @@ def test_over_seeds_the_verdict_is_with_the_evaluations_and_says_the_saving_with
     assert f"Without the evaluations that decided the switch: {row['savings_without_evals_pct']['mean']:+.1f}%" in line
 
 
-def test_a_ledger_without_evaluations_has_them_reconstructed_from_its_config(pair):
+def test_a_ledger_without_evaluations_has_them_reconstructed_from_its_config(pair):  # noqa: F811 (the fixture imported above)
     """An older run (no flops_eval) whose config and summary give its evaluation set and both shapes: the switch
     evaluations are rebuilt as the trainer counts them and charged, marked as reconstructed."""
     root, _, _, boot = pair
