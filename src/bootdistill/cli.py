@@ -105,7 +105,7 @@ def cmd_experiment(args) -> int:
     if args.report and not args.dry_run and main_rank:
         out = args.report_out or str(Path(run_dirs[0]).parent / "report")
         return cmd_report(argparse.Namespace(runs=[str(d) for d in run_dirs], target=None, out=out, baseline=None, json=False,
-                                             split="val", no_diagnostics=False, device="auto"))
+                                             headline=False, split="val", no_diagnostics=False, device="auto"))
     return 0
 
 
