@@ -102,7 +102,7 @@ class DistillConfig:
 
     teacher: str | None = None  # run/checkpoint dir of a bootdistill model, a teacher cache dir, or hf:PATH
     teacher_train_flops: float | None = None  # training FLOPs of a teacher without a ledger (hf:); None = unknown
-    policy: Literal["classical", "kd", "fixed", "bootstrapped"] = "classical"  # kd: throughout (RKD); fixed: KD for kd_steps
+    policy: str = "classical"  # a Policy of distill/policies.py: classical | kd (throughout) | fixed (kd_steps) | bootstrapped
     loss: str = "kl"  # a class of distill/kd_losses.py, by name; checked at load with a did-you-mean
     loss_params: dict = field(default_factory=dict)  # the loss's own parameters, e.g. jsd: {beta: 0.5}
     alpha: float = 1.0  # KD weight (peak of alpha_schedule)
