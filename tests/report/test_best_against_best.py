@@ -222,3 +222,26 @@ def test_report_headline_prints_only_the_verdicts_and_still_writes_the_report(gr
     assert len(lines) == 1 and lines[0].startswith("- ") and "boot-lr_max0.004" in lines[0]  # the distilled arm's best
     assert "Target loss" not in printed.out and printed.err == ""  # no table, no warnings
     assert (out / "report.md").is_file() and (out / "report.json").is_file()
+
+
+def test_the_tuned_tables_script_marks_the_chosen_points_and_each_seeds_saving(grids, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bootdistill.report.markdown import write_report
+
+    paths = {}
+    for split in ("val", "test"):
+        report = build_report(load_runs([grids]), diagnostics=False)  # the hand-made runs have one set of losses
+        paths[split] = write_report(report, {}, tmp_path / split)["json"]
+    script = Path(__file__).resolve().parents[2] / "scripts" / "where_it_pays_tuned_table.py"
+    out = subprocess.run([sys.executable, str(script), "--val", str(paths["val"]), "--test", str(paths["test"])],
+                         capture_output=True, text=True, check=True).stdout
+    chosen = [line for line in out.splitlines() if "**chosen**" in line]
+    assert len(chosen) == 2 and "| classical | lr_max 0.002 |" in chosen[0] and "| boot | lr_max 0.004 |" in chosen[1]
+    saving = by_name(report, "boot-lr_max0.004")["savings_pct"]
+    assert "| boot-lr_max0.004 | " in out and f"{saving:+.1f}%" in out
+    missing = subprocess.run([sys.executable, str(script), "--val", str(tmp_path / "none.json")], capture_output=True,
+                             text=True)
+    assert missing.returncode != 0 and "is not a report.json" in missing.stderr
