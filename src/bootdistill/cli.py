@@ -104,8 +104,8 @@ def cmd_experiment(args) -> int:
     finish()  # under torchrun: the ranks part here, so the others need not wait out rank 0's report
     if args.report and not args.dry_run and main_rank:
         out = args.report_out or str(Path(run_dirs[0]).parent / "report")
-        return cmd_report(argparse.Namespace(runs=[str(d) for d in run_dirs], target=None, out=out, baseline=None, json=False,
-                                             headline=False, split="val", no_diagnostics=False, device="auto"))
+        # parsed like a typed `bootdistill report`: every option keeps the report parser's own default
+        return cmd_report(build_parser().parse_args(["report", *map(str, run_dirs), "--out", out]))
     return 0
 
 
