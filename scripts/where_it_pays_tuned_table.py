@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from bootdistill.report.markdown import markdown_table
+from bootdistill.report.markdown import markdown_table, verdict_word
 
 
 def fmt(v, spec="+.1f", suffix="%") -> str:
@@ -58,7 +58,7 @@ def verdict(row: dict) -> str:
     if st.get("ci95") is None:
         return f"{st['mean']:+.1f}% ({st['reached']} seed)"
     lo, hi = st["ci95"]
-    word = "a real saving" if lo > 0 else "a real loss" if hi < 0 else "not distinguishable from 0"
+    word = verdict_word(lo, hi)
     missed = st["n"] - st["reached"]
     return (f"{st['mean']:+.1f}% ± {st['std']:.1f} [{lo:+.1f}, {hi:+.1f}]: {word}"
             + (f" ({missed} of {st['n']} seeds never reach the target)" if missed else ""))

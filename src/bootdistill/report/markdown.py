@@ -159,6 +159,11 @@ def _without_evals(row: dict) -> str:
     return f" Without the evaluations that decided the switch: {w['mean']:+.1f}% ± {w['std']:.1f} [{lo:+.1f}, {hi:+.1f}]."
 
 
+def verdict_word(lo: float, hi: float) -> str:
+    """What a saving's 95% interval says."""
+    return "a real saving" if lo > 0 else "a real loss" if hi < 0 else "not distinguishable from 0"
+
+
 def significance_lines(report: dict) -> list[str]:
     """A plain statement per distilled configuration: is its saving distinguishable from 0 over its seeds?"""
     lines = []
@@ -178,7 +183,7 @@ def significance_lines(report: dict) -> list[str]:
                          "tell a saving from noise; run more seeds (recipe `seeds:`).")
         else:
             lo, hi = st["ci95"]
-            verdict = ("a real saving" if lo > 0 else "a real loss" if hi < 0 else "not distinguishable from 0")
+            verdict = verdict_word(lo, hi)
             lines.append(f"- {row['configuration']}: {st['mean']:+.1f}% ± {st['std']:.1f} over {st['reached']} seeds, "
                          f"95% interval [{lo:+.1f}, {hi:+.1f}]: **{verdict}**." + _without_evals(row))
     return ["## Is the saving real?", ""] + lines + [""] if lines else []
