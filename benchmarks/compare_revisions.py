@@ -27,8 +27,11 @@ def checkout(rev: str | None, worktrees: Path) -> Path:
     """The tree of revision `rev` (a worktree made once), or this checkout for None."""
     if rev is None:
         return REPO
-    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"], check=True,
-                         capture_output=True, text=True).stdout.strip()
+    found = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        sys.exit(f"error: '{rev}' is not a commit of this repository: give a commit, tag or branch")
+    sha = found.stdout.strip()
     tree = worktrees / sha[:12]
     if not (tree / "src").is_dir():
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), sha], check=True,
