@@ -87,3 +87,18 @@ def test_experiment_then_report_keeps_each_arms_best_point(tiny_corpus, tmp_path
     (boot,) = [x for x in report["runs"] if x["policy"] == "bootstrapped"]
     assert boot["name"] == chosen["boot"] and boot["baseline"] == chosen["classical"]
     assert "best lr_max" in r.stdout  # the console says which point each arm kept
+
+
+def test_a_widened_grid_reuses_finished_points_and_updates_their_grid(tiny_corpus, tmp_path):
+    out, prep = tmp_path / "out", tmp_path / "prep"
+    narrow = {"boot": {"model": TINY, "train": {"lr_max": 3e-3}}}  # no teacher needed: a plain second arm
+    recipe = write(tmp_path / "r.yaml", tiny_corpus, out, prep, **narrow)
+    assert run_main("experiment", str(recipe), "--only", "classical-lr_max0.001").returncode == 0
+    wide = GRID + [3e-2]
+    recipe = write(tmp_path / "r.yaml", tiny_corpus, out, prep, **narrow,
+                   classical={"model": TINY, "train": {"lr_max": 3e-3}, "tune": {"train.lr_max": wide}})
+    r = run_main("experiment", str(recipe), "--only", "classical-lr_max0.001")
+    assert r.returncode == 0, r.stderr
+    assert "finished earlier, reused" in r.stdout
+    (p,) = [p for p in load_recipe(recipe)[1] if p.name == "classical-lr_max0.001"]
+    assert json.loads((p.run_dir / "tune.json").read_text())["grid"] == {"train.lr_max": wide}

@@ -56,8 +56,15 @@ def batch_threads(batch: list[PlannedRun], cores: int) -> dict[str, int]:
 
 
 def _write_tune(p: PlannedRun) -> None:
-    """A tuned run's grid and point, beside its results: the report compares each arm's best point."""
-    if p.tune is not None and not (p.run_dir / TUNE_FILE).is_file():
+    """A tuned run's grid and point, beside its results: the report compares each arm's best point. Rewritten
+    when the recipe's grid changed (a widened grid reuses its finished points)."""
+    if p.tune is None:
+        return
+    try:
+        current = json.loads((p.run_dir / TUNE_FILE).read_text())
+    except (OSError, ValueError):
+        current = None
+    if current != p.tune:
         atomic_write_json(p.run_dir / TUNE_FILE, p.tune)
 
 
