@@ -129,13 +129,23 @@ def cmd_calibrate(args) -> int:
     if target["target_params"] is None and not hold_out:
         raise BootdistillError("nothing to predict: give --target-params N (and --target-tokens D), or --hold-out a "
                                "configuration of the recipe to predict and measure")
-    _, order = load_recipe(args.recipe, overrides)
+    recipes = [args.recipe] + (args.with_recipes or [])
+    orders = [load_recipe(r, overrides)[1] for r in recipes]
+    order = [p for o in orders for p in o]
+    seen: dict[str, str] = {}
+    for recipe, o in zip(recipes, orders):
+        for p in o:
+            if p.name in seen:
+                raise BootdistillError(f"run '{p.name}' is in both {seen[p.name]} and {recipe}: recipes joined with "
+                                       "--with need distinct run names")
+            seen[p.name] = recipe
     fit_runs, held = cal.split(order, hold_out)
     out = Path(args.out) if args.out else order[0].run_dir.parent / "calibration"
     check_writable(out)
-    run_recipe(args.recipe, overrides, skip={p.name for p in held})  # finished runs are reused
+    for recipe in recipes:  # finished runs are reused
+        run_recipe(recipe, overrides, skip={p.name for p in held})
     vocab = json.loads((fit_runs[0].run_dir / "summary.json").read_text())["model"]["vocab_size"]
-    result = {"format": "bootdistill-calibration/1", "recipe": str(args.recipe), "flops_model": cal.FLOPS,
+    result = {"format": "bootdistill-calibration/1", "recipe": ", ".join(map(str, recipes)), "flops_model": cal.FLOPS,
               "held_out_runs": [p.name for p in held],
               "fit": cal.fit_laws(fit_runs, out, args.final_only, args.top_k)}
     laws = result["fit"]["path"]
@@ -242,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "run show predicted against measured. Writes OUT/calibration.json, calibration.md and "
                     "scaling_fit.json (docs/scaling.md, 'Calibrate on your own scale').")
     p.add_argument("recipe", help="recipe YAML with classical and distilled runs at a few sizes (and a teacher)")
+    p.add_argument("--with", dest="with_recipes", action="append", metavar="RECIPE",
+                   help="another recipe whose runs join this one's (each keeps its own out_dir; run names must differ): "
+                        "e.g. small sizes in one recipe, the size to predict in another; repeatable")
     p.add_argument("--target-params", metavar="N", help="the target student's parameters, e.g. 150M")
     p.add_argument("--target-tokens", metavar="D",
                    help="its training tokens (default: the tokens per parameter of the recipe's largest classical run)")

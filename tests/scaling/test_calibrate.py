@@ -213,3 +213,32 @@ def test_too_few_points_is_one_line(calibrated, tmp_path):
                  "--out", str(tmp_path / "cal"))
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(
         "error: too few points to fit the supervised law: 4 from the recipe's classical runs"), r.stderr
+
+
+def test_calibrate_joins_a_second_recipe_with_its_own_out_dir(tiny_corpus, tmp_path):
+    """Small sizes in one recipe, the size to predict (and its own teacher) in another: `--with` joins them."""
+    small = write_recipe(tmp_path / "small.yaml", tiny_corpus, tmp_path / "prep", tmp_path / "runs-small")
+    recipe = yaml.safe_load(small.read_text())
+    big = {**recipe, "name": "big", "out_dir": str(tmp_path / "runs-big"),
+           "runs": {"teacher-big": recipe["runs"]["teacher"],
+                    "classical-48": recipe["runs"]["classical-48"],
+                    "boot-48": {**recipe["runs"]["boot-48"],
+                                "distill": {**recipe["runs"]["boot-48"]["distill"], "teacher": "teacher-big"}}}}
+    for name in big["runs"]:
+        recipe["runs"].pop(name, None)
+    small.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    (tmp_path / "big.yaml").write_text(yaml.safe_dump(big, sort_keys=False))
+    args = ["calibrate", str(small), "--with", str(tmp_path / "big.yaml"), "--hold-out", "classical-48", "boot-48",
+            "--target-params", "2M", "--top-k", "4", "--out", str(tmp_path / "cal")]
+    r = run_main(*args)
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert result["held_out_runs"] == ["classical-48", "boot-48"]
+    (_, big_order) = load_recipe(tmp_path / "big.yaml")
+    teacher_big = next(p for p in big_order if p.name == "teacher-big")
+    # the second recipe's teacher trained in its own out_dir and is fitted on; its held-out pair is not trained yet
+    assert teacher_big.run_dir.parent == tmp_path / "runs-big" and teacher_big.run_dir.name in result["fit"]["runs"]
+    assert [h["configuration"] for h in result["held_out"]] == ["boot-48"]
+    assert result["held_out"][0]["teacher"] == "teacher-big" and result["held_out"][0]["measured"] == "not run yet"
+    clash = run_main("calibrate", str(small), "--with", str(small), "--target-params", "2M")
+    assert clash.returncode == 2 and "in both" in clash.stderr and clash.stderr.count("\n") == 1, clash.stderr
