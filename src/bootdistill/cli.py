@@ -142,9 +142,14 @@ def cmd_calibrate(args) -> int:
     fit_runs, held = cal.split(order, hold_out)
     out = Path(args.out) if args.out else order[0].run_dir.parent / "calibration"
     check_writable(out)
-    for recipe in recipes:  # finished runs are reused
-        run_recipe(recipe, overrides, skip={p.name for p in held})
-    vocab = json.loads((fit_runs[0].run_dir / "summary.json").read_text())["model"]["vocab_size"]
+    if not args.no_train:
+        for recipe in recipes:  # finished runs are reused
+            run_recipe(recipe, overrides, skip={p.name for p in held})
+    finished = [p for p in fit_runs if (p.run_dir / "summary.json").is_file()]
+    if not finished:
+        raise BootdistillError("--no-train: none of the runs to fit on has finished; train them (`bootdistill "
+                               "experiment RECIPE`) or calibrate without --no-train")
+    vocab = json.loads((finished[0].run_dir / "summary.json").read_text())["model"]["vocab_size"]
     result = {"format": "bootdistill-calibration/1", "recipe": ", ".join(map(str, recipes)), "flops_model": cal.FLOPS,
               "held_out_runs": [p.name for p in held],
               "fit": cal.fit_laws(fit_runs, out, args.final_only, args.top_k)}
@@ -262,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runs or configurations (a name without its seed and tuning suffixes) left out of the fit and "
                         "not trained here; once trained (`experiment`), each distilled one is predicted and measured")
     p.add_argument("--out", metavar="DIR", help="where the results go (default: <recipe out_dir>/calibration)")
+    p.add_argument("--no-train", action="store_true",
+                   help="train nothing: fit on the runs that have finished (trained elsewhere, or still training)")
     p.add_argument("--final-only", action="store_true",
                    help="one point per run, its final loss (default: every evaluation of metrics.jsonl is a point)")
     p.add_argument("--top-k", type=int, default=32, help="L-BFGS-B starts of each fit, as `fit --top-k` (default 32)")

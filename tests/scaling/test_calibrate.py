@@ -230,10 +230,17 @@ def test_calibrate_joins_a_second_recipe_with_its_own_out_dir(tiny_corpus, tmp_p
     (tmp_path / "big.yaml").write_text(yaml.safe_dump(big, sort_keys=False))
     args = ["calibrate", str(small), "--with", str(tmp_path / "big.yaml"), "--hold-out", "classical-48", "boot-48",
             "--target-params", "2M", "--top-k", "4", "--out", str(tmp_path / "cal")]
+    nothing = run_main(*args, "--no-train")
+    assert nothing.returncode == 2 and "--no-train: none of the runs to fit on has finished" in nothing.stderr
+    assert not (tmp_path / "runs-small").exists() and not (tmp_path / "runs-big").exists()  # nothing trained
     r = run_main(*args)
     assert r.returncode == 0, r.stderr
     result = json.loads((tmp_path / "cal" / "calibration.json").read_text())
     assert result["held_out_runs"] == ["classical-48", "boot-48"]
+    # once trained, --no-train fits on the same runs and predicts the same saving
+    again = run_main(*args, "--no-train")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "cal" / "calibration.json").read_text())["target"] == result["target"]
     (_, big_order) = load_recipe(tmp_path / "big.yaml")
     teacher_big = next(p for p in big_order if p.name == "teacher-big")
     # the second recipe's teacher trained in its own out_dir and is fitted on; its held-out pair is not trained yet
