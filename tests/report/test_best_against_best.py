@@ -245,3 +245,34 @@ def test_the_tuned_tables_script_marks_the_chosen_points_and_each_seeds_saving(g
     missing = subprocess.run([sys.executable, str(script), "--val", str(tmp_path / "none.json")], capture_output=True,
                              text=True)
     assert missing.returncode != 0 and "is not a report.json" in missing.stderr
+
+
+def test_the_scale_script_tabulates_each_sizes_saving_and_plots_it(grids, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bootdistill.report.markdown import write_report
+
+    report = build_report(load_runs([grids]), diagnostics=False)
+    dirs = {split: write_report(report, {}, tmp_path / split)["json"].parent for split in ("val", "test")}
+    script = Path(__file__).resolve().parents[2] / "scripts" / "where_it_pays_scale.py"
+    png = tmp_path / "scale.png"
+    out = subprocess.run([sys.executable, str(script), "--val", str(dirs["val"]), "--test", str(dirs["test"]),
+                          "--png", str(png), "--json", str(tmp_path / "scale.json")],
+                         capture_output=True, text=True, check=True).stdout
+    boot, runs = by_name(report, "boot-lr_max0.004"), {r["name"]: r for r in report["runs"]}
+    (record,) = json.loads((tmp_path / "scale.json").read_text())
+    assert record["student_params"] == boot_params(runs) and record["teacher_params"] == runs["teacher"]["n_params"]
+    assert record["val"]["mean"] == pytest.approx(boot["savings_pct"])
+    (row,) = [line for line in out.splitlines() if line.startswith(f"| {boot_params(runs) / 1e6:.2f}M |")]
+    assert f"{boot['savings_pct']:+.1f}% (1 seed)" in row
+    assert f"{boot_params(runs) / runs['teacher']['n_params']:.1f}x" in row
+    assert png.stat().st_size > 10_000  # a drawn figure, not an empty canvas
+    unequal = subprocess.run([sys.executable, str(script), "--val", str(dirs["val"]), "--test"], capture_output=True,
+                             text=True)
+    assert unequal.returncode != 0
+
+
+def boot_params(runs: dict) -> int:
+    return runs["boot-lr_max0.004"]["n_params"]
