@@ -276,3 +276,15 @@ def test_the_scale_script_tabulates_each_sizes_saving_and_plots_it(grids, tmp_pa
 
 def boot_params(runs: dict) -> int:
     return runs["boot-lr_max0.004"]["n_params"]
+
+
+def test_a_widened_grid_is_one_grid_with_its_points_old_and_new(grids):
+    """Points run before the grid was widened keep the narrower grid in their tune.json: still one grid."""
+    wide = LR_GRID + [8e-3]
+    tuned(make_run(grids, "classical-lr_max0.008", shifted(CLASSICAL, 0.2)), 8e-3, grid=wide)
+    tuned(make_run(grids, "classical-lr_max0.0005", shifted(CLASSICAL, 0.4)), 5e-4, grid=[5e-4] + LR_GRID)
+    report = build_report(load_runs([grids]), diagnostics=False)
+    (classical,) = [g for g in report["tuning"] if g["configuration"] == "classical"]
+    assert classical["grid"] == {"train.lr_max": [5e-4] + wide} and len(classical["points"]) == 5
+    assert classical["chosen"] == {"train.lr_max": 2e-3} and classical["edge"] == []
+    assert not any("lack part of its tuning grid" in w for w in report["warnings"])

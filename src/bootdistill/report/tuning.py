@@ -27,7 +27,19 @@ def read_tune(run: Run) -> dict | None:
 def _family(run: Run, tune: dict) -> tuple:
     """The run's identity without its tuned settings (nor lr_min, which follows a tuned lr_max when not given)."""
     skip = set(tune["grid"]) | ({"train.lr_min"} if "train.lr_max" in tune["grid"] else set())
+    # the tuned settings' names, not their values: points run before a grid was widened keep the narrower grid
     return tuple(item for item in run.identity if item[0] not in skip) + (("tuned", tuple(sorted(tune["grid"]))),)
+
+
+def _union_grid(tunes: list[dict]) -> dict:
+    """Each tuned setting's values over every point's grid (numbers sorted): the grid as widened so far."""
+    grid: dict[str, list] = {}
+    for tune in tunes:
+        for k, values in tune["grid"].items():
+            have = grid.setdefault(k, [])
+            have += [v for v in values if v not in have]
+    numeric = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    return {k: sorted(vs) if all(map(numeric, vs)) else vs for k, vs in grid.items()}
 
 
 def _choice_loss(run: Run) -> float | None:
@@ -70,7 +82,7 @@ def choose(runs: list[Run], warn: list[str]) -> tuple[set, list[dict]]:
             families.setdefault(_family(r, tune), []).append((r, tune))
     dropped, records = set(), []
     for members in families.values():
-        grid = members[0][1]["grid"]
+        grid = _union_grid([tune for _, tune in members])
         points: dict[str, list[Run]] = {}
         for r, tune in members:
             points.setdefault(json.dumps(tune["point"], sort_keys=True), []).append(r)
