@@ -55,7 +55,7 @@ def check_same_ids(hf_tokenizer, side: StudentSide, where: str) -> None:
 
 
 class HFTeacher(LiveTeacher):
-    def __init__(self, path: str, side: StudentSide):  # noqa: super().__init__ loads bootdistill checkpoints
+    def __init__(self, path: str, side: StudentSide):  # no super().__init__: it loads bootdistill checkpoints
         try:  # transformers is the optional [hf] extra
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError:
