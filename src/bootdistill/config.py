@@ -291,8 +291,10 @@ WHERE_IT_RUNS = frozenset({("out_dir",), ("log",), ("train", "threads"), ("train
 # same run on more processes reads the same batches and draws the same curve
 VOLATILE = WHERE_IT_RUNS | {("train", "max_steps"), ("train", "keep_checkpoints"), ("train", "checkpoint_every"),
                             ("train", "parallel")}
-# do not make another experiment in a report: seeds of one configuration share the rest (each has its own teacher)
-NOT_IDENTITY = WHERE_IT_RUNS | {("train", "seed"), ("distill", "teacher")}
+# do not make another experiment in a report: seeds of one configuration share the rest (each has its own teacher),
+# and how often a run checkpoints, or on how many processes, does not change its curve
+NOT_IDENTITY = WHERE_IT_RUNS | {("train", "seed"), ("distill", "teacher"), ("train", "checkpoint_every"),
+                                ("train", "keep_checkpoints"), ("train", "parallel")}
 # are not a method's settings, for the plot of savings against the settings a search varied
 NOT_SETTINGS = WHERE_IT_RUNS | {("train", "seed"), ("data", "corpus"), ("distill", "diag_sequences")}
 

@@ -409,3 +409,14 @@ def test_runs_table_gives_test_bits_per_byte(tmp_path):
     cells = lambda name: [c.strip() for c in next(l for l in runs.splitlines() if f"| {name} " in l).split("|")]  # noqa: E731
     col = [c.strip() for c in header.split("|")].index("Test bits/byte")
     assert cells("classical")[col] == "1.2345" and cells("older")[col] == "?"
+
+
+def test_seeds_checkpointed_at_other_intervals_are_one_configuration(tmp_path):
+    """A search resumed with another CHECKPOINT_EVERY (or on more processes) still averages its seeds together."""
+    for s, every in ((1, 50), (2, 25)):
+        run = make_run(tmp_path, f"classical-s{s}", [(10, 4.0), (20, 3.0), (30, 2.5 + 0.1 * s)], seed=s)
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        cfg["train"].update(checkpoint_every=every, keep_checkpoints=s, parallel="ddp" if s == 2 else "none")
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (row,) = build_report(load_runs([tmp_path]))["rows"]
+    assert row["runs"] == ["classical-s1", "classical-s2"] and "2 seeds" in row["configuration"]
