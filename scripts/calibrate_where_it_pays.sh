@@ -25,5 +25,5 @@ restore results/where-it-pays/archive-tuned configs/where-it-pays/tuned.yaml
 # held out: the whole 4.5M point (its classical grid, the follow-up, and the short-teacher configuration, whose grid
 # has only its 1e-3 point); the teachers of tuned.yaml are fitted on, as a user trains a teacher before its student
 bootdistill calibrate configs/where-it-pays/scale.yaml --with configs/where-it-pays/tuned.yaml \
-  --hold-out classical mix-a0.25-tlong-tt0.5 mix-a0.25-tt0.5 --target-params 4.51M \
+  --hold-out classical mix-a0.25-tlong-tt0.5 mix-a0.25-tt0.5 \
   --out "${OUT:-runs/where-it-pays-calibration}" "$@"
