@@ -115,6 +115,10 @@ def plot(records: list[dict], path: Path) -> None:
                 lo.append(s["mean"] - ci[0])
                 hi.append(ci[1] - s["mean"])
             ax.errorbar(xs, ys, yerr=[lo, hi], fmt=marker + "-", capsize=4, label=f"{split} (95% interval over seeds)")
+        owned = [(key(r), r["val_teacher_owned"]["mean"]) for r in records
+                 if r["val_teacher_owned"]["mean"] is not None and r["teacher_params"]]
+        if owned:
+            ax.plot(*zip(*owned), "^--", color="grey", label="val, a teacher you already have: its training not charged (mean)")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
