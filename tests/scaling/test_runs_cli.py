@@ -87,6 +87,19 @@ def test_bootstrapped_runs_keep_only_their_distillation_phase(tmp_path):
     assert final.count("distillation") == 0 and "after the switch" in final.skipped[0][1]
 
 
+def test_evaluations_are_put_on_the_final_losss_scale(tmp_path):
+    # in-training evaluations read a subset (4.0 at the last step), the final loss the whole split (4.4): every
+    # evaluation is scaled by the run's own ratio at its last step, so the law and the targets share one scale
+    run = _run_dir(tmp_path, "sub", 1000, [100, 200], [5.0, 4.0])
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "final_val_loss": 4.4}))
+    assert runs.collect([run], every_eval=True).supervised["L"] == pytest.approx([5.5, 4.4])
+    assert runs.collect([run]).supervised["L"] == [4.4]
+    # no evaluation at the last step: nothing to take the ratio from, the evaluations stay as they are
+    (run / "summary.json").write_text(json.dumps({**summary, "final_val_loss": 4.4, "tokens": 300}))
+    assert runs.collect([run], every_eval=True).supervised["L"] == pytest.approx([5.0, 4.0])
+
+
 def test_run_directory_problems(tmp_path):
     run = _run_dir(tmp_path, "bad", 1000, [100], [float("nan")])
     with pytest.raises(DataError, match="val_loss must be a positive finite number"):
