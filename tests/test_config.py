@@ -80,7 +80,8 @@ def test_old_batch_counts_load_as_the_sequences_they_held():
     # the search's archived runs still carry the names their recipes give them
     repo = Path(__file__).resolve().parents[1]
     for recipes, archive in ((["search"], "archive"), (["followup"], "archive-followup"),
-                             (["confirm", "confirm-followup"], "archive-confirm"), (["tuned"], "archive-tuned")):
+                             (["confirm", "confirm-followup"], "archive-confirm"), (["tuned"], "archive-tuned"),
+                             (["scale"], "archive-scale"), (["knobs"], "archive-knobs")):
         names = {p.run_dir.name for r in recipes for p in load_recipe(repo / "configs" / "where-it-pays" / f"{r}.yaml")[1]}
         archived = {d.name for d in (repo / "results" / "where-it-pays" / archive).iterdir() if d.is_dir()}
         assert archived and archived <= names, archived - names
